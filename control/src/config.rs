@@ -1,0 +1,644 @@
+//! The configuration file (TOML) and its validation.
+//!
+//! The keys are the contract of `DESIGN.md` ("Configuration contract"): users, scripts and tests
+//! rely on them. Flow: text → [`Config::from_toml`] (syntax, unknown keys) → [`Config::validate`]
+//! (ranges, references, uniqueness). Every error names the offending field.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+/// The configuration used when `sipedge run` gets no `--config`: a demo on loopback.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// Most trunks one configuration may declare.
+pub const MAX_TRUNKS: usize = 10_000;
+/// Most source CIDRs one trunk may declare.
+pub const MAX_SOURCES_PER_TRUNK: usize = 1_024;
+/// Highest accepted per-trunk CPS (new calls per second).
+pub const MAX_CPS: u32 = 1_000_000;
+/// Highest accepted per-trunk concurrent-call limit.
+pub const MAX_CALLS: u32 = 10_000_000;
+/// Most worker threads.
+pub const MAX_WORKERS: usize = 256;
+/// Most URIs in one target.
+pub const MAX_URIS_PER_TARGET: usize = 64;
+/// Longest E.164 number, in digits (ITU-T E.164 §6).
+pub const E164_MAX_DIGITS: usize = 15;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data-plane settings.
+    #[serde(default)]
+    pub edge: EdgeConfig,
+    /// Control-plane settings.
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// The XDP filter; absent: XDP off, user-space filter only.
+    pub xdp: Option<XdpConfig>,
+    /// Carrier or customer interconnects.
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<Trunk>,
+    /// Where calls for DIDs go.
+    #[serde(default, rename = "target")]
+    pub targets: Vec<Target>,
+    /// Exact DIDs.
+    #[serde(default, rename = "did")]
+    pub dids: Vec<Did>,
+    /// Number blocks: prefixes or explicit inclusive ranges.
+    #[serde(default, rename = "did_range")]
+    pub did_ranges: Vec<DidRange>,
+}
+
+/// `[edge]`: listen addresses, workers, I/O backend.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Listen addresses, `udp:`, `tcp:` or `tls:` then a socket address. Default: `udp:127.0.0.1:5060`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<ListenAddr>,
+    /// Worker threads; default: the number of cores.
+    pub workers: Option<usize>,
+    /// I/O backend. Default: `uring` (falls back to `portable` where io_uring is unavailable).
+    #[serde(default)]
+    pub io: IoBackend,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self { listen: default_listen(), workers: None, io: IoBackend::default() }
+    }
+}
+
+fn default_listen() -> Vec<ListenAddr> {
+    vec![ListenAddr { transport: Transport::Udp, addr: SocketAddr::from(([127, 0, 0, 1], 5060)) }]
+}
+
+/// `[control]`: REST API address and database path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// REST API and `/metrics`. Default: `127.0.0.1:8080` (loopback only).
+    #[serde(default = "default_api")]
+    pub api: SocketAddr,
+    /// SQLite database (WAL). Default: `sipedge.db`.
+    #[serde(default = "default_db")]
+    pub db: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { api: default_api(), db: default_db() }
+    }
+}
+
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_db() -> PathBuf {
+    PathBuf::from("sipedge.db")
+}
+
+/// `[xdp]`: the kernel filter.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdpConfig {
+    /// Interface to attach to.
+    pub interface: String,
+    /// Attach mode. Default: `native` (falls back to `skb`).
+    #[serde(default)]
+    pub mode: XdpMode,
+    /// What happens to SIP traffic from sources outside every trunk. Default: `drop`.
+    #[serde(default)]
+    pub unknown_sources: UnknownSources,
+}
+
+/// XDP attach mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum XdpMode {
+    /// In the driver (falls back to `skb` where the driver cannot).
+    #[default]
+    Native,
+    /// Generic XDP on the skb.
+    Skb,
+}
+
+/// Policy for SIP traffic from sources outside every trunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownSources {
+    /// Dropped without a reply.
+    #[default]
+    Drop,
+    /// A token bucket per source under a global budget.
+    RateLimit,
+}
+
+/// I/O backend of the UDP workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoBackend {
+    /// io_uring (multishot receive, buffer ring, batched send).
+    #[default]
+    Uring,
+    /// `recvmmsg`/`sendmmsg`.
+    Portable,
+}
+
+/// Transport of a listen address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+/// A listen address: `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// Transport.
+    pub transport: Transport,
+    /// Socket address.
+    pub addr: SocketAddr,
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (scheme, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected udp:ADDR:PORT, tcp:ADDR:PORT or tls:ADDR:PORT"))?;
+        let transport = match scheme {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            other => return Err(format!("{s:?}: unknown transport {other:?} (udp, tcp or tls)")),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not a socket address (IPv6 needs [brackets])"))?;
+        Ok(Self { transport, addr })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = match self.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        };
+        write!(f, "{t}:{}", self.addr)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[[trunk]]`: a carrier or customer interconnect, identified by its source addresses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trunk {
+    /// Unique name.
+    pub name: String,
+    /// Allow-list CIDRs; also identify the trunk.
+    pub sources: Vec<IpNet>,
+    /// New calls per second. Default: 100.
+    #[serde(default = "default_cps")]
+    pub cps: u32,
+    /// Concurrent dialogs. Default: 1000.
+    #[serde(default = "default_max_calls")]
+    pub max_calls: u32,
+    /// Country calling code for national numbers, e.g. `1`, `44`. Default: `1`.
+    #[serde(default = "default_country_code")]
+    pub country_code: String,
+    /// National (trunk) prefix, e.g. `1` in NANP, `0` in the UK. Default: `1`.
+    #[serde(default = "default_national_prefix")]
+    pub national_prefix: String,
+    /// International prefix, e.g. `011` in NANP, `00` in the UK/EU. Default: `011`.
+    #[serde(default = "default_international_prefix")]
+    pub international_prefix: String,
+    /// Target for emergency numbers; without it emergency numbers get 503.
+    pub emergency_target: Option<String>,
+}
+
+fn default_cps() -> u32 {
+    100
+}
+fn default_max_calls() -> u32 {
+    1_000
+}
+fn default_country_code() -> String {
+    "1".into()
+}
+fn default_national_prefix() -> String {
+    "1".into()
+}
+fn default_international_prefix() -> String {
+    "011".into()
+}
+
+/// `[[target]]`: where calls for DIDs go; URIs are tried in order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Unique name.
+    pub name: String,
+    /// `sip:` URIs, tried in order.
+    pub uris: Vec<String>,
+}
+
+/// `[[did]]`: one exact DID.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Did {
+    /// E.164 number with `+`.
+    pub number: String,
+    /// Target name.
+    pub target: String,
+}
+
+/// `[[did_range]]`: a prefix block (`prefix`) or an explicit inclusive range (`first`, `last`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DidRange {
+    /// E.164 prefix with `+`: every number under it.
+    pub prefix: Option<String>,
+    /// First number of an inclusive range.
+    pub first: Option<String>,
+    /// Last number of an inclusive range.
+    pub last: Option<String>,
+    /// Target name.
+    pub target: String,
+}
+
+/// One reason a configuration is refused, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, e.g. `trunk[0].sources[1]`.
+    pub field: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// Values out of range, dangling references, duplicates.
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Syntax(msg) => ConfigError::Syntax(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The embedded demo default.
+    pub fn embedded_default() -> Self {
+        Self::from_toml(EMBEDDED_DEFAULT).expect("the embedded default configuration is valid")
+    }
+
+    /// Checks ranges, references and uniqueness; returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, reason: String| errors.push(FieldError { field, reason });
+
+        if self.edge.listen.is_empty() {
+            err("edge.listen".into(), "at least one listen address is required".into());
+        }
+        if let Some(w) = self.edge.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            err("edge.workers".into(), format!("{w} is outside 1..={MAX_WORKERS}"));
+        }
+        if let Some(xdp) = &self.xdp
+            && xdp.interface.trim().is_empty()
+        {
+            err("xdp.interface".into(), "must name an interface".into());
+        }
+
+        let targets: HashSet<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        let mut seen = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let f = format!("target[{i}]");
+            check_name(&mut err, &f, &t.name, &mut seen);
+            if t.uris.is_empty() || t.uris.len() > MAX_URIS_PER_TARGET {
+                err(format!("{f}.uris"), format!("needs 1..={MAX_URIS_PER_TARGET} URIs"));
+            }
+            for (j, uri) in t.uris.iter().enumerate() {
+                if let Err(why) = check_target_uri(uri) {
+                    err(format!("{f}.uris[{j}]"), why);
+                }
+            }
+        }
+
+        if self.trunks.len() > MAX_TRUNKS {
+            err("trunk".into(), format!("at most {MAX_TRUNKS} trunks"));
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in self.trunks.iter().enumerate() {
+            let f = format!("trunk[{i}]");
+            check_name(&mut err, &f, &t.name, &mut seen);
+            if t.sources.is_empty() || t.sources.len() > MAX_SOURCES_PER_TRUNK {
+                err(format!("{f}.sources"), format!("needs 1..={MAX_SOURCES_PER_TRUNK} CIDRs"));
+            }
+            for (j, net) in t.sources.iter().enumerate() {
+                if net.trunc() != *net {
+                    err(
+                        format!("{f}.sources[{j}]"),
+                        format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                    );
+                }
+            }
+            if !(1..=MAX_CPS).contains(&t.cps) {
+                err(format!("{f}.cps"), format!("{} is outside 1..={MAX_CPS}", t.cps));
+            }
+            if !(1..=MAX_CALLS).contains(&t.max_calls) {
+                err(format!("{f}.max_calls"), format!("{} is outside 1..={MAX_CALLS}", t.max_calls));
+            }
+            if t.country_code.is_empty()
+                || t.country_code.len() > 3
+                || !all_digits(&t.country_code)
+                || t.country_code.starts_with('0')
+            {
+                err(format!("{f}.country_code"), "must be 1 to 3 digits, not starting with 0".into());
+            }
+            if t.national_prefix.len() > 4 || !all_digits(&t.national_prefix) {
+                err(format!("{f}.national_prefix"), "must be 0 to 4 digits".into());
+            }
+            if t.international_prefix.is_empty()
+                || t.international_prefix.len() > 4
+                || !all_digits(&t.international_prefix)
+            {
+                err(format!("{f}.international_prefix"), "must be 1 to 4 digits".into());
+            }
+            if let Some(e) = &t.emergency_target
+                && !targets.contains(e.as_str())
+            {
+                err(format!("{f}.emergency_target"), format!("no target named {e:?}"));
+            }
+        }
+
+        let mut numbers = HashSet::new();
+        for (i, d) in self.dids.iter().enumerate() {
+            let f = format!("did[{i}]");
+            if let Err(why) = check_e164(&d.number) {
+                err(format!("{f}.number"), why);
+            } else if !numbers.insert(d.number.as_str()) {
+                err(format!("{f}.number"), format!("{} is listed twice", d.number));
+            }
+            if !targets.contains(d.target.as_str()) {
+                err(format!("{f}.target"), format!("no target named {:?}", d.target));
+            }
+        }
+        for (i, r) in self.did_ranges.iter().enumerate() {
+            let f = format!("did_range[{i}]");
+            match (&r.prefix, &r.first, &r.last) {
+                (Some(p), None, None) => {
+                    if let Err(why) = check_e164(p) {
+                        err(format!("{f}.prefix"), why);
+                    }
+                }
+                (None, Some(first), Some(last)) => {
+                    let a = check_e164(first).map_err(|why| err(format!("{f}.first"), why));
+                    let b = check_e164(last).map_err(|why| err(format!("{f}.last"), why));
+                    if a.is_ok() && b.is_ok() {
+                        if first.len() != last.len() {
+                            err(
+                                format!("{f}.last"),
+                                "first and last must have the same number of digits".into(),
+                            );
+                        } else if first > last {
+                            err(format!("{f}.last"), format!("{last} is below first {first}"));
+                        }
+                    }
+                }
+                _ => err(f.clone(), "give either prefix, or first and last".into()),
+            }
+            if !targets.contains(r.target.as_str()) {
+                err(format!("{f}.target"), format!("no target named {:?}", r.target));
+            }
+        }
+
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+fn all_digits(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn check_name(err: &mut impl FnMut(String, String), f: &str, name: &str, seen: &mut HashSet<String>) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        err(format!("{f}.name"), format!("{name:?} must be 1 to 64 of [A-Za-z0-9._-]"));
+    } else if !seen.insert(name.to_owned()) {
+        err(format!("{f}.name"), format!("{name:?} is used twice"));
+    }
+}
+
+/// An E.164 number as the contract writes it: `+`, then 1 to 15 digits, the first not 0.
+pub fn check_e164(number: &str) -> Result<(), String> {
+    let digits = number.strip_prefix('+').ok_or_else(|| format!("{number:?} must start with + (E.164)"))?;
+    if digits.is_empty() || digits.len() > E164_MAX_DIGITS || !all_digits(digits) {
+        return Err(format!("{number:?} must be + then 1 to {E164_MAX_DIGITS} digits"));
+    }
+    if digits.starts_with('0') {
+        return Err(format!("{number:?}: no E.164 number starts with 0"));
+    }
+    Ok(())
+}
+
+/// A target URI: `sip:HOST[:PORT][;params]` with HOST an IP address or hostname.
+fn check_target_uri(uri: &str) -> Result<(), String> {
+    let rest = uri.strip_prefix("sip:").ok_or_else(|| format!("{uri:?} must be a sip: URI"))?;
+    let hostport = rest.split(';').next().unwrap_or_default();
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    if hostport.is_empty() {
+        return Err(format!("{uri:?} has no host"));
+    }
+    let ok = if let Some(v6) = hostport.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((ip, port)) => {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty()
+                        || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)))
+            }
+            None => false,
+        }
+    } else {
+        let (host, port) = hostport.rsplit_once(':').map_or((hostport, None), |(h, p)| (h, Some(p)));
+        !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+    };
+    if ok { Ok(()) } else { Err(format!("{uri:?} is not sip:HOST[:PORT]")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert!(!c.trunks.is_empty());
+        assert_eq!(c.control.api, default_api());
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let text = r#"
+[edge]
+listen  = ["udp:127.0.0.1:5060", "udp:[::1]:5060", "tcp:127.0.0.1:5060"]
+workers = 2
+io      = "uring"
+[control]
+api     = "127.0.0.1:8080"
+db      = "sipedge.db"
+[xdp]
+interface = "eth0"
+mode      = "native"
+unknown_sources = "drop"
+[[trunk]]
+name     = "carrier-a"
+sources  = ["203.0.113.0/24"]
+cps      = 200
+max_calls = 5000
+country_code = "1"
+national_prefix = "1"
+international_prefix = "011"
+emergency_target = "psap"
+[[target]]
+name = "pbx1"
+uris = ["sip:10.0.0.10:5060", "sip:10.0.0.11:5060"]
+[[target]]
+name = "psap"
+uris = ["sip:[2001:db8::1]:5060"]
+[[did]]
+number = "+15551230000"
+target = "pbx1"
+[[did_range]]
+prefix = "+1555124"
+target = "pbx1"
+[[did_range]]
+first = "+15551250000"
+last  = "+15551259999"
+target = "pbx1"
+"#;
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.edge.listen.len(), 3);
+        assert_eq!(c.edge.listen[1].to_string(), "udp:[::1]:5060");
+        assert_eq!(c.xdp.unwrap().unknown_sources, UnknownSources::Drop);
+        assert_eq!(c.did_ranges.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_each_field() {
+        let text = r#"
+[edge]
+workers = 0
+[[trunk]]
+name = "a"
+sources = ["10.0.0.1/8"]
+cps = 0
+emergency_target = "nowhere"
+[[target]]
+name = "t"
+uris = ["http://x"]
+[[did]]
+number = "5551234"
+target = "missing"
+[[did_range]]
+first = "+15551259999"
+last  = "+15551250000"
+target = "t"
+"#;
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(text) else {
+            panic!("expected validation errors");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for want in [
+            "edge.workers",
+            "trunk[0].sources[0]",
+            "trunk[0].cps",
+            "trunk[0].emergency_target",
+            "target[0].uris[0]",
+            "did[0].number",
+            "did[0].target",
+            "did_range[0].last",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_listen_are_syntax_errors() {
+        assert!(
+            matches!(Config::from_toml("[edge]\nlisten = [\"sctp:1.2.3.4:5\"]"), Err(ConfigError::Syntax(m)) if m.contains("unknown transport"))
+        );
+        assert!(
+            matches!(Config::from_toml("[edge]\nlisen = []"), Err(ConfigError::Syntax(m)) if m.contains("lisen"))
+        );
+    }
+
+    #[test]
+    fn e164_rules() {
+        assert!(check_e164("+442079460000").is_ok());
+        assert!(check_e164("+0123").is_err());
+        assert!(check_e164("+1234567890123456").is_err());
+        assert!(check_e164("15551230000").is_err());
+        assert!(check_e164("+").is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! sipedge control plane: the configuration model and its validation.
+
+pub mod config;

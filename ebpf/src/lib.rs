@@ -1,0 +1,1 @@
+//! The XDP filter: the C program under `xdp/`, its committed object, and the aya loader.

@@ -1,0 +1,1 @@
+//! sipedge data plane: the SIP parser and, as they land, routing, admission and the proxy.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, formatting, lints, every test, and the checks
+# that run the built binary the way users do. Tests that need root or a kernel feature skip
+# loudly outside CI; under CI=true they must run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== build"
+cargo build --workspace --bins
+scripts/check-rfc4475.sh target/debug/sipedge
+echo "== cargo test"
+cargo test --workspace --no-fail-fast
