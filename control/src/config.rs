@@ -237,6 +237,9 @@ pub struct Trunk {
     pub international_prefix: String,
     /// Target for emergency numbers; without it emergency numbers get 503.
     pub emergency_target: Option<String>,
+    /// Answer to a new call over `max_calls`: 503 (default) or 486 Busy Here.
+    #[serde(default = "default_over_capacity_code")]
+    pub over_capacity_code: u16,
 }
 
 fn default_cps() -> u32 {
@@ -244,6 +247,9 @@ fn default_cps() -> u32 {
 }
 fn default_max_calls() -> u32 {
     1_000
+}
+fn default_over_capacity_code() -> u16 {
+    503
 }
 fn default_country_code() -> String {
     "1".into()
@@ -420,6 +426,12 @@ impl Config {
                 || !all_digits(&t.international_prefix)
             {
                 err(format!("{f}.international_prefix"), "must be 1 to 4 digits".into());
+            }
+            if !matches!(t.over_capacity_code, 486 | 503) {
+                err(
+                    format!("{f}.over_capacity_code"),
+                    format!("{} must be 503 or 486", t.over_capacity_code),
+                );
             }
             if let Some(e) = &t.emergency_target
                 && !targets.contains(e.as_str())
