@@ -1,2 +1,3 @@
 //! sipedge data plane: the SIP parser and, as they land, routing, admission and the proxy.
 pub mod guard;
+pub mod proxy;

@@ -1,0 +1,12 @@
+//! The transaction-stateful proxy (RFC 3261 §16–17). Its core does no I/O and reads no clock:
+//! events and `now` go in, actions come out, so every timer is tested on virtual time.
+
+pub mod client_tx;
+pub mod failover;
+pub mod server_tx;
+pub mod timers;
+
+pub use client_tx::{ClientAction, InviteClient, InviteClientState, NonInviteClient, NonInviteClientState};
+pub use failover::{BranchEnd, Decision, ResponseContext, fails_over};
+pub use server_tx::{InviteServer, InviteServerState, NonInviteServer, NonInviteServerState, ServerAction};
+pub use timers::TimerConfig;
