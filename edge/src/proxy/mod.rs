@@ -4,6 +4,7 @@
 pub mod client_tx;
 pub mod failover;
 pub mod server_tx;
+pub mod table;
 pub mod timers;
 
 pub use client_tx::{ClientAction, InviteClient, InviteClientState, NonInviteClient, NonInviteClientState};
