@@ -2,6 +2,7 @@
 //! events and `now` go in, actions come out, so every timer is tested on virtual time.
 
 pub mod client_tx;
+pub mod dialog;
 pub mod failover;
 pub mod server_tx;
 pub mod table;

@@ -1,0 +1,203 @@
+//! Active calls: an INVITE answered 2xx is a dialog until BYE, or until its maximum duration.
+//!
+//! Dialogs are shared by every worker (a BYE may arrive on any of them), in shards each behind
+//! its own short-held mutex; one call's bookkeeping never waits on I/O. Counts per trunk are
+//! exact: a dialog is counted once when it is confirmed and uncounted once when it ends, however
+//! many 2xx retransmissions or BYEs arrive.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::table::{Handle, Key, Table};
+use crate::guard::TrunkIdx;
+
+/// Shards of the dialog table (a power of two).
+const SHARDS: usize = 16;
+
+/// Identity of a dialog: Call-ID and the two tags, in either order (a BYE from the callee
+/// carries them swapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogId<'a> {
+    /// Call-ID.
+    pub call_id: &'a [u8],
+    /// One tag (From tag of the INVITE).
+    pub tag_a: &'a [u8],
+    /// The other (To tag of the 2xx).
+    pub tag_b: &'a [u8],
+}
+
+/// What the edge keeps per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialog {
+    /// The trunk that offered the call (holds a concurrency slot).
+    pub trunk: TrunkIdx,
+    /// The called DID as its E.164 key.
+    pub did: u64,
+    /// When the 2xx went through.
+    pub started: Instant,
+}
+
+/// The shared table of active dialogs.
+#[derive(Debug)]
+pub struct Dialogs {
+    shards: Vec<Mutex<Table<Dialog>>>,
+    hasher: [std::hash::RandomState; 2],
+    max_duration: Duration,
+}
+
+/// Result of confirming a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// A new active call.
+    New,
+    /// Already active (a 2xx retransmission).
+    Known,
+    /// The table is full: the call proceeds but is not tracked (counted by the table).
+    Full,
+}
+
+impl Dialogs {
+    /// A table for at most about `capacity` dialogs, each ended after `max_duration`.
+    pub fn new(capacity: u32, max_duration: Duration) -> Self {
+        let per_shard = capacity / SHARDS as u32 + capacity / (SHARDS as u32 * 4) + 16;
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Table::with_capacity(per_shard))).collect(),
+            hasher: [std::hash::RandomState::new(), std::hash::RandomState::new()],
+            max_duration,
+        }
+    }
+
+    /// A 128-bit keyed digest of the dialog identity, independent of tag order.
+    fn key(&self, id: &DialogId<'_>) -> (usize, Key) {
+        let (lo, hi) = if id.tag_a <= id.tag_b { (id.tag_a, id.tag_b) } else { (id.tag_b, id.tag_a) };
+        let mut digest = [0u8; 16];
+        for (i, state) in self.hasher.iter().enumerate() {
+            let mut h = state.build_hasher();
+            h.write(id.call_id);
+            h.write_u8(0);
+            h.write(lo);
+            h.write_u8(0);
+            h.write(hi);
+            digest[i * 8..i * 8 + 8].copy_from_slice(&h.finish().to_le_bytes());
+        }
+        let shard = usize::from(digest[0]) % SHARDS;
+        (shard, Key::new(0, &digest).unwrap_or_else(|| unreachable!("16 bytes fit a key")))
+    }
+
+    fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Table<Dialog>> {
+        // A poisoned shard only means another worker panicked mid-update of plain data.
+        self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A 2xx to an INVITE went upstream.
+    pub fn confirm(&self, now: Instant, id: &DialogId<'_>, dialog: Dialog) -> Confirm {
+        let (shard, key) = self.key(id);
+        let mut t = self.shard(shard);
+        if t.find(&key).is_some() {
+            return Confirm::Known;
+        }
+        match t.insert(key, dialog) {
+            Ok(h) => {
+                t.set_deadline(h, Some(now + self.max_duration));
+                Confirm::New
+            }
+            Err(_) => Confirm::Full,
+        }
+    }
+
+    /// A BYE's final response went through (or the dialog failed): the call ends. Returns the
+    /// dialog the first time only.
+    pub fn end(&self, id: &DialogId<'_>) -> Option<Dialog> {
+        let (shard, key) = self.key(id);
+        let mut t = self.shard(shard);
+        let h: Handle = t.find(&key)?;
+        t.remove(h).map(|(_, d)| d)
+    }
+
+    /// Ends dialogs past their maximum duration, calling `ended` for each (at most `limit`).
+    pub fn expire(&self, now: Instant, limit: usize, mut ended: impl FnMut(Dialog)) -> usize {
+        let mut n = 0;
+        for shard in 0..SHARDS {
+            let mut t = self.shard(shard);
+            while n < limit {
+                let Some(h) = t.pop_due(now) else { break };
+                if let Some((_, d)) = t.remove(h) {
+                    ended(d);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Active dialogs.
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|i| self.shard(i).len()).sum()
+    }
+
+    /// True when no call is active.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {
+        DialogId { call_id: c.as_bytes(), tag_a: a.as_bytes(), tag_b: b.as_bytes() }
+    }
+
+    #[test]
+    fn confirm_once_end_from_either_side_once() {
+        let t0 = Instant::now();
+        let d = Dialogs::new(100, Duration::from_secs(3600));
+        let call = Dialog { trunk: 1, did: 15551230000, started: t0 };
+        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::Known);
+        assert_eq!(d.len(), 1);
+        // The callee's BYE carries the tags the other way round.
+        assert_eq!(d.end(&id("c1", "to", "from")), Some(call));
+        assert_eq!(d.end(&id("c1", "from", "to")), None, "never counted down twice");
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn distinct_calls_stay_apart() {
+        let t0 = Instant::now();
+        let d = Dialogs::new(100, Duration::from_secs(3600));
+        let call = Dialog { trunk: 0, did: 1, started: t0 };
+        assert_eq!(d.confirm(t0, &id("c1", "a", "b"), call), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c2", "a", "b"), call), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c1", "a", "bb"), call), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c1", "ab", ""), call), Confirm::New, "tag boundaries matter");
+        assert_eq!(d.len(), 4);
+    }
+
+    #[test]
+    fn maximum_duration_ends_calls_on_virtual_time() {
+        let t0 = Instant::now();
+        let d = Dialogs::new(100, Duration::from_secs(60));
+        let call = Dialog { trunk: 2, did: 7, started: t0 };
+        d.confirm(t0, &id("c1", "a", "b"), call);
+        d.confirm(t0 + Duration::from_secs(30), &id("c2", "a", "b"), call);
+        let mut ended = Vec::new();
+        assert_eq!(d.expire(t0 + Duration::from_secs(59), 10, |x| ended.push(x)), 0);
+        assert_eq!(d.expire(t0 + Duration::from_secs(61), 10, |x| ended.push(x)), 1);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.end(&id("c1", "a", "b")), None, "an expired call cannot end twice");
+    }
+
+    #[test]
+    fn a_full_table_refuses_without_growing() {
+        let t0 = Instant::now();
+        let d = Dialogs::new(0, Duration::from_secs(60));
+        let call = Dialog { trunk: 0, did: 1, started: t0 };
+        let results: Vec<Confirm> =
+            (0..2000).map(|i| d.confirm(t0, &id(&i.to_string(), "a", "b"), call)).collect();
+        assert!(results.contains(&Confirm::Full));
+        assert!(d.len() <= 16 * 16);
+    }
+}
