@@ -75,9 +75,12 @@ pub(crate) fn delta_seconds(s: &[u8]) -> Result<u32, Invalid> {
 mod tests {
     use super::*;
 
+    /// Value, expected number and method.
+    type Case<'a> = (&'a [u8], Option<(u32, Method<'a>)>);
+
     #[test]
     fn cseq_values() {
-        let table: &[(&[u8], Option<(u32, Method<'_>)>)] = &[
+        let table: &[Case<'_>] = &[
             (b"314159 INVITE", Some((314159, Method::Invite))),
             (b"0009\r\n  INVITE", Some((9, Method::Invite))),
             (b"29344 RE%47IST%45R", Some((29344, Method::Other("RE%47IST%45R")))),

@@ -211,10 +211,7 @@ impl HeaderKind {
     /// Headers whose value is a comma-separated list the accessors split (Via, Contact, Route,
     /// Record-Route).
     pub fn is_list(self) -> bool {
-        matches!(
-            self,
-            HeaderKind::Via | HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute
-        )
+        matches!(self, HeaderKind::Via | HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute)
     }
 
     /// Headers that must appear at most once (RFC 3261 §20: a second value is a 400).

@@ -1,10 +1,10 @@
 //! Comma-separated header values (RFC 3261 §7.3.1): the values of every header line of one
 //! kind, in order, split at commas outside quoted strings and `<...>`.
 
+use super::HeaderIndexEntry;
 use super::chars::trim_lws;
 use super::error::{ErrorKind, Invalid};
 use super::header::HeaderKind;
-use super::HeaderIndexEntry;
 
 /// Iterator over the raw values of all header lines of one kind, split at top-level commas.
 #[derive(Debug, Clone)]
@@ -66,9 +66,12 @@ pub(crate) fn split_comma(s: &[u8]) -> (&[u8], Option<&[u8]>) {
 mod tests {
     use super::*;
 
+    /// Value, first element, rest.
+    type Case<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+
     #[test]
     fn commas_split_outside_quotes_and_angles() {
-        let table: &[(&[u8], &[u8], Option<&[u8]>)] = &[
+        let table: &[Case<'_>] = &[
             (b"a, b", b"a", Some(b" b")),
             (b"\"x, y\" <sip:a>, b", b"\"x, y\" <sip:a>", Some(b" b")),
             (b"<sip:a,b@h>;x=1", b"<sip:a,b@h>;x=1", None),

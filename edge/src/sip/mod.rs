@@ -43,8 +43,8 @@ pub use startline::{Method, RequestLine, StartLine, StatusLine};
 pub use uri::{Host, SipUri, TelUri, Unescaped, Uri, unescaped_eq, unescaped_eq_ci};
 pub use via::{BRANCH_MAGIC_COOKIE, Via};
 pub use writer::{
-    ForwardOptions, MAX_FORWARDS_INITIAL, MAX_FORWARDS_INSERTED, RecordRouteSpec, ViaSpec, build_ack, build_cancel, forward_request,
-    response_from_request, strip_top_via,
+    ForwardOptions, MAX_FORWARDS_INITIAL, MAX_FORWARDS_INSERTED, RecordRouteSpec, ViaSpec, build_ack,
+    build_cancel, forward_request, response_from_request, strip_top_via,
 };
 
 use chars::{TOKEN, WORD, all_in, is_wsp, trim_lws};
@@ -145,10 +145,7 @@ const NO_HEADER: u16 = u16::MAX;
 
 /// Parses `buf` with the default [`Limits`], indexing header lines into `index` (its length is
 /// the header-count limit).
-pub fn parse<'b>(
-    buf: &'b [u8],
-    index: &'b mut [HeaderIndexEntry],
-) -> Result<SipMessage<'b>, ParseError> {
+pub fn parse<'b>(buf: &'b [u8], index: &'b mut [HeaderIndexEntry]) -> Result<SipMessage<'b>, ParseError> {
     parse_with_limits(buf, index, &Limits::DEFAULT)
 }
 
@@ -186,7 +183,9 @@ pub fn parse_with_limits<'b>(
             [] | [b'\r'] => return err(ErrorKind::Incomplete, pos, "no empty line after the headers"),
             [b'\r', b'\n', ..] => break (pos, pos + 2),
             [b'\n', ..] => break (pos, pos + 1),
-            [b' ' | b'\t', ..] => return err(ErrorKind::HeaderName, pos, "continuation line without a header"),
+            [b' ' | b'\t', ..] => {
+                return err(ErrorKind::HeaderName, pos, "continuation line without a header");
+            }
             _ => {}
         }
         let name_len = rest.iter().position(|&b| !TOKEN[b as usize]).unwrap_or(rest.len());
@@ -243,7 +242,9 @@ pub fn parse_with_limits<'b>(
             if kind == HeaderKind::ContentLength {
                 let n = cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
                     .map_err(|e| e.within(buf))
-                    .map_err(|e| ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length"))?;
+                    .map_err(|e| {
+                        ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
+                    })?;
                 content_length = Some(n as u16);
             }
         }
@@ -362,10 +363,11 @@ impl<'b> SipMessage<'b> {
     /// The header lines of one kind, in order.
     pub fn headers_of(&self, kind: HeaderKind) -> impl Iterator<Item = Header<'b>> + 'b {
         let buf = self.buf;
-        self.entries_from(kind)
-            .iter()
-            .filter(move |e| e.kind == kind)
-            .map(move |e| Header { kind: e.kind, name: e.name(buf), value: e.value(buf) })
+        self.entries_from(kind).iter().filter(move |e| e.kind == kind).map(move |e| Header {
+            kind: e.kind,
+            name: e.name(buf),
+            value: e.value(buf),
+        })
     }
 
     /// The value of the first header line of `kind`.
@@ -374,12 +376,21 @@ impl<'b> SipMessage<'b> {
     }
 
     fn required(&self, kind: HeaderKind, why: &'static str) -> Result<&'b [u8], ParseError> {
-        self.header_value(kind).ok_or(ParseError::new(ErrorKind::MissingHeader, usize::from(self.headers_end), why))
+        self.header_value(kind).ok_or(ParseError::new(
+            ErrorKind::MissingHeader,
+            usize::from(self.headers_end),
+            why,
+        ))
     }
 
     /// Every Via value, top first, over all Via lines; more than `Limits::max_vias` is an error.
     pub fn vias(&self) -> Vias<'b> {
-        Vias { list: ListIter::new(self.buf, self.entries_from(HeaderKind::Via), HeaderKind::Via), buf: self.buf, seen: 0, max: self.max_vias }
+        Vias {
+            list: ListIter::new(self.buf, self.entries_from(HeaderKind::Via), HeaderKind::Via),
+            buf: self.buf,
+            seen: 0,
+            max: self.max_vias,
+        }
     }
 
     /// The top Via value.
@@ -407,7 +418,11 @@ impl<'b> SipMessage<'b> {
         let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
         let mut parts = v.splitn(2, |&b| b == b'@');
         let ok = parts.all(|w| all_in(w, &WORD) && !w.contains(&b'@'));
-        if ok { Ok(v) } else { Err(Invalid::new(v, ErrorKind::HeaderValue, "malformed Call-ID").within(self.buf)) }
+        if ok {
+            Ok(v)
+        } else {
+            Err(Invalid::new(v, ErrorKind::HeaderValue, "malformed Call-ID").within(self.buf))
+        }
     }
 
     /// The CSeq; in a request its method must be the request's method.
@@ -415,9 +430,12 @@ impl<'b> SipMessage<'b> {
         let v = self.required(HeaderKind::CSeq, "no CSeq header")?;
         let c = CSeq::parse(v).map_err(|e| e.within(self.buf))?;
         match self.method() {
-            Some(m) if m != c.method => {
-                Err(Invalid::new(v, ErrorKind::CSeqMethodMismatch, "CSeq method differs from the request method").within(self.buf))
-            }
+            Some(m) if m != c.method => Err(Invalid::new(
+                v,
+                ErrorKind::CSeqMethodMismatch,
+                "CSeq method differs from the request method",
+            )
+            .within(self.buf)),
             _ => Ok(c),
         }
     }
@@ -435,7 +453,10 @@ impl<'b> SipMessage<'b> {
 
     /// Contact values in order (`*` included).
     pub fn contacts(&self) -> Contacts<'b> {
-        Contacts { list: ListIter::new(self.buf, self.entries_from(HeaderKind::Contact), HeaderKind::Contact), buf: self.buf }
+        Contacts {
+            list: ListIter::new(self.buf, self.entries_from(HeaderKind::Contact), HeaderKind::Contact),
+            buf: self.buf,
+        }
     }
 
     fn addresses(&self, kind: HeaderKind) -> NameAddrs<'b> {
@@ -524,7 +545,9 @@ impl<'b> SipMessage<'b> {
             let mut parts = media.splitn(2, |&b| b == b'/');
             let ok = parts.all(|p| all_in(trim_lws(p), &TOKEN)) && media.contains(&b'/');
             if !ok {
-                return Err(Invalid::new(ct, ErrorKind::HeaderValue, "malformed Content-Type").within(self.buf));
+                return Err(
+                    Invalid::new(ct, ErrorKind::HeaderValue, "malformed Content-Type").within(self.buf)
+                );
             }
         }
         Ok(())
@@ -589,8 +612,10 @@ impl<'b> Iterator for Contacts<'b> {
     fn next(&mut self) -> Option<Self::Item> {
         let raw = self.list.next()?;
         Some(
-            raw.and_then(|r| if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse(r).map(Contact::Address) })
-                .map_err(|e| e.within(self.buf)),
+            raw.and_then(
+                |r| if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse(r).map(Contact::Address) },
+            )
+            .map_err(|e| e.within(self.buf)),
         )
     }
 }

@@ -100,38 +100,89 @@ fn addr_spec_end(s: &[u8]) -> usize {
     let lws = s.iter().position(|&b| LWS[b as usize]).unwrap_or(s.len());
     let head = s.get(..lws).unwrap_or_default();
     let from = head.iter().position(|&b| b == b'@').map_or(0, |at| at + 1);
-    head.get(from..)
-        .and_then(|h| h.iter().position(|&b| b == b';'))
-        .map_or(lws, |semi| from + semi)
+    head.get(from..).and_then(|h| h.iter().position(|&b| b == b';')).map_or(lws, |semi| from + semi)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Value, display name, URI, tag, number of parameters.
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8], Option<&'a [u8]>, usize);
     use crate::sip::uri::Host;
 
     #[test]
     fn addresses() {
         // (value, display name, URI, tag, number of params)
-        let table: &[(&[u8], Option<&[u8]>, &[u8], Option<&[u8]>, usize)] = &[
-            (b"\"ACME Corp\" <sip:+12125550100@203.0.113.17;user=phone>;tag=1928301774",
-             Some(b"ACME Corp"), b"sip:+12125550100@203.0.113.17;user=phone", Some(b"1928301774"), 1),
-            (b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
-             None, b"sip:vivekg@chair-dnrc.example.com", Some(b"1918181833n"), 1),
-            (b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
-             Some(b"J Rosenberg \\\\\\\""), b"sip:jdrosen@example.com", Some(b"98asjd8"), 1),
-            (b"caller<sip:caller@example.com>;tag=323", Some(b"caller"), b"sip:caller@example.com", Some(b"323"), 1),
-            (b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=x",
-             Some(b"token1~` token2'+_ token3*%!.-"), b"sip:mundane@example.com", Some(b"x"), 1),
-            (b"sip:+19725552222@gw1.example.net;unknownparam", None, b"sip:+19725552222@gw1.example.net", None, 1),
-            (b"<sip:+19725552222@gw1.example.net;unknownparam>", None, b"sip:+19725552222@gw1.example.net;unknownparam", None, 0),
+        let table: &[Case<'_>] = &[
+            (
+                b"\"ACME Corp\" <sip:+12125550100@203.0.113.17;user=phone>;tag=1928301774",
+                Some(b"ACME Corp"),
+                b"sip:+12125550100@203.0.113.17;user=phone",
+                Some(b"1928301774"),
+                1,
+            ),
+            (
+                b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+                None,
+                b"sip:vivekg@chair-dnrc.example.com",
+                Some(b"1918181833n"),
+                1,
+            ),
+            (
+                b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+                Some(b"J Rosenberg \\\\\\\""),
+                b"sip:jdrosen@example.com",
+                Some(b"98asjd8"),
+                1,
+            ),
+            (
+                b"caller<sip:caller@example.com>;tag=323",
+                Some(b"caller"),
+                b"sip:caller@example.com",
+                Some(b"323"),
+                1,
+            ),
+            (
+                b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=x",
+                Some(b"token1~` token2'+_ token3*%!.-"),
+                b"sip:mundane@example.com",
+                Some(b"x"),
+                1,
+            ),
+            (
+                b"sip:+19725552222@gw1.example.net;unknownparam",
+                None,
+                b"sip:+19725552222@gw1.example.net",
+                None,
+                1,
+            ),
+            (
+                b"<sip:+19725552222@gw1.example.net;unknownparam>",
+                None,
+                b"sip:+19725552222@gw1.example.net;unknownparam",
+                None,
+                0,
+            ),
             (b"isbn:2983792873", None, b"isbn:2983792873", None, 0),
-            (b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>", None,
-             b"sip:user@example.com?Route=%3Csip:sip.example.com%3E", None, 0),
-            (b"sip:user;par=u%40example.net@example.com;tag=1", None, b"sip:user;par=u%40example.net@example.com", Some(b"1"), 1),
+            (
+                b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+                None,
+                b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+                None,
+                0,
+            ),
+            (
+                b"sip:user;par=u%40example.net@example.com;tag=1",
+                None,
+                b"sip:user;par=u%40example.net@example.com",
+                Some(b"1"),
+                1,
+            ),
         ];
         for (raw, dn, uri, tag, n) in table {
-            let a = NameAddr::parse(raw).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(raw)));
+            let a =
+                NameAddr::parse(raw).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(raw)));
             assert_eq!(a.display_name, *dn, "{:?}", String::from_utf8_lossy(raw));
             assert_eq!(a.uri_raw, *uri);
             assert_eq!(a.tag(), *tag);

@@ -2,7 +2,7 @@
 //! values (`generic-param`, with LWS around `;` and `=` and quoted-string values).
 //! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
 
-use super::chars::{HNV, PARAMCHAR, TOKEN, all_escaped_in, all_in, trim_lws};
+use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, trim_lws};
 use super::error::{ErrorKind, Invalid};
 
 /// A checked parameter list, as it came (the bytes after the first `;`, or empty).
@@ -33,7 +33,8 @@ impl<'b> Params<'b> {
             }
             let ok = match grammar {
                 ParamGrammar::Uri => {
-                    all_escaped_in(name, &PARAMCHAR)
+                    !one.iter().any(|&b| LWS[b as usize])
+                        && all_escaped_in(name, &PARAMCHAR)
                         && value.is_none_or(|v| !v.is_empty() && all_escaped_in(v, &PARAMCHAR))
                 }
                 ParamGrammar::Header => all_in(name, &TOKEN) && value.is_none_or(header_value_ok),
@@ -190,7 +191,12 @@ mod tests {
             (b"%zz", false),
         ];
         for (raw, ok) in table {
-            assert_eq!(Params::parse(raw, ParamGrammar::Uri).is_ok(), *ok, "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                Params::parse(raw, ParamGrammar::Uri).is_ok(),
+                *ok,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 }

@@ -193,14 +193,20 @@ mod tests {
 
     #[test]
     fn request_lines() {
-        let Ok(StartLine::Request(r)) = kind("INVITE sip:+15551234567@198.51.100.10:5060;user=phone SIP/2.0") else {
+        let Ok(StartLine::Request(r)) = kind("INVITE sip:+15551234567@198.51.100.10:5060;user=phone SIP/2.0")
+        else {
             panic!()
         };
         assert_eq!(r.method, Method::Invite);
         assert_eq!(r.uri_raw, b"sip:+15551234567@198.51.100.10:5060;user=phone");
-        let Ok(StartLine::Request(r)) = kind("RE%47IST%45R sip:registrar.example.com SIP/2.0") else { panic!() };
+        let Ok(StartLine::Request(r)) = kind("RE%47IST%45R sip:registrar.example.com SIP/2.0") else {
+            panic!()
+        };
         assert_eq!(r.method, Method::Other("RE%47IST%45R"));
-        assert!(matches!(kind("invite sip:a@b sip/2.0"), Ok(StartLine::Request(RequestLine { method: Method::Other("invite"), .. }))));
+        assert!(matches!(
+            kind("invite sip:a@b sip/2.0"),
+            Ok(StartLine::Request(RequestLine { method: Method::Other("invite"), .. }))
+        ));
     }
 
     #[test]
@@ -226,7 +232,10 @@ mod tests {
         let table: &[(&str, Option<(u16, &str)>)] = &[
             ("SIP/2.0 100 ", Some((100, ""))),
             ("SIP/2.0 200 OK", Some((200, "OK"))),
-            ("SIP/2.0 200 = 2**3 * 5**2 но сто девяносто девять - простое", Some((200, "= 2**3 * 5**2 но сто девяносто девять - простое"))),
+            (
+                "SIP/2.0 200 = 2**3 * 5**2 но сто девяносто девять - простое",
+                Some((200, "= 2**3 * 5**2 но сто девяносто девять - простое")),
+            ),
             ("SIP/2.0 4294967301 better not break the receiver", None),
             ("SIP/2.0 099 Low", None),
             ("SIP/2.0 700 High", None),

@@ -84,10 +84,11 @@ impl<'b> Uri<'b> {
     }
 
     pub(crate) fn parse_inner(raw: &'b [u8]) -> Result<Uri<'b>, Invalid> {
-        let colon = raw
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or(Invalid::new(raw, ErrorKind::Uri, "URI without scheme"))?;
+        let colon = raw.iter().position(|&b| b == b':').ok_or(Invalid::new(
+            raw,
+            ErrorKind::Uri,
+            "URI without scheme",
+        ))?;
         let scheme = raw.get(..colon).unwrap_or_default();
         let rest = raw.get(colon + 1..).unwrap_or_default();
         if !scheme.first().is_some_and(u8::is_ascii_alphabetic) || !all_in(scheme, &SCHEME) {
@@ -256,10 +257,11 @@ fn split_hostport(s: &[u8]) -> (&[u8], &[u8]) {
 /// `hostport = host [ ":" port ]`, host a name, IPv4 address or `[IPv6]` reference.
 pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), Invalid> {
     let (host_raw, port_raw) = if s.first() == Some(&b'[') {
-        let close = s
-            .iter()
-            .position(|&b| b == b']')
-            .ok_or(Invalid::new(s, ErrorKind::Uri, "unterminated IPv6 reference"))?;
+        let close = s.iter().position(|&b| b == b']').ok_or(Invalid::new(
+            s,
+            ErrorKind::Uri,
+            "unterminated IPv6 reference",
+        ))?;
         (s.get(..=close).unwrap_or_default(), s.get(close + 1..).unwrap_or_default())
     } else {
         let colon = s.iter().position(|&b| b == b':').unwrap_or(s.len());
@@ -294,10 +296,10 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
         return Err(bad());
     }
     let text = core::str::from_utf8(raw).map_err(|_| bad())?;
-    if raw.last().is_some_and(u8::is_ascii_digit) {
-        if let Ok(v4) = text.parse::<Ipv4Addr>() {
-            return Ok(Host::Ipv4(v4));
-        }
+    if raw.last().is_some_and(u8::is_ascii_digit)
+        && let Ok(v4) = text.parse::<Ipv4Addr>()
+    {
+        return Ok(Host::Ipv4(v4));
     }
     Ok(Host::Name(text))
 }
@@ -363,9 +365,7 @@ pub fn unescaped_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Like [`unescaped_eq`], ignoring ASCII case.
 pub fn unescaped_eq_ci(a: &[u8], b: &[u8]) -> bool {
-    Unescaped::new(a)
-        .map(|c| c.to_ascii_lowercase())
-        .eq(Unescaped::new(b).map(|c| c.to_ascii_lowercase()))
+    Unescaped::new(a).map(|c| c.to_ascii_lowercase()).eq(Unescaped::new(b).map(|c| c.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -403,7 +403,9 @@ mod tests {
         let u = sip("sip:[::ffff:192.0.2.1]");
         assert_eq!(u.host, Host::Ipv6("::ffff:192.0.2.1".parse().unwrap()));
 
-        let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
+        let u = sip(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        );
         assert_eq!(u.user, Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
         assert_eq!(u.password, Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
     }
@@ -411,9 +413,22 @@ mod tests {
     #[test]
     fn malformed_uris_are_errors() {
         let table = [
-            "sip:", "sip:user@", "sip:host:", "sip:host:99999", "sip:[::1", "sip:a b", "sip:u%4@h",
-            "sip:host;;lr", "sip:host?x", "1sip:x", "sip:host:5060x", "tel:", "tel:+1;;a", "nocolon",
-            "<sip:host>", "x:a b",
+            "sip:",
+            "sip:user@",
+            "sip:host:",
+            "sip:host:99999",
+            "sip:[::1",
+            "sip:a b",
+            "sip:u%4@h",
+            "sip:host;;lr",
+            "sip:host?x",
+            "1sip:x",
+            "sip:host:5060x",
+            "tel:",
+            "tel:+1;;a",
+            "nocolon",
+            "<sip:host>",
+            "x:a b",
         ];
         for s in table {
             assert!(Uri::parse(s.as_bytes()).is_err(), "{s}");
@@ -439,10 +454,14 @@ mod tests {
         let eq = [
             ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
-            ("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"),
-            ("sip:alice@atlanta.com?subject=project%20x&priority=urgent",
-             "sip:alice@atlanta.com?subject=project%20x&priority=urgent"),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            ),
         ];
         for (a, b) in eq {
             assert!(sip(a).equivalent(&sip(b)), "{a} == {b}");

@@ -82,14 +82,14 @@ impl<'b> Via<'b> {
                     _ => return bad("Via ttl is not 0..=255"),
                 }
             } else if name.eq_ignore_ascii_case(b"received") {
-                if !value.is_some_and(|v| matches!(parse_host(v), Ok(Host::Ipv4(_) | Host::Ipv6(_)))) {
+                if !value.is_some_and(is_address) {
                     return bad("Via received is not an address");
                 }
             } else if name.eq_ignore_ascii_case(b"rport") {
                 if value.is_some_and(|v| parse_port(v).is_err()) {
                     return bad("Via rport is not a port");
                 }
-            } else if name.eq_ignore_ascii_case(b"maddr") && !value.is_some_and(|v| parse_host(v).is_ok()) {
+            } else if name.eq_ignore_ascii_case(b"maddr") && value.is_none_or(|v| parse_host(v).is_err()) {
                 return bad("Via maddr is not a host");
             }
         }
@@ -103,7 +103,8 @@ impl<'b> Via<'b> {
 
     /// True when the branch starts with the RFC 3261 magic cookie (and has more after it).
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE))
+        self.branch()
+            .is_some_and(|b| b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE))
     }
 
     /// The `received` parameter, as it came.
@@ -129,6 +130,12 @@ impl<'b> Via<'b> {
             .and_then(|v| parse_decimal(v, u8::MAX.into()).ok())
             .and_then(|v| u8::try_from(v).ok())
     }
+}
+
+/// `received = IPv4address / IPv6address` (RFC 3261 §20.42; brackets tolerated).
+fn is_address(v: &[u8]) -> bool {
+    let text = core::str::from_utf8(v).unwrap_or_default();
+    text.parse::<core::net::IpAddr>().is_ok() || matches!(parse_host(v), Ok(Host::Ipv6(_)))
 }
 
 /// A small cursor over a value.
@@ -179,11 +186,15 @@ mod tests {
         assert_eq!((v.transport, v.branch()), ("UDP", Some(&b"390skdjuw"[..])));
         assert!(!v.has_rfc3261_branch());
 
-        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
+        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8")
+            .unwrap();
         assert_eq!(v.host, Host::Name("spindle.example.com"));
         assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
 
-        let v = Via::parse(b"SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::10;rport=5070;ttl=16;maddr=224.2.0.1").unwrap();
+        let v = Via::parse(
+            b"SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::10;rport=5070;ttl=16;maddr=224.2.0.1",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(5061));
         assert_eq!(v.rport(), Some(Some(5070)));
         assert_eq!(v.ttl(), Some(16));
