@@ -1,3 +1,4 @@
 //! sipedge data plane: the SIP parser and, as they land, routing, admission and the proxy.
 pub mod guard;
 pub mod proxy;
+pub mod sip;

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::config::Config;
 
+mod cli;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -29,6 +31,25 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// SIP message tools.
+    Sip {
+        #[command(subcommand)]
+        command: SipCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SipCommand {
+    /// Parse each file as one SIP message: `FILE: valid` or `FILE: invalid: REASON`; exits 1 if
+    /// any is invalid, 2 on an I/O error.
+    Lint {
+        /// Files holding one SIP message each (a capture's payload, byte-exact).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the parsed start line and headers as JSON, one object per file.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +63,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, check } => run(config, check),
+        Command::Sip { command: SipCommand::Lint { files, json } } => {
+            return cli::sip_lint::run(&files, json);
+        }
     };
     match result {
         Ok(code) => code,

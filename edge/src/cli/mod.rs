@@ -1,0 +1,3 @@
+//! Operator commands of the `sipedge` binary, one module each.
+
+pub(crate) mod sip_lint;

@@ -1,0 +1,213 @@
+//! Byte classes of the RFC 3261 §25.1 grammar, as 256-entry tables built at compile time.
+//! Each table quotes the ABNF it encodes.
+
+/// A set of bytes: `TABLE[b as usize]` is true when `b` belongs to the class.
+pub(crate) type ByteClass = [bool; 256];
+
+/// Builds a class from an alphanumeric flag and a list of extra bytes.
+const fn class(alphanum: bool, extra: &[u8]) -> ByteClass {
+    let mut t = [false; 256];
+    if alphanum {
+        let mut b = b'0';
+        while b <= b'9' {
+            t[b as usize] = true;
+            b += 1;
+        }
+        let mut b = b'a';
+        while b <= b'z' {
+            t[b as usize] = true;
+            t[(b - 32) as usize] = true;
+            b += 1;
+        }
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// ```text
+/// token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" )
+/// ```
+pub(crate) static TOKEN: ByteClass = class(true, b"-.!%*_+`'~");
+
+/// ```text
+/// word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" /
+///        "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}" )
+/// ```
+pub(crate) static WORD: ByteClass = class(true, b"-.!%*_+`'~()<>:\\\"/[]?{}");
+
+/// ```text
+/// user           = 1*( unreserved / escaped / user-unreserved )
+/// unreserved     = alphanum / mark
+/// mark           = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
+/// user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
+/// ```
+/// (`escaped` = `"%" HEXDIG HEXDIG` is checked apart.)
+pub(crate) static USER: ByteClass = class(true, b"-_.!~*'()&=+$,;?/");
+
+/// ```text
+/// password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+/// ```
+pub(crate) static PASSWORD: ByteClass = class(true, b"-_.!~*'()&=+$,");
+
+/// ```text
+/// paramchar       = param-unreserved / unreserved / escaped
+/// param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
+/// ```
+pub(crate) static PARAMCHAR: ByteClass = class(true, b"-_.!~*'()[]/:&+$");
+
+/// ```text
+/// hname / hvalue  = 1*( hnv-unreserved / unreserved / escaped )
+/// hnv-unreserved  = "[" / "]" / "/" / "?" / ":" / "+" / "$"
+/// ```
+pub(crate) static HNV: ByteClass = class(true, b"-_.!~*'()[]/?:+$");
+
+/// ```text
+/// hostname = *( domainlabel "." ) toplabel [ "." ]   ; alphanum and "-" in labels
+/// ```
+pub(crate) static HOSTNAME: ByteClass = class(true, b"-.");
+
+/// ```text
+/// scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+/// ```
+pub(crate) static SCHEME: ByteClass = class(true, b"+-.");
+
+/// ```text
+/// uric     = reserved / unreserved / escaped
+/// reserved = ";" / "/" / "?" / ":" / "@" / "&" / "=" / "+" / "$" / ","
+/// ```
+/// Used for the opaque part of URIs of schemes we do not interpret (`%` checked apart).
+pub(crate) static URIC: ByteClass = class(true, b";/?:@&=+$,-_.!~*'()%[]#");
+
+/// The characters of a `tel:` URI (RFC 3966): digits, visual separators, `+`, `*`, `#`, and
+/// parameter characters.
+pub(crate) static TEL: ByteClass = class(true, b"-_.!~*'()[]/:&+$;=%#");
+
+/// ```text
+/// LWS = [*WSP CRLF] 1*WSP ; WSP = SP / HTAB
+/// ```
+/// Inside a header value indexed by the parser a CR or LF is always part of a fold, so every
+/// one of these bytes is linear white space there.
+pub(crate) static LWS: ByteClass = class(false, b" \t\r\n");
+
+/// True for SP and HTAB.
+pub(crate) const fn is_wsp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// The value of a hex digit.
+pub(crate) const fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True when every byte of `s` is in `class` (and `s` is not empty).
+pub(crate) fn all_in(s: &[u8], class: &ByteClass) -> bool {
+    !s.is_empty() && s.iter().all(|&b| class[b as usize])
+}
+
+/// True when every byte of `s` is in `class` or is part of a valid `%HH` escape.
+pub(crate) fn all_escaped_in(s: &[u8], class: &ByteClass) -> bool {
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            match (s.get(i + 1).copied().and_then(hex_val), s.get(i + 2).copied().and_then(hex_val)) {
+                (Some(_), Some(_)) => i += 3,
+                _ => return false,
+            }
+        } else if class[b as usize] {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Trims linear white space from both ends.
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|&b| !LWS[b as usize]).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !LWS[b as usize]).map_or(start, |p| p + 1);
+    s.get(start..end).unwrap_or_default()
+}
+
+/// Parses `1*DIGIT` into a `u64`, rejecting empty input, non-digits and overflow past `max`.
+pub(crate) fn parse_decimal(s: &[u8], max: u64) -> Result<u64, DecimalError> {
+    if s.is_empty() {
+        return Err(DecimalError::Syntax);
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return Err(DecimalError::Syntax);
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .filter(|&n| n <= max)
+            .ok_or(DecimalError::TooLarge)?;
+    }
+    Ok(n)
+}
+
+/// Why [`parse_decimal`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecimalError {
+    /// Empty or not all digits.
+    Syntax,
+    /// Above the field's maximum.
+    TooLarge,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_match_the_abnf() {
+        for b in b"abcXYZ019-.!%*_+`'~" {
+            assert!(TOKEN[*b as usize], "{}", *b as char);
+        }
+        for b in b" \t\r\n:;,<>\"/()[]{}?=@\\" {
+            assert!(!TOKEN[*b as usize], "{}", *b as char);
+        }
+        assert!(WORD[b'<' as usize] && WORD[b'"' as usize] && !WORD[b' ' as usize]);
+        assert!(USER[b';' as usize] && USER[b'?' as usize] && !USER[b'@' as usize]);
+        assert!(!USER[b'%' as usize] && !USER[b':' as usize]);
+        assert!(!PASSWORD[b':' as usize] && PASSWORD[b'$' as usize]);
+    }
+
+    #[test]
+    fn escapes_need_two_hex_digits() {
+        let table: &[(&[u8], bool)] = &[
+            (b"user", true),
+            (b"u%40x", true),
+            (b"%00%00", true),
+            (b"%4", false),
+            (b"%zz", false),
+            (b"a b", false),
+            (b"", true),
+        ];
+        for (s, ok) in table {
+            assert_eq!(all_escaped_in(s, &USER), *ok, "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_decimal(b"0009", 255), Ok(9));
+        assert_eq!(parse_decimal(b"300", 255), Err(DecimalError::TooLarge));
+        assert_eq!(parse_decimal(b"36893488147419103232", u32::MAX.into()), Err(DecimalError::TooLarge));
+        assert_eq!(parse_decimal(b"-1", 9), Err(DecimalError::Syntax));
+        assert_eq!(parse_decimal(b"", 9), Err(DecimalError::Syntax));
+        assert_eq!(trim_lws(b" \r\n a b\t"), b"a b");
+        assert_eq!(trim_lws(b"  "), b"");
+    }
+}

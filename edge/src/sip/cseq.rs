@@ -1,0 +1,111 @@
+//! CSeq and the other scalar headers (RFC 3261 §20.16, §20.19, §20.22; RFC 4028 §4):
+//! ```text
+//! CSeq            = "CSeq" HCOLON 1*DIGIT LWS Method
+//! Max-Forwards    = "Max-Forwards" HCOLON 1*DIGIT
+//! Expires         = "Expires" HCOLON delta-seconds
+//! Session-Expires = ("Session-Expires" / "x") HCOLON delta-seconds *(SEMI se-params)
+//! ```
+
+use super::chars::{DecimalError, LWS, parse_decimal, trim_lws};
+use super::error::{ErrorKind, Invalid};
+use super::params::{ParamGrammar, Params};
+use super::startline::Method;
+
+/// A CSeq value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq<'b> {
+    /// The sequence number, below 2^31 in practice and at most 2^32-1 by the grammar.
+    pub number: u32,
+    /// The method.
+    pub method: Method<'b>,
+}
+
+impl<'b> CSeq<'b> {
+    pub(crate) fn parse(value: &'b [u8]) -> Result<CSeq<'b>, Invalid> {
+        let bad = |why| Invalid::new(value, ErrorKind::HeaderValue, why);
+        let sp = value.iter().position(|&b| LWS[b as usize]).ok_or(bad("CSeq without method"))?;
+        let number = number(value.get(..sp).unwrap_or_default(), u32::MAX.into(), "CSeq number")?;
+        let method = trim_lws(value.get(sp..).unwrap_or_default());
+        let method = Method::from_bytes(method).ok_or(bad("CSeq method is not a token"))?;
+        Ok(CSeq { number: u32::try_from(number).map_err(|_| bad("CSeq number above 2^32-1"))?, method })
+    }
+}
+
+/// A Session-Expires value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionExpires<'b> {
+    /// The session interval, in seconds.
+    pub seconds: u32,
+    /// The parameters (`refresher`).
+    pub params: Params<'b>,
+}
+
+impl<'b> SessionExpires<'b> {
+    pub(crate) fn parse(value: &'b [u8]) -> Result<SessionExpires<'b>, Invalid> {
+        let semi = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+        let seconds = delta_seconds(trim_lws(value.get(..semi).unwrap_or_default()))?;
+        let params = match value.get(semi + 1..) {
+            Some(p) => Params::parse(p, ParamGrammar::Header)?,
+            None => Params::default(),
+        };
+        Ok(SessionExpires { seconds, params })
+    }
+
+    /// The `refresher` parameter (`uac` or `uas`).
+    pub fn refresher(&self) -> Option<&'b [u8]> {
+        self.params.get("refresher").flatten()
+    }
+}
+
+/// `1*DIGIT` at most `max`, with distinct reasons for syntax and size.
+pub(crate) fn number(s: &[u8], max: u64, what: &'static str) -> Result<u64, Invalid> {
+    parse_decimal(s, max).map_err(|e| match e {
+        DecimalError::Syntax => Invalid::new(s, ErrorKind::HeaderValue, what),
+        DecimalError::TooLarge => Invalid::new(s, ErrorKind::NumberTooLarge, what),
+    })
+}
+
+/// `delta-seconds = 1*DIGIT`, at most 2^32-1.
+pub(crate) fn delta_seconds(s: &[u8]) -> Result<u32, Invalid> {
+    let n = number(s, u32::MAX.into(), "delta-seconds")?;
+    u32::try_from(n).map_err(|_| Invalid::new(s, ErrorKind::NumberTooLarge, "delta-seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value, expected number and method.
+    type Case<'a> = (&'a [u8], Option<(u32, Method<'a>)>);
+
+    #[test]
+    fn cseq_values() {
+        let table: &[Case<'_>] = &[
+            (b"314159 INVITE", Some((314159, Method::Invite))),
+            (b"0009\r\n  INVITE", Some((9, Method::Invite))),
+            (b"29344 RE%47IST%45R", Some((29344, Method::Other("RE%47IST%45R")))),
+            (b"4294967295 ACK", Some((u32::MAX, Method::Ack))),
+            (b"4294967296 ACK", None),
+            (b"36893488147419103232 REGISTER", None),
+            (b"INVITE", None),
+            (b"1", None),
+            (b"1 INV ITE", None),
+            (b"-1 INVITE", None),
+        ];
+        for (raw, want) in table {
+            let got = CSeq::parse(raw).ok().map(|c| (c.number, c.method));
+            assert_eq!(got, *want, "{:?}", String::from_utf8_lossy(raw));
+        }
+        let e = CSeq::parse(b"36893488147419103232 REGISTER").unwrap_err().within(b"");
+        assert_eq!(e.kind(), ErrorKind::NumberTooLarge);
+    }
+
+    #[test]
+    fn session_expires() {
+        let s = SessionExpires::parse(b"1800;refresher=uac").unwrap();
+        assert_eq!((s.seconds, s.refresher()), (1800, Some(&b"uac"[..])));
+        assert_eq!(SessionExpires::parse(b"90").unwrap().refresher(), None);
+        assert!(SessionExpires::parse(b"x;refresher=uac").is_err());
+        assert!(delta_seconds(b"10000000000000000000000").is_err());
+    }
+}

@@ -1,0 +1,258 @@
+//! Header names: [`HeaderKind`] and the one table that maps long and compact names to it
+//! (RFC 3261 §7.3.3 and §20; compact forms from the IANA SIP parameters registry).
+//! Names compare case-insensitively; a name not in the table is [`HeaderKind::Other`] and kept.
+
+/// A header the parser knows by name. Unknown headers are [`HeaderKind::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum HeaderKind {
+    /// `Via` / `v`
+    Via,
+    /// `From` / `f`
+    From,
+    /// `To` / `t`
+    To,
+    /// `Call-ID` / `i`
+    CallId,
+    /// `CSeq`
+    CSeq,
+    /// `Max-Forwards`
+    MaxForwards,
+    /// `Contact` / `m`
+    Contact,
+    /// `Route`
+    Route,
+    /// `Record-Route`
+    RecordRoute,
+    /// `Content-Length` / `l`
+    ContentLength,
+    /// `Content-Type` / `c`
+    ContentType,
+    /// `P-Asserted-Identity`
+    PAssertedIdentity,
+    /// `Identity` / `y`
+    Identity,
+    /// `User-Agent`
+    UserAgent,
+    /// `Expires`
+    Expires,
+    /// `Session-Expires` / `x`
+    SessionExpires,
+    /// `Subject` / `s`
+    Subject,
+    /// `Supported` / `k`
+    Supported,
+    /// `Require`
+    Require,
+    /// `Proxy-Require`
+    ProxyRequire,
+    /// `Allow`
+    Allow,
+    /// `Accept`
+    Accept,
+    /// `Content-Encoding` / `e`
+    ContentEncoding,
+    /// `Event` / `o`
+    Event,
+    /// `Refer-To` / `r`
+    ReferTo,
+    /// `Allow-Events` / `u`
+    AllowEvents,
+    /// `Accept-Contact` / `a`
+    AcceptContact,
+    /// `Referred-By` / `b`
+    ReferredBy,
+    /// `Request-Disposition` / `d`
+    RequestDisposition,
+    /// `Reject-Contact` / `j`
+    RejectContact,
+    /// `Identity-Info` / `n`
+    IdentityInfo,
+    /// `Min-SE`
+    MinSe,
+    /// `Retry-After`
+    RetryAfter,
+    /// `Authorization`
+    Authorization,
+    /// `Proxy-Authorization`
+    ProxyAuthorization,
+    /// `WWW-Authenticate`
+    WwwAuthenticate,
+    /// `Proxy-Authenticate`
+    ProxyAuthenticate,
+    /// Any other header, kept as it came.
+    Other,
+}
+
+/// Long name, compact form, kind: the one table of header names.
+const NAMES: &[(&str, Option<u8>, HeaderKind)] = &[
+    ("Via", Some(b'v'), HeaderKind::Via),
+    ("From", Some(b'f'), HeaderKind::From),
+    ("To", Some(b't'), HeaderKind::To),
+    ("Call-ID", Some(b'i'), HeaderKind::CallId),
+    ("CSeq", None, HeaderKind::CSeq),
+    ("Max-Forwards", None, HeaderKind::MaxForwards),
+    ("Contact", Some(b'm'), HeaderKind::Contact),
+    ("Route", None, HeaderKind::Route),
+    ("Record-Route", None, HeaderKind::RecordRoute),
+    ("Content-Length", Some(b'l'), HeaderKind::ContentLength),
+    ("Content-Type", Some(b'c'), HeaderKind::ContentType),
+    ("P-Asserted-Identity", None, HeaderKind::PAssertedIdentity),
+    ("Identity", Some(b'y'), HeaderKind::Identity),
+    ("User-Agent", None, HeaderKind::UserAgent),
+    ("Expires", None, HeaderKind::Expires),
+    ("Session-Expires", Some(b'x'), HeaderKind::SessionExpires),
+    ("Subject", Some(b's'), HeaderKind::Subject),
+    ("Supported", Some(b'k'), HeaderKind::Supported),
+    ("Require", None, HeaderKind::Require),
+    ("Proxy-Require", None, HeaderKind::ProxyRequire),
+    ("Allow", None, HeaderKind::Allow),
+    ("Accept", None, HeaderKind::Accept),
+    ("Content-Encoding", Some(b'e'), HeaderKind::ContentEncoding),
+    ("Event", Some(b'o'), HeaderKind::Event),
+    ("Refer-To", Some(b'r'), HeaderKind::ReferTo),
+    ("Allow-Events", Some(b'u'), HeaderKind::AllowEvents),
+    ("Accept-Contact", Some(b'a'), HeaderKind::AcceptContact),
+    ("Referred-By", Some(b'b'), HeaderKind::ReferredBy),
+    ("Request-Disposition", Some(b'd'), HeaderKind::RequestDisposition),
+    ("Reject-Contact", Some(b'j'), HeaderKind::RejectContact),
+    ("Identity-Info", Some(b'n'), HeaderKind::IdentityInfo),
+    ("Min-SE", None, HeaderKind::MinSe),
+    ("Retry-After", None, HeaderKind::RetryAfter),
+    ("Authorization", None, HeaderKind::Authorization),
+    ("Proxy-Authorization", None, HeaderKind::ProxyAuthorization),
+    ("WWW-Authenticate", None, HeaderKind::WwwAuthenticate),
+    ("Proxy-Authenticate", None, HeaderKind::ProxyAuthenticate),
+];
+
+/// Slots of the open-addressing hash over [`NAMES`] (a power of two, over twice the names).
+const SLOTS: usize = 128;
+/// An empty slot.
+const EMPTY: u8 = u8::MAX;
+
+const fn lower(b: u8) -> u8 {
+    b.to_ascii_lowercase()
+}
+
+/// Hash of a long name: its length and its first and last bytes, case folded.
+const fn slot_of(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_mul(37) ^ (lower(first) as usize).wrapping_mul(7) ^ (lower(last) as usize)) & (SLOTS - 1)
+}
+
+/// The hash table over long names, built at compile time: slot → index into [`NAMES`].
+static BY_HASH: [u8; SLOTS] = {
+    assert!(NAMES.len() * 2 < SLOTS && NAMES.len() < EMPTY as usize);
+    let mut t = [EMPTY; SLOTS];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let n = NAMES[i].0.as_bytes();
+        let mut s = slot_of(n.len(), n[0], n[n.len() - 1]);
+        while t[s] != EMPTY {
+            s = (s + 1) & (SLOTS - 1);
+        }
+        t[s] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Compact forms, built at compile time: `a`..=`z` → kind.
+static BY_LETTER: [HeaderKind; 26] = {
+    let mut t = [HeaderKind::Other; 26];
+    let mut i = 0;
+    while i < NAMES.len() {
+        if let Some(c) = NAMES[i].1 {
+            t[(c - b'a') as usize] = NAMES[i].2;
+        }
+        i += 1;
+    }
+    t
+};
+
+impl HeaderKind {
+    /// Number of kinds, [`HeaderKind::Other`] included.
+    pub const COUNT: usize = HeaderKind::Other as usize + 1;
+
+    /// The kind of a header name (long or compact form, any case).
+    pub fn from_name(name: &[u8]) -> HeaderKind {
+        match name {
+            [] => HeaderKind::Other,
+            [c] => {
+                let c = c.to_ascii_lowercase();
+                if c.is_ascii_lowercase() {
+                    BY_LETTER.get(usize::from(c - b'a')).copied().unwrap_or(HeaderKind::Other)
+                } else {
+                    HeaderKind::Other
+                }
+            }
+            [first, .., last] => {
+                let mut s = slot_of(name.len(), *first, *last);
+                // Terminates: under half the slots are filled, so an empty one is always reached.
+                loop {
+                    let i = BY_HASH.get(s).copied().unwrap_or(EMPTY);
+                    let Some((long, _, kind)) = NAMES.get(usize::from(i)) else {
+                        return HeaderKind::Other;
+                    };
+                    if long.as_bytes().eq_ignore_ascii_case(name) {
+                        return *kind;
+                    }
+                    s = (s + 1) & (SLOTS - 1);
+                }
+            }
+        }
+    }
+
+    /// The canonical long name (`"Other"` for unknown headers).
+    pub fn name(self) -> &'static str {
+        NAMES.iter().find(|n| n.2 == self).map_or("Other", |n| n.0)
+    }
+
+    /// Headers whose value is a comma-separated list the accessors split (Via, Contact, Route,
+    /// Record-Route).
+    pub fn is_list(self) -> bool {
+        matches!(self, HeaderKind::Via | HeaderKind::Contact | HeaderKind::Route | HeaderKind::RecordRoute)
+    }
+
+    /// Headers that must appear at most once (RFC 3261 §20: a second value is a 400).
+    pub fn is_singleton(self) -> bool {
+        matches!(
+            self,
+            HeaderKind::From
+                | HeaderKind::To
+                | HeaderKind::CallId
+                | HeaderKind::CSeq
+                | HeaderKind::MaxForwards
+                | HeaderKind::ContentLength
+                | HeaderKind::ContentType
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_and_compact_form_maps_to_its_kind() {
+        for (long, compact, kind) in NAMES {
+            assert_eq!(HeaderKind::from_name(long.as_bytes()), *kind, "{long}");
+            assert_eq!(HeaderKind::from_name(long.to_ascii_uppercase().as_bytes()), *kind);
+            assert_eq!(HeaderKind::from_name(long.to_ascii_lowercase().as_bytes()), *kind);
+            if let Some(c) = compact {
+                assert_eq!(HeaderKind::from_name(&[*c]), *kind, "{}", *c as char);
+                assert_eq!(HeaderKind::from_name(&[c.to_ascii_uppercase()]), *kind);
+            }
+            assert_eq!(kind.name(), *long);
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_other() {
+        let table: &[&[u8]] =
+            &[b"C%6Fntact", b"X-Custom", b"q", b"Vias", b"Vi", b"", b"1", b"NewFangledHeader"];
+        for n in table {
+            assert_eq!(HeaderKind::from_name(n), HeaderKind::Other, "{:?}", String::from_utf8_lossy(n));
+        }
+    }
+}

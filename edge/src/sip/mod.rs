@@ -1,0 +1,624 @@
+//! A zero-copy SIP message parser (RFC 3261 §7, §20, §25) and the writer the proxy needs.
+//!
+//! [`parse`] borrows the datagram and a caller-sized header index (reuse one per worker):
+//! ```
+//! use edge::sip::{self, HeaderIndexEntry, Method, MAX_HEADERS};
+//! let datagram = b"OPTIONS sip:+15551230000@example.com;user=phone SIP/2.0\r\n\
+//!     Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9\r\nMax-Forwards: 70\r\n\
+//!     From: <sip:alice@example.com>;tag=9fxced76sl\r\nTo: <sip:+15551230000@example.com>\r\n\
+//!     Call-ID: 3848276298220188511@192.0.2.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+//! let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
+//! let msg = sip::parse(datagram, &mut index)?;
+//! assert_eq!(msg.method(), Some(Method::Options));
+//! assert_eq!(msg.top_via()?.branch(), Some(&b"z9hG4bK74bf9"[..]));
+//! assert_eq!(msg.from()?.tag(), Some(&b"9fxced76sl"[..]));
+//! assert_eq!(msg.cseq()?.number, 1);
+//! # Ok::<(), edge::sip::ParseError>(())
+//! ```
+//! Parsing finds the start line, indexes every header line as byte ranges, checks framing
+//! (Content-Length; octets after the body are discarded) and that single-valued headers appear
+//! once. Header values are parsed only when an accessor asks, without allocating;
+//! [`SipMessage::validate`] parses them all (what `sipedge sip lint` reports).
+
+mod chars;
+mod cseq;
+mod error;
+mod header;
+mod limits;
+mod list;
+mod nameaddr;
+mod params;
+mod startline;
+mod uri;
+mod via;
+mod writer;
+
+pub use cseq::{CSeq, SessionExpires};
+pub use error::{ErrorKind, ParseError, WriteError};
+pub use header::HeaderKind;
+pub use limits::{Limits, MAX_HEADER_LINE_BYTES, MAX_HEADERS, MAX_MESSAGE_BYTES, MAX_VIAS};
+pub use nameaddr::NameAddr;
+pub use params::{ParamIter, Params};
+pub use startline::{Method, RequestLine, StartLine, StatusLine};
+pub use uri::{Host, SipUri, TelUri, Unescaped, Uri, unescaped_eq, unescaped_eq_ci};
+pub use via::{BRANCH_MAGIC_COOKIE, Via};
+pub use writer::{
+    ForwardOptions, MAX_FORWARDS_INITIAL, MAX_FORWARDS_INSERTED, RecordRouteSpec, ViaSpec, build_ack,
+    build_cancel, forward_request, response_from_request, strip_top_via,
+};
+
+use chars::{TOKEN, WORD, all_in, is_wsp, trim_lws};
+use error::Invalid;
+use list::ListIter;
+
+/// One header line in the index: byte offsets into the datagram (`u16`: a message is at most
+/// [`MAX_MESSAGE_BYTES`]) and the header's kind. 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderIndexEntry {
+    line_start: u16,
+    name_end: u16,
+    value_start: u16,
+    value_end: u16,
+    line_end: u16,
+    kind: HeaderKind,
+}
+
+impl HeaderIndexEntry {
+    /// An unused entry, to initialise index arrays.
+    pub const EMPTY: HeaderIndexEntry = HeaderIndexEntry {
+        line_start: 0,
+        name_end: 0,
+        value_start: 0,
+        value_end: 0,
+        line_end: 0,
+        kind: HeaderKind::Other,
+    };
+
+    /// The header's kind.
+    pub fn kind(&self) -> HeaderKind {
+        self.kind
+    }
+
+    fn range(buf: &[u8], start: u16, end: u16) -> &[u8] {
+        buf.get(usize::from(start)..usize::from(end)).unwrap_or_default()
+    }
+
+    /// The name as it came.
+    pub(crate) fn name<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        Self::range(buf, self.line_start, self.name_end)
+    }
+
+    /// The value, LWS trimmed at both ends (folds inside kept).
+    pub(crate) fn value<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        Self::range(buf, self.value_start, self.value_end)
+    }
+
+    /// The whole line, name to line end, CRLF included.
+    pub(crate) fn line<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        Self::range(buf, self.line_start, self.line_end)
+    }
+
+    /// Offsets: line start, value start, value end, line end.
+    pub(crate) fn offsets(&self) -> (usize, usize, usize, usize) {
+        (
+            usize::from(self.line_start),
+            usize::from(self.value_start),
+            usize::from(self.value_end),
+            usize::from(self.line_end),
+        )
+    }
+}
+
+/// A header line of a parsed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Header<'b> {
+    /// The kind (long and compact names map to the same kind).
+    pub kind: HeaderKind,
+    /// The name as it came.
+    pub name: &'b [u8],
+    /// The value, LWS trimmed at both ends; folded lines keep their CRLF and white space.
+    pub value: &'b [u8],
+}
+
+/// A parsed SIP message borrowing its datagram and header index.
+#[derive(Debug, Clone)]
+pub struct SipMessage<'b> {
+    /// The datagram up to the end of the body (trailing octets discarded).
+    buf: &'b [u8],
+    /// Offset of the start line (leading CRLFs are skipped, RFC 3261 §7.5).
+    start_offset: u16,
+    /// Offset of the empty line ending the header section.
+    headers_end: u16,
+    /// Offset of the body.
+    body_start: u16,
+    start: StartLine<'b>,
+    headers: &'b [HeaderIndexEntry],
+    /// Index of the first header line of each kind, or [`NO_HEADER`].
+    first: [u16; HeaderKind::COUNT],
+    content_length: Option<u16>,
+    max_vias: usize,
+}
+
+/// Marks an absent kind in [`SipMessage::first`].
+const NO_HEADER: u16 = u16::MAX;
+
+/// Parses `buf` with the default [`Limits`], indexing header lines into `index` (its length is
+/// the header-count limit).
+pub fn parse<'b>(buf: &'b [u8], index: &'b mut [HeaderIndexEntry]) -> Result<SipMessage<'b>, ParseError> {
+    parse_with_limits(buf, index, &Limits::DEFAULT)
+}
+
+/// Parses `buf` under `limits`, indexing header lines into `index`.
+pub fn parse_with_limits<'b>(
+    buf: &'b [u8],
+    index: &'b mut [HeaderIndexEntry],
+    limits: &Limits,
+) -> Result<SipMessage<'b>, ParseError> {
+    let err = |kind, pos, why| Err(ParseError::new(kind, pos, why));
+    let max = limits.max_message_bytes.min(MAX_MESSAGE_BYTES);
+    if buf.len() > max {
+        return err(ErrorKind::MessageTooLarge, max, "message larger than the limit");
+    }
+    let max_line = limits.max_header_line_bytes;
+    let mut pos = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let start_offset = pos;
+    let Some(nl) = memchr::memchr(b'\n', buf.get(pos..).unwrap_or_default()) else {
+        return err(ErrorKind::Incomplete, buf.len(), "no end of start line");
+    };
+    if nl > max_line {
+        return err(ErrorKind::HeaderLineTooLong, pos + max_line, "start line too long");
+    }
+    let line = buf.get(pos..pos + nl).unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let start = startline::parse_start_line(line).map_err(|e| e.within(buf))?;
+    pos += nl + 1;
+
+    let mut count = 0usize;
+    let mut first = [NO_HEADER; HeaderKind::COUNT];
+    let mut content_length = None;
+    let (headers_end, body_start) = loop {
+        let rest = buf.get(pos..).unwrap_or_default();
+        match rest {
+            [] | [b'\r'] => return err(ErrorKind::Incomplete, pos, "no empty line after the headers"),
+            [b'\r', b'\n', ..] => break (pos, pos + 2),
+            [b'\n', ..] => break (pos, pos + 1),
+            [b' ' | b'\t', ..] => {
+                return err(ErrorKind::HeaderName, pos, "continuation line without a header");
+            }
+            _ => {}
+        }
+        let name_len = rest.iter().position(|&b| !TOKEN[b as usize]).unwrap_or(rest.len());
+        if name_len == 0 {
+            return err(ErrorKind::HeaderName, pos, "header name is not a token");
+        }
+        let mut p = pos + name_len;
+        while buf.get(p).is_some_and(|&b| is_wsp(b)) {
+            p += 1;
+        }
+        match buf.get(p) {
+            Some(b':') => p += 1,
+            None => return err(ErrorKind::Incomplete, p, "header line without ':'"),
+            Some(_) => return err(ErrorKind::HeaderName, p, "header name not followed by ':'"),
+        }
+        // The line ends at the first LF not followed by SP or HTAB (RFC 3261 §7.3.1 folding).
+        let mut scan = p;
+        let eol = loop {
+            let Some(nl) = memchr::memchr(b'\n', buf.get(scan..).unwrap_or_default()) else {
+                return err(ErrorKind::Incomplete, buf.len(), "header line without end");
+            };
+            let nl = scan + nl;
+            if nl - pos > max_line {
+                return err(ErrorKind::HeaderLineTooLong, pos, "header line too long");
+            }
+            match buf.get(nl + 1) {
+                Some(b' ' | b'\t') => scan = nl + 1,
+                _ => break nl,
+            }
+        };
+        let value = trim_lws(buf.get(p..eol).unwrap_or_default());
+        let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
+        let kind = HeaderKind::from_name(buf.get(pos..pos + name_len).unwrap_or_default());
+        let Some(slot) = index.get_mut(count) else {
+            return err(ErrorKind::TooManyHeaders, pos, "more header lines than the index holds");
+        };
+        // Offsets fit in u16: the message is at most MAX_MESSAGE_BYTES (u16::MAX) long.
+        *slot = HeaderIndexEntry {
+            line_start: pos as u16,
+            name_end: (pos + name_len) as u16,
+            value_start: value_start as u16,
+            value_end: (value_start + value.len()) as u16,
+            line_end: (eol + 1) as u16,
+            kind,
+        };
+        if kind != HeaderKind::Other {
+            if let Some(f) = first.get_mut(kind as usize) {
+                if *f == NO_HEADER {
+                    *f = count as u16;
+                } else if kind.is_singleton() {
+                    return err(ErrorKind::DuplicateHeader, pos, "header must appear once");
+                }
+            }
+            if kind == HeaderKind::ContentLength {
+                let n = cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
+                    .map_err(|e| e.within(buf))
+                    .map_err(|e| {
+                        ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
+                    })?;
+                content_length = Some(n as u16);
+            }
+        }
+        count += 1;
+        pos = eol + 1;
+    };
+    let available = buf.len() - body_start;
+    let body_len = match content_length {
+        Some(n) if usize::from(n) > available => {
+            return err(ErrorKind::Incomplete, buf.len(), "body shorter than Content-Length");
+        }
+        Some(n) => usize::from(n),
+        None => available,
+    };
+    let headers: &'b [HeaderIndexEntry] = index;
+    Ok(SipMessage {
+        buf: buf.get(..body_start + body_len).unwrap_or(buf),
+        start_offset: start_offset as u16,
+        headers_end: headers_end as u16,
+        body_start: body_start as u16,
+        start,
+        headers: headers.get(..count).unwrap_or_default(),
+        first,
+        content_length,
+        max_vias: limits.max_vias,
+    })
+}
+
+impl<'b> SipMessage<'b> {
+    /// The message as received, from its start line to the end of its body (leading CRLFs and
+    /// trailing octets excluded).
+    pub fn as_bytes(&self) -> &'b [u8] {
+        self.buf.get(usize::from(self.start_offset)..).unwrap_or_default()
+    }
+
+    /// The datagram up to the end of the body: header offsets index into this.
+    pub(crate) fn buf(&self) -> &'b [u8] {
+        self.buf
+    }
+
+    /// The start line.
+    pub fn start_line(&self) -> &StartLine<'b> {
+        &self.start
+    }
+
+    /// True for a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request(_))
+    }
+
+    /// True for a response.
+    pub fn is_response(&self) -> bool {
+        matches!(self.start, StartLine::Response(_))
+    }
+
+    /// The request line of a request.
+    pub fn request_line(&self) -> Option<&RequestLine<'b>> {
+        match &self.start {
+            StartLine::Request(r) => Some(r),
+            StartLine::Response(_) => None,
+        }
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<Method<'b>> {
+        self.request_line().map(|r| r.method)
+    }
+
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&Uri<'b>> {
+        self.request_line().map(|r| &r.uri)
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response(s) => Some(s.code),
+            StartLine::Request(_) => None,
+        }
+    }
+
+    /// Offsets of the header section's end (the empty line) and of the body.
+    pub(crate) fn section_offsets(&self) -> (usize, usize, usize) {
+        (usize::from(self.start_offset), usize::from(self.headers_end), usize::from(self.body_start))
+    }
+
+    /// The index entries, in order.
+    pub(crate) fn entries(&self) -> &'b [HeaderIndexEntry] {
+        self.headers
+    }
+
+    /// The entries from the first header line of `kind` on (empty when there is none).
+    pub(crate) fn entries_from(&self, kind: HeaderKind) -> &'b [HeaderIndexEntry] {
+        match self.first.get(kind as usize) {
+            Some(&i) if i != NO_HEADER => self.headers.get(usize::from(i)..).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// Index (into [`Self::entries`]) of the first header line of `kind`.
+    pub(crate) fn first_index(&self, kind: HeaderKind) -> Option<usize> {
+        self.first.get(kind as usize).filter(|&&i| i != NO_HEADER).map(|&i| usize::from(i))
+    }
+
+    /// Number of header lines.
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// Every header line, in order, unknown ones included.
+    pub fn headers(&self) -> impl Iterator<Item = Header<'b>> + 'b {
+        let buf = self.buf;
+        self.headers.iter().map(move |e| Header { kind: e.kind, name: e.name(buf), value: e.value(buf) })
+    }
+
+    /// The header lines of one kind, in order.
+    pub fn headers_of(&self, kind: HeaderKind) -> impl Iterator<Item = Header<'b>> + 'b {
+        let buf = self.buf;
+        self.entries_from(kind).iter().filter(move |e| e.kind == kind).map(move |e| Header {
+            kind: e.kind,
+            name: e.name(buf),
+            value: e.value(buf),
+        })
+    }
+
+    /// The value of the first header line of `kind`.
+    pub fn header_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
+        self.entries_from(kind).first().map(|e| e.value(self.buf))
+    }
+
+    fn required(&self, kind: HeaderKind, why: &'static str) -> Result<&'b [u8], ParseError> {
+        self.header_value(kind).ok_or(ParseError::new(
+            ErrorKind::MissingHeader,
+            usize::from(self.headers_end),
+            why,
+        ))
+    }
+
+    /// Every Via value, top first, over all Via lines; more than `Limits::max_vias` is an error.
+    pub fn vias(&self) -> Vias<'b> {
+        Vias {
+            list: ListIter::new(self.buf, self.entries_from(HeaderKind::Via), HeaderKind::Via),
+            buf: self.buf,
+            seen: 0,
+            max: self.max_vias,
+        }
+    }
+
+    /// The top Via value.
+    pub fn top_via(&self) -> Result<Via<'b>, ParseError> {
+        self.required(HeaderKind::Via, "no Via header")?;
+        self.vias().next().unwrap_or(Err(ParseError::new(ErrorKind::MissingHeader, 0, "no Via header")))
+    }
+
+    fn name_addr(&self, kind: HeaderKind, why: &'static str) -> Result<NameAddr<'b>, ParseError> {
+        NameAddr::parse(self.required(kind, why)?).map_err(|e| e.within(self.buf))
+    }
+
+    /// The From header.
+    pub fn from(&self) -> Result<NameAddr<'b>, ParseError> {
+        self.name_addr(HeaderKind::From, "no From header")
+    }
+
+    /// The To header.
+    pub fn to(&self) -> Result<NameAddr<'b>, ParseError> {
+        self.name_addr(HeaderKind::To, "no To header")
+    }
+
+    /// The Call-ID (`word [ "@" word ]`).
+    pub fn call_id(&self) -> Result<&'b [u8], ParseError> {
+        let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
+        let mut parts = v.splitn(2, |&b| b == b'@');
+        let ok = parts.all(|w| all_in(w, &WORD) && !w.contains(&b'@'));
+        if ok {
+            Ok(v)
+        } else {
+            Err(Invalid::new(v, ErrorKind::HeaderValue, "malformed Call-ID").within(self.buf))
+        }
+    }
+
+    /// The CSeq; in a request its method must be the request's method.
+    pub fn cseq(&self) -> Result<CSeq<'b>, ParseError> {
+        let v = self.required(HeaderKind::CSeq, "no CSeq header")?;
+        let c = CSeq::parse(v).map_err(|e| e.within(self.buf))?;
+        match self.method() {
+            Some(m) if m != c.method => Err(Invalid::new(
+                v,
+                ErrorKind::CSeqMethodMismatch,
+                "CSeq method differs from the request method",
+            )
+            .within(self.buf)),
+            _ => Ok(c),
+        }
+    }
+
+    /// Max-Forwards (0..=255), when present.
+    pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        self.header_value(HeaderKind::MaxForwards)
+            .map(|v| {
+                cseq::number(v, u8::MAX.into(), "Max-Forwards")
+                    .map(|n| n as u8)
+                    .map_err(|e| e.within(self.buf))
+            })
+            .transpose()
+    }
+
+    /// Contact values in order (`*` included).
+    pub fn contacts(&self) -> Contacts<'b> {
+        Contacts {
+            list: ListIter::new(self.buf, self.entries_from(HeaderKind::Contact), HeaderKind::Contact),
+            buf: self.buf,
+        }
+    }
+
+    fn addresses(&self, kind: HeaderKind) -> NameAddrs<'b> {
+        NameAddrs { list: ListIter::new(self.buf, self.entries_from(kind), kind), buf: self.buf }
+    }
+
+    /// Route values in order.
+    pub fn routes(&self) -> NameAddrs<'b> {
+        self.addresses(HeaderKind::Route)
+    }
+
+    /// Record-Route values in order.
+    pub fn record_routes(&self) -> NameAddrs<'b> {
+        self.addresses(HeaderKind::RecordRoute)
+    }
+
+    /// P-Asserted-Identity values in order (RFC 3325).
+    pub fn p_asserted_identities(&self) -> NameAddrs<'b> {
+        self.addresses(HeaderKind::PAssertedIdentity)
+    }
+
+    /// The Content-Length, when given.
+    pub fn content_length(&self) -> Option<usize> {
+        self.content_length.map(usize::from)
+    }
+
+    /// The body (Content-Length octets; without Content-Length, the rest of the datagram).
+    pub fn body(&self) -> &'b [u8] {
+        self.buf.get(usize::from(self.body_start)..).unwrap_or_default()
+    }
+
+    /// The Content-Type value as it came.
+    pub fn content_type(&self) -> Option<&'b [u8]> {
+        self.header_value(HeaderKind::ContentType)
+    }
+
+    /// The Identity header value (RFC 8224), as it came.
+    pub fn identity(&self) -> Option<&'b [u8]> {
+        self.header_value(HeaderKind::Identity)
+    }
+
+    /// The User-Agent value, as it came.
+    pub fn user_agent(&self) -> Option<&'b [u8]> {
+        self.header_value(HeaderKind::UserAgent)
+    }
+
+    /// Expires, in seconds, when present.
+    pub fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.header_value(HeaderKind::Expires)
+            .map(|v| cseq::delta_seconds(v).map_err(|e| e.within(self.buf)))
+            .transpose()
+    }
+
+    /// Session-Expires (RFC 4028), when present.
+    pub fn session_expires(&self) -> Result<Option<SessionExpires<'b>>, ParseError> {
+        self.header_value(HeaderKind::SessionExpires)
+            .map(|v| SessionExpires::parse(v).map_err(|e| e.within(self.buf)))
+            .transpose()
+    }
+
+    /// Parses every header the accessors know and checks that the mandatory ones are there
+    /// (Via, From, To, Call-ID, CSeq; RFC 3261 §8.1.1): what a server checks before answering
+    /// anything but 400.
+    pub fn validate(&self) -> Result<(), ParseError> {
+        self.top_via()?;
+        for v in self.vias() {
+            v?;
+        }
+        self.from()?;
+        self.to()?;
+        self.call_id()?;
+        self.cseq()?;
+        self.max_forwards()?;
+        self.expires()?;
+        self.session_expires()?;
+        for c in self.contacts() {
+            c?;
+        }
+        for kind in [HeaderKind::Route, HeaderKind::RecordRoute, HeaderKind::PAssertedIdentity] {
+            for a in self.addresses(kind) {
+                a?;
+            }
+        }
+        if let Some(ct) = self.content_type() {
+            let media = ct.split(|&b| b == b';').next().unwrap_or_default();
+            let mut parts = media.splitn(2, |&b| b == b'/');
+            let ok = parts.all(|p| all_in(trim_lws(p), &TOKEN)) && media.contains(&b'/');
+            if !ok {
+                return Err(
+                    Invalid::new(ct, ErrorKind::HeaderValue, "malformed Content-Type").within(self.buf)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Iterator over Via values; see [`SipMessage::vias`].
+#[derive(Debug, Clone)]
+pub struct Vias<'b> {
+    list: ListIter<'b>,
+    buf: &'b [u8],
+    seen: usize,
+    max: usize,
+}
+
+impl<'b> Iterator for Vias<'b> {
+    type Item = Result<Via<'b>, ParseError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let raw = self.list.next()?;
+        self.seen += 1;
+        if self.seen > self.max {
+            let at = raw.map_or(0, |r| r.as_ptr() as usize - self.buf.as_ptr() as usize);
+            self.list = ListIter::new(self.buf, &[], HeaderKind::Via);
+            return Some(Err(ParseError::new(ErrorKind::TooManyVias, at, "more Via values than the limit")));
+        }
+        Some(raw.and_then(Via::parse).map_err(|e| e.within(self.buf)))
+    }
+}
+
+/// Iterator over address values (Route, Record-Route, P-Asserted-Identity).
+#[derive(Debug, Clone)]
+pub struct NameAddrs<'b> {
+    list: ListIter<'b>,
+    buf: &'b [u8],
+}
+
+impl<'b> Iterator for NameAddrs<'b> {
+    type Item = Result<NameAddr<'b>, ParseError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.list.next()?.and_then(NameAddr::parse).map_err(|e| e.within(self.buf)))
+    }
+}
+
+/// A Contact value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact<'b> {
+    /// `*` (REGISTER: remove all bindings).
+    Any,
+    /// An address.
+    Address(NameAddr<'b>),
+}
+
+/// Iterator over Contact values.
+#[derive(Debug, Clone)]
+pub struct Contacts<'b> {
+    list: ListIter<'b>,
+    buf: &'b [u8],
+}
+
+impl<'b> Iterator for Contacts<'b> {
+    type Item = Result<Contact<'b>, ParseError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let raw = self.list.next()?;
+        Some(
+            raw.and_then(
+                |r| if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse(r).map(Contact::Address) },
+            )
+            .map_err(|e| e.within(self.buf)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,212 @@
+//! Addresses with parameters: From, To, Contact, Route, Record-Route, P-Asserted-Identity
+//! (RFC 3261 §20.10, §20.20, §20.39, §25.1):
+//! ```text
+//! from-spec    = ( name-addr / addr-spec ) *( SEMI from-param )
+//! name-addr    = [ display-name ] LAQUOT addr-spec RAQUOT
+//! display-name = *(token LWS) / quoted-string
+//! ```
+//! Without `<>`, parameters after the URI belong to the header, not the URI (§20.10).
+
+use super::chars::{LWS, TOKEN, trim_lws};
+use super::error::{ErrorKind, Invalid};
+use super::params::{ParamGrammar, Params, quoted_ok};
+use super::uri::Uri;
+
+/// One address value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NameAddr<'b> {
+    /// The display name: the inside of the quotes (escapes kept), or the tokens as they came.
+    pub display_name: Option<&'b [u8]>,
+    /// The URI, parsed.
+    pub uri: Uri<'b>,
+    /// The URI as it came (without `<>`).
+    pub uri_raw: &'b [u8],
+    /// The header parameters (`tag`, `expires`, `q`, ...).
+    pub params: Params<'b>,
+}
+
+impl<'b> NameAddr<'b> {
+    /// Parses one address value (a list element, white space trimmed).
+    pub(crate) fn parse(raw: &'b [u8]) -> Result<NameAddr<'b>, Invalid> {
+        let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
+        let raw = trim_lws(raw);
+        let (display_name, after_name) = match raw.first() {
+            Some(b'"') => {
+                let close = closing_quote(raw).ok_or(bad(raw, "unterminated quoted display name"))?;
+                let inner = raw.get(1..close).unwrap_or_default();
+                if !quoted_ok(inner) {
+                    return Err(bad(raw, "malformed quoted display name"));
+                }
+                let rest = trim_lws(raw.get(close + 1..).unwrap_or_default());
+                if rest.first() != Some(&b'<') {
+                    return Err(bad(rest, "quoted display name without <URI>"));
+                }
+                (Some(inner), rest)
+            }
+            _ => {
+                let n = raw.iter().take_while(|&&b| TOKEN[b as usize] || LWS[b as usize]).count();
+                match raw.get(n) {
+                    Some(b'<') => {
+                        let name = trim_lws(raw.get(..n).unwrap_or_default());
+                        (Some(name).filter(|n| !n.is_empty()), raw.get(n..).unwrap_or_default())
+                    }
+                    _ => (None, raw),
+                }
+            }
+        };
+        let (uri_raw, params_part) = if let Some(inner) = after_name.strip_prefix(b"<") {
+            let close = inner.iter().position(|&b| b == b'>').ok_or(bad(after_name, "'<' without '>'"))?;
+            let uri_raw = inner.get(..close).unwrap_or_default();
+            (uri_raw, trim_lws(inner.get(close + 1..).unwrap_or_default()))
+        } else {
+            let end = addr_spec_end(after_name);
+            let uri_raw = after_name.get(..end).unwrap_or_default();
+            if uri_raw.contains(&b'?') || uri_raw.contains(&b',') {
+                return Err(bad(uri_raw, "URI with '?' or ',' must be enclosed in <>"));
+            }
+            (uri_raw, trim_lws(after_name.get(end..).unwrap_or_default()))
+        };
+        let uri = Uri::parse_inner(uri_raw)?;
+        let params = match params_part.split_first() {
+            None => Params::default(),
+            Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
+            Some(_) => return Err(bad(params_part, "garbage after address")),
+        };
+        Ok(NameAddr { display_name, uri, uri_raw, params })
+    }
+
+    /// The `tag` parameter (From, To).
+    pub fn tag(&self) -> Option<&'b [u8]> {
+        self.params.get("tag").flatten()
+    }
+}
+
+/// Index of the quote closing the quoted string that starts at `s[0]`.
+fn closing_quote(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// End of an addr-spec not in `<>`: the first LWS, or the first `;` after the user part.
+fn addr_spec_end(s: &[u8]) -> usize {
+    let lws = s.iter().position(|&b| LWS[b as usize]).unwrap_or(s.len());
+    let head = s.get(..lws).unwrap_or_default();
+    let from = head.iter().position(|&b| b == b'@').map_or(0, |at| at + 1);
+    head.get(from..).and_then(|h| h.iter().position(|&b| b == b';')).map_or(lws, |semi| from + semi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Value, display name, URI, tag, number of parameters.
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8], Option<&'a [u8]>, usize);
+    use crate::sip::uri::Host;
+
+    #[test]
+    fn addresses() {
+        // (value, display name, URI, tag, number of params)
+        let table: &[Case<'_>] = &[
+            (
+                b"\"ACME Corp\" <sip:+12125550100@203.0.113.17;user=phone>;tag=1928301774",
+                Some(b"ACME Corp"),
+                b"sip:+12125550100@203.0.113.17;user=phone",
+                Some(b"1928301774"),
+                1,
+            ),
+            (
+                b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+                None,
+                b"sip:vivekg@chair-dnrc.example.com",
+                Some(b"1918181833n"),
+                1,
+            ),
+            (
+                b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8",
+                Some(b"J Rosenberg \\\\\\\""),
+                b"sip:jdrosen@example.com",
+                Some(b"98asjd8"),
+                1,
+            ),
+            (
+                b"caller<sip:caller@example.com>;tag=323",
+                Some(b"caller"),
+                b"sip:caller@example.com",
+                Some(b"323"),
+                1,
+            ),
+            (
+                b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=x",
+                Some(b"token1~` token2'+_ token3*%!.-"),
+                b"sip:mundane@example.com",
+                Some(b"x"),
+                1,
+            ),
+            (
+                b"sip:+19725552222@gw1.example.net;unknownparam",
+                None,
+                b"sip:+19725552222@gw1.example.net",
+                None,
+                1,
+            ),
+            (
+                b"<sip:+19725552222@gw1.example.net;unknownparam>",
+                None,
+                b"sip:+19725552222@gw1.example.net;unknownparam",
+                None,
+                0,
+            ),
+            (b"isbn:2983792873", None, b"isbn:2983792873", None, 0),
+            (
+                b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+                None,
+                b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+                None,
+                0,
+            ),
+            (
+                b"sip:user;par=u%40example.net@example.com;tag=1",
+                None,
+                b"sip:user;par=u%40example.net@example.com",
+                Some(b"1"),
+                1,
+            ),
+        ];
+        for (raw, dn, uri, tag, n) in table {
+            let a =
+                NameAddr::parse(raw).unwrap_or_else(|e| panic!("{:?}: {e:?}", String::from_utf8_lossy(raw)));
+            assert_eq!(a.display_name, *dn, "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(a.uri_raw, *uri);
+            assert_eq!(a.tag(), *tag);
+            assert_eq!(a.params.iter().count(), *n);
+        }
+        let a = NameAddr::parse(b"<sip:[2001:db8::1]:5060;lr>").unwrap();
+        assert_eq!(a.uri.as_sip().map(|u| u.host), Some(Host::Ipv6("2001:db8::1".parse().unwrap())));
+    }
+
+    #[test]
+    fn bad_addresses() {
+        let table: &[&[u8]] = &[
+            b"\"Mr. J. User <sip:j.user@example.com>",
+            b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            b"\"Joe\" <sip:joe@example.org>;;;;",
+            b"<sip:a@b",
+            b"\"Joe\" sip:joe@example.org",
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            b"<sip:a@b> junk",
+            b"",
+            b"Watson, Thomas <sip:t.watson@example.org>",
+        ];
+        for raw in table {
+            assert!(NameAddr::parse(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `;name[=value]` parameter lists, of URIs (RFC 3261 §19.1.1 `uri-parameters`) and of header
+//! values (`generic-param`, with LWS around `;` and `=` and quoted-string values).
+//! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
+
+use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, trim_lws};
+use super::error::{ErrorKind, Invalid};
+
+/// A checked parameter list, as it came (the bytes after the first `;`, or empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Params<'b> {
+    raw: &'b [u8],
+}
+
+/// Which grammar a parameter list follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamGrammar {
+    /// URI parameters: `paramchar` names and values, `%` escapes, no white space.
+    Uri,
+    /// Header parameters: token names; token, host or quoted-string values; LWS allowed.
+    Header,
+}
+
+impl<'b> Params<'b> {
+    /// Checks `raw` (the text after a first `;`) against `grammar`.
+    pub(crate) fn parse(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
+        let params = Params { raw };
+        let mut rest = raw;
+        loop {
+            let (one, next) = split_param(rest);
+            let (name, value) = name_value(one);
+            if name.is_empty() {
+                return Err(Invalid::new(one, ErrorKind::HeaderValue, "empty parameter"));
+            }
+            let ok = match grammar {
+                ParamGrammar::Uri => {
+                    !one.iter().any(|&b| LWS[b as usize])
+                        && all_escaped_in(name, &PARAMCHAR)
+                        && value.is_none_or(|v| !v.is_empty() && all_escaped_in(v, &PARAMCHAR))
+                }
+                ParamGrammar::Header => all_in(name, &TOKEN) && value.is_none_or(header_value_ok),
+            };
+            if !ok {
+                return Err(Invalid::new(one, ErrorKind::HeaderValue, "malformed parameter"));
+            }
+            match next {
+                Some(n) => rest = n,
+                None => return Ok(params),
+            }
+        }
+    }
+
+    /// The list as it came (without the leading `;`).
+    pub fn as_bytes(&self) -> &'b [u8] {
+        self.raw
+    }
+
+    /// True when there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The parameter named `name` (case-insensitive): `Some(None)` when present without a value.
+    pub fn get(&self, name: &str) -> Option<Option<&'b [u8]>> {
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// True when the parameter `name` is present, with or without a value.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The parameters in order, names and values trimmed of white space.
+    pub fn iter(&self) -> ParamIter<'b> {
+        ParamIter { rest: if self.raw.is_empty() { None } else { Some(self.raw) } }
+    }
+}
+
+impl<'b> IntoIterator for Params<'b> {
+    type Item = (&'b [u8], Option<&'b [u8]>);
+    type IntoIter = ParamIter<'b>;
+    fn into_iter(self) -> ParamIter<'b> {
+        self.iter()
+    }
+}
+
+/// Iterator over a checked parameter list: `(name, value)`.
+#[derive(Debug, Clone)]
+pub struct ParamIter<'b> {
+    rest: Option<&'b [u8]>,
+}
+
+impl<'b> Iterator for ParamIter<'b> {
+    type Item = (&'b [u8], Option<&'b [u8]>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let (one, next) = split_param(self.rest?);
+        self.rest = next;
+        Some(name_value(one))
+    }
+}
+
+/// `token / host / quoted-string` (RFC 3261 `gen-value`).
+fn header_value_ok(v: &[u8]) -> bool {
+    match v {
+        [b'"', inner @ .., b'"'] => quoted_ok(inner),
+        _ => all_in(v, &TOKEN) || all_in(v, &HNV),
+    }
+}
+
+/// The inside of a quoted string: no bare `"`, every `\` escapes one byte.
+pub(crate) fn quoted_ok(inner: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = inner.get(i) {
+        match b {
+            b'\\' if i + 1 < inner.len() => i += 2,
+            b'\\' | b'"' => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+/// Splits at the first `;` outside a quoted string.
+fn split_param(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let mut in_quotes = false;
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'\\' if in_quotes => i += 1,
+            b'"' => in_quotes = !in_quotes,
+            b';' if !in_quotes => return (s.get(..i).unwrap_or_default(), s.get(i + 1..)),
+            _ => {}
+        }
+        i += 1;
+    }
+    (s, None)
+}
+
+/// `name [ = value ]`, both trimmed of LWS.
+fn name_value(one: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match one.iter().position(|&b| b == b'=') {
+        Some(eq) => (
+            trim_lws(one.get(..eq).unwrap_or_default()),
+            Some(trim_lws(one.get(eq + 1..).unwrap_or_default())),
+        ),
+        None => (trim_lws(one), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_params() {
+        let table: &[(&[u8], bool)] = &[
+            (b"branch=z9hG4bK1;rport", true),
+            (b" branch  =   z9hG4bK9ikj8  ", true),
+            (b"tag=a;x=\"quoted; with, separators\"", true),
+            (b"received=[2001:db8::1]", true),
+            (b";", false),
+            (b"", false),
+            (b"a;;b", false),
+            (b"a=", false),
+            (b"a=\"open", false),
+            (b"bad name=1", false),
+        ];
+        for (raw, ok) in table {
+            assert_eq!(
+                Params::parse(raw, ParamGrammar::Header).is_ok(),
+                *ok,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let p = Params::parse(b" tag = 98asjd8 ;rport;x=\"a;b\"", ParamGrammar::Header).unwrap();
+        assert_eq!(p.get("TAG"), Some(Some(&b"98asjd8"[..])));
+        assert_eq!(p.get("rport"), Some(None));
+        assert_eq!(p.get("x"), Some(Some(&b"\"a;b\""[..])));
+        assert_eq!(p.iter().count(), 3);
+    }
+
+    #[test]
+    fn uri_params() {
+        let table: &[(&[u8], bool)] = &[
+            (b"user=phone", true),
+            (b"lr;transport=tcp", true),
+            (b"%6C%72;n%61me=v%61lue%25%34%31", true),
+            (b"lr;unknownwith=value;unknown-no-value", true),
+            (b" lr", false),
+            (b"a;;b", false),
+            (b"%zz", false),
+        ];
+        for (raw, ok) in table {
+            assert_eq!(
+                Params::parse(raw, ParamGrammar::Uri).is_ok(),
+                *ok,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Via (RFC 3261 §20.42, §25.1):
+//! ```text
+//! via-parm = sent-protocol LWS sent-by *( SEMI via-params )
+//! sent-protocol = protocol-name SLASH protocol-version SLASH transport
+//! sent-by = host [ COLON port ]
+//! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
+//! ```
+
+use super::chars::{LWS, TOKEN, all_in, parse_decimal};
+use super::error::{ErrorKind, Invalid};
+use super::params::{ParamGrammar, Params};
+use super::uri::{Host, parse_host, parse_hostport, parse_port};
+
+/// The RFC 3261 branch prefix (§8.1.1.7).
+pub const BRANCH_MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// One Via value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Via<'b> {
+    /// The whole value as it came.
+    pub raw: &'b [u8],
+    /// Protocol name (`SIP`).
+    pub protocol: &'b [u8],
+    /// Protocol version (`2.0`).
+    pub version: &'b [u8],
+    /// Transport (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, or an unknown token).
+    pub transport: &'b str,
+    /// Host of sent-by.
+    pub host: Host<'b>,
+    /// Port of sent-by, when given.
+    pub port: Option<u16>,
+    /// The parameters (checked: branch is a token, ttl 0..=255, received an address, rport a port).
+    pub params: Params<'b>,
+}
+
+impl<'b> Via<'b> {
+    /// Parses one Via value (a list element, white space trimmed).
+    pub(crate) fn parse(raw: &'b [u8]) -> Result<Via<'b>, Invalid> {
+        let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
+        let mut c = Cursor { s: raw, i: 0 };
+        let protocol = c.token().ok_or(bad(raw, "Via protocol name is not a token"))?;
+        c.skip_lws();
+        c.expect(b'/').ok_or(bad(raw, "Via without '/' after protocol"))?;
+        c.skip_lws();
+        let version = c.token().ok_or(bad(raw, "Via protocol version is not a token"))?;
+        c.skip_lws();
+        c.expect(b'/').ok_or(bad(raw, "Via without '/' after version"))?;
+        c.skip_lws();
+        let transport = c.token().ok_or(bad(raw, "Via transport is not a token"))?;
+        if c.skip_lws() == 0 {
+            return Err(bad(raw, "Via without LWS before sent-by"));
+        }
+        let rest = c.rest();
+        let end = rest.iter().position(|&b| b == b';' || LWS[b as usize]).unwrap_or(rest.len());
+        let (host, port) = parse_hostport(rest.get(..end).unwrap_or_default())?;
+        c.i += end;
+        c.skip_lws();
+        let params = match c.rest().split_first() {
+            None => Params::default(),
+            Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
+            Some(_) => return Err(bad(c.rest(), "garbage after Via sent-by")),
+        };
+        let transport =
+            core::str::from_utf8(transport).map_err(|_| bad(raw, "Via transport is not a token"))?;
+        let via = Via { raw, protocol, version, transport, host, port, params };
+        via.check_params()?;
+        Ok(via)
+    }
+
+    fn check_params(&self) -> Result<(), Invalid> {
+        for (name, value) in self.params {
+            let at = name;
+            let bad = |why| Err(Invalid::new(at, ErrorKind::HeaderValue, why));
+            if name.eq_ignore_ascii_case(b"branch") {
+                if !value.is_some_and(|v| all_in(v, &TOKEN)) {
+                    return bad("Via branch is not a token");
+                }
+            } else if name.eq_ignore_ascii_case(b"ttl") {
+                match value.map(|v| parse_decimal(v, u8::MAX.into())) {
+                    Some(Ok(_)) => {}
+                    _ => return bad("Via ttl is not 0..=255"),
+                }
+            } else if name.eq_ignore_ascii_case(b"received") {
+                if !value.is_some_and(is_address) {
+                    return bad("Via received is not an address");
+                }
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                if value.is_some_and(|v| parse_port(v).is_err()) {
+                    return bad("Via rport is not a port");
+                }
+            } else if name.eq_ignore_ascii_case(b"maddr") && value.is_none_or(|v| parse_host(v).is_err()) {
+                return bad("Via maddr is not a host");
+            }
+        }
+        Ok(())
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&'b [u8]> {
+        self.params.get("branch").flatten()
+    }
+
+    /// True when the branch starts with the RFC 3261 magic cookie (and has more after it).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > BRANCH_MAGIC_COOKIE.len() && b.starts_with(BRANCH_MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter, as it came.
+    pub fn received(&self) -> Option<&'b [u8]> {
+        self.params.get("received").flatten()
+    }
+
+    /// The `rport` parameter: `Some(None)` when present without a value (RFC 3581).
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params.get("rport").map(|v| v.and_then(|v| parse_port(v).ok()))
+    }
+
+    /// The `maddr` parameter, as it came.
+    pub fn maddr(&self) -> Option<&'b [u8]> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params
+            .get("ttl")
+            .flatten()
+            .and_then(|v| parse_decimal(v, u8::MAX.into()).ok())
+            .and_then(|v| u8::try_from(v).ok())
+    }
+}
+
+/// `received = IPv4address / IPv6address` (RFC 3261 §20.42; brackets tolerated).
+fn is_address(v: &[u8]) -> bool {
+    let text = core::str::from_utf8(v).unwrap_or_default();
+    text.parse::<core::net::IpAddr>().is_ok() || matches!(parse_host(v), Ok(Host::Ipv6(_)))
+}
+
+/// A small cursor over a value.
+struct Cursor<'b> {
+    s: &'b [u8],
+    i: usize,
+}
+
+impl<'b> Cursor<'b> {
+    fn rest(&self) -> &'b [u8] {
+        self.s.get(self.i..).unwrap_or_default()
+    }
+
+    /// Skips LWS; returns how many bytes.
+    fn skip_lws(&mut self) -> usize {
+        let n = self.rest().iter().take_while(|&&b| LWS[b as usize]).count();
+        self.i += n;
+        n
+    }
+
+    fn token(&mut self) -> Option<&'b [u8]> {
+        let rest = self.rest();
+        let n = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
+        self.i += n;
+        rest.get(..n).filter(|t| !t.is_empty())
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.rest().first() == Some(&b)).then(|| self.i += 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_values() {
+        let v = Via::parse(b"SIP/2.0/UDP 203.0.113.17:5060;branch=z9hG4bK776asdhds-8a1f;rport").unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, Host::Ipv4("203.0.113.17".parse().unwrap()));
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK776asdhds-8a1f"[..]));
+        assert_eq!(v.rport(), Some(None));
+        assert!(v.has_rfc3261_branch());
+
+        let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!((v.transport, v.branch()), ("UDP", Some(&b"390skdjuw"[..])));
+        assert!(!v.has_rfc3261_branch());
+
+        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8")
+            .unwrap();
+        assert_eq!(v.host, Host::Name("spindle.example.com"));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK9ikj8"[..]));
+
+        let v = Via::parse(
+            b"SIP/2.0/TLS [2001:db8::9]:5061;received=2001:db8::10;rport=5070;ttl=16;maddr=224.2.0.1",
+        )
+        .unwrap();
+        assert_eq!(v.port, Some(5061));
+        assert_eq!(v.rport(), Some(Some(5070)));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.maddr(), Some(&b"224.2.0.1"[..]));
+        assert_eq!(v.received(), Some(&b"2001:db8::10"[..]));
+        assert!(!Via::parse(b"SIP/2.0/UDP host;branch=z9hG4bK").unwrap().has_rfc3261_branch());
+    }
+
+    #[test]
+    fn bad_vias() {
+        let table: &[&[u8]] = &[
+            b"SIP/2.0/UDP 192.0.2.15;;",
+            b"SIP/2.0/UDP 192.0.2.15;",
+            b"SIP/2.0 192.0.2.15",
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP192.0.2.15",
+            b"SIP/2.0/UDP host junk",
+            b"SIP/2.0/UDP host;ttl=256",
+            b"SIP/2.0/UDP host;received=example.com",
+            b"SIP/2.0/UDP host;rport=x",
+            b"SIP/2.0/UDP host;branch",
+            b"SIP/2.0/UDP host:70000",
+        ];
+        for raw in table {
+            assert!(Via::parse(raw).is_err(), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+}
