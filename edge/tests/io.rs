@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use edge::io::{
     ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, MIN_DATAGRAM_BYTES, Outbox,
-    PortableReason, SendError, Workers, probe_uring, spawn,
+    PortableReason, ProbeError, SendError, Workers, probe_uring, spawn,
 };
 
 /// Bound on every wait for a reply or a counter.
@@ -278,6 +278,98 @@ both_backends!(
     pool_refusal_counted,
     shutdown_joins,
 );
+
+/// Holds the worker inside the handler on the first datagram until the test says go.
+struct Hold {
+    first: bool,
+    held: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl DatagramHandler for Hold {
+    fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
+        if std::mem::take(&mut self.first) {
+            self.held.send(()).unwrap();
+            self.go.recv_timeout(WAIT).unwrap();
+        }
+        out.send(d.source, d.listen, d.payload).unwrap();
+    }
+}
+
+/// io_uring with a one-buffer ring: while the handler holds that buffer, ten more datagrams
+/// wait in the socket; receiving them runs the ring dry, the multishot receive ends with
+/// ENOBUFS, is re-armed and counted, and every datagram is still answered.
+#[test]
+fn uring_buffer_ring_dry_rearms() {
+    const BURST: usize = 10;
+    let cfg = IoConfig { buf_ring_entries: 1, ..config(IoBackend::Uring, 1, &["127.0.0.1:0"]) };
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let handler = std::sync::Mutex::new(Some(Hold { first: true, held: held_tx, go: go_rx }));
+    let Some(w) = start("uring_buffer_ring_dry_rearms", &cfg, |_| handler.lock().unwrap().take().unwrap())
+    else {
+        return;
+    };
+    let server = w.local_addrs()[0];
+    let c = client(server);
+    c.send_to(b"first", server).unwrap();
+    held.recv_timeout(WAIT).unwrap();
+    for i in 0..BURST {
+        c.send_to(format!("burst {i}").as_bytes(), server).unwrap();
+    }
+    go.send(()).unwrap();
+    let got: BTreeSet<Vec<u8>> = (0..=BURST).map(|_| recv(&c)).collect();
+    assert_eq!(got.len(), BURST + 1);
+    let counters = w.counters();
+    assert!(counters.rx_buf_ring_empty >= 1, "{counters:?}");
+    assert!(counters.rx_rearms >= counters.rx_buf_ring_empty, "{counters:?}");
+    assert_eq!(counters.rx_datagrams, (BURST + 1) as u64);
+    w.shutdown().unwrap();
+}
+
+/// Forbids `io_uring_setup` (EPERM) to the calling thread and the threads it starts, as the
+/// default seccomp profiles of Docker and containerd do.
+fn forbid_io_uring_on_this_thread() {
+    let stmt = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let filter = [
+        // Load seccomp_data.nr (offset 0).
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        stmt(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_io_uring_setup as u32, 0, 1),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: PR_SET_NO_NEW_PRIVS and PR_SET_SECCOMP change only this thread (and its future
+    // children); `prog` points at a live filter for the duration of the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const prog), 0);
+    }
+}
+
+/// Where seccomp forbids io_uring, asking for it gives the portable backend, with the reason,
+/// and the workers serve.
+#[test]
+fn seccomp_forbidden_uring_falls_back_to_portable() {
+    std::thread::spawn(|| {
+        forbid_io_uring_on_this_thread();
+        let w = spawn(&config(IoBackend::Uring, 2, &["127.0.0.1:0"]), |_| Echo).unwrap();
+        match w.backend() {
+            ActiveBackend::Portable { reason: PortableReason::UringUnavailable(ProbeError::Setup(why)) } => {
+                assert!(why.contains("not permitted"), "{why}");
+            }
+            other => panic!("expected the portable fallback, got {other}"),
+        }
+        assert!(w.backend().to_string().starts_with("portable (io_uring unavailable"));
+        let server = w.local_addrs()[0];
+        let c = client(server);
+        c.send_to(b"still served", server).unwrap();
+        assert_eq!(recv(&c), b"still served");
+        w.shutdown().unwrap();
+    })
+    .join()
+    .unwrap();
+}
 
 #[test]
 fn uring_probe_passes_here_or_skips() {

@@ -48,6 +48,7 @@ pub(super) fn build_ring(sq_entries: u32) -> std::io::Result<IoUring> {
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_cqsize(sq_entries * CQ_PER_SQ_ENTRIES)
+        .setup_clamp()
         .build(sq_entries)
 }
 
