@@ -83,6 +83,11 @@ impl SendPool {
         self.queued.clear();
     }
 
+    /// Drops every queued send, returning its slot (sends done synchronously, or abandoned).
+    pub(super) fn release_queued(&mut self) {
+        self.free.extend(self.queued.drain(..).map(|q| q.slot));
+    }
+
     /// Returns a slot to the free list (its send completed or failed).
     pub(super) fn release(&mut self, slot: u32) {
         debug_assert!(!self.free.contains(&slot), "slot {slot} released twice");

@@ -194,13 +194,8 @@ impl PortableWorker {
                 send_batch(socket.as_raw_fd(), &mut self.send_hdrs[..n], core);
             }
         }
-        let slots: usize = core.pool.queued().len();
-        for i in 0..slots {
-            if let Some(slot) = core.pool.queued().get(i).map(|q| q.slot) {
-                core.pool.release(slot);
-            }
-        }
-        core.pool.clear_queued();
+        // sendmmsg has copied every datagram into the kernel: the slots are free again.
+        core.pool.release_queued();
     }
 }
 

@@ -460,8 +460,9 @@ impl UringWorker {
     }
 
     /// Cancels the receives and waits (bounded) for them and the in-flight sends to end, so
-    /// that no buffer is unmapped while the kernel may still write to or read from it. Sends
-    /// queued meanwhile are dropped. Past the bound, the memory is leaked rather than freed.
+    /// that no buffer is unmapped while the kernel may still write to or read from it.
+    /// Datagrams completing meanwhile are still handled and answered. Past the bound, the
+    /// memory is leaked rather than freed.
     fn drain<H: DatagramHandler>(
         &mut self,
         cqes: &mut Vec<cqueue::Entry>,
@@ -490,9 +491,6 @@ impl UringWorker {
             }
             self.enter(Some(left))?;
             self.complete_all(cqes, Instant::now(), core)?;
-            let dropped: Vec<u32> = core.pool.queued().iter().map(|q| q.slot).collect();
-            core.pool.clear_queued();
-            dropped.into_iter().for_each(|s| core.pool.release(s));
         }
         Ok(())
     }
