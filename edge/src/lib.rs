@@ -2,3 +2,4 @@
 pub mod guard;
 pub mod proxy;
 pub mod sip;
+pub mod io;
