@@ -507,7 +507,10 @@ impl Config {
         }
         let h = &self.health;
         if !HEALTH_INTERVAL_SECS.contains(&h.interval_secs) {
-            err("health.interval_secs".into(), format!("{} is outside {HEALTH_INTERVAL_SECS:?}", h.interval_secs));
+            err(
+                "health.interval_secs".into(),
+                format!("{} is outside {HEALTH_INTERVAL_SECS:?}", h.interval_secs),
+            );
         }
         if h.timeout_ms == 0 || u64::from(h.timeout_ms) >= u64::from(h.interval_secs) * 1_000 {
             err("health.timeout_ms".into(), "must be above 0 and below interval_secs".into());

@@ -7,6 +7,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::config::Config;
 
+mod cli {
+    pub(crate) mod did;
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -29,6 +33,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// DID routing: check the route decision for numbers.
+    #[command(subcommand)]
+    Did(cli::did::DidCommand),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, check } => run(config, check),
+        Command::Did(command) => cli::did::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -141,7 +141,8 @@ pub fn import<R: Read>(
 
     let progress = if io::stderr().is_terminal() {
         let bar = ProgressBar::new(len_bytes);
-        if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}") {
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}")
+        {
             bar.set_style(style);
         }
         bar
@@ -191,10 +192,9 @@ fn load_row(record: &csv::ByteRecord, targets: &TargetSets, table: &mut DidTable
         std::str::from_utf8(field).map(Some).map_err(|_| format!("{} is not UTF-8", COLUMNS[i]))
     };
     let raw = record.get(0).unwrap_or_default();
-    let number = raw
-        .strip_prefix(b"+")
-        .and_then(E164::from_digits)
-        .ok_or_else(|| format!("{:?} is not an E.164 number (+ then 1 to 15 digits)", String::from_utf8_lossy(raw)))?;
+    let number = raw.strip_prefix(b"+").and_then(E164::from_digits).ok_or_else(|| {
+        format!("{:?} is not an E.164 number (+ then 1 to 15 digits)", String::from_utf8_lossy(raw))
+    })?;
     let target = text(1)?.ok_or("target is empty")?;
     let set = targets.id(target).ok_or_else(|| format!("no target named {target:?}"))?;
     let meta = DidMeta { customer: text(2)?, group: text(3)?, tag: text(4)?, description: None };

@@ -106,12 +106,7 @@ impl MetaStore {
     pub fn get(&self, id: MetaId) -> DidMeta<'_> {
         let r = self.records.get(id.0 as usize).copied().unwrap_or_default();
         let s = |id: StrId| (id.0 != 0).then(|| self.strings.get(id.0 as usize).map(|s| &**s)).flatten();
-        DidMeta {
-            customer: s(r.customer),
-            group: s(r.group),
-            tag: s(r.tag),
-            description: s(r.description),
-        }
+        DidMeta { customer: s(r.customer), group: s(r.group), tag: s(r.tag), description: s(r.description) }
     }
 
     /// Distinct records (including the empty one).
@@ -124,8 +119,6 @@ impl MetaStore {
         let strings: usize = self.strings.iter().map(|s| s.len()).sum();
         let per_string = 2 * size_of::<Box<str>>() + size_of::<StrId>() + 1;
         let per_record = 2 * size_of::<Record>() + size_of::<MetaId>() + 1;
-        2 * strings
-            + self.string_ids.capacity() * per_string
-            + self.record_ids.capacity() * per_record
+        2 * strings + self.string_ids.capacity() * per_string + self.record_ids.capacity() * per_record
     }
 }

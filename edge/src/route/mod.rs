@@ -239,12 +239,18 @@ impl Router {
 }
 
 /// Inserts the configuration's `[[did]]` entries into `table`.
-pub fn insert_config_dids(config: &Config, targets: &TargetSets, table: &mut DidTable) -> Result<(), BuildError> {
+pub fn insert_config_dids(
+    config: &Config,
+    targets: &TargetSets,
+    table: &mut DidTable,
+) -> Result<(), BuildError> {
     for (i, d) in config.dids.iter().enumerate() {
         let field = format!("did[{i}]");
         let number =
             E164::parse_plus(&d.number).ok_or_else(|| BuildError::Number(field.clone(), d.number.clone()))?;
-        let set = targets.id(&d.target).ok_or_else(|| BuildError::UnknownTarget(field.clone(), d.target.clone()))?;
+        let set = targets
+            .id(&d.target)
+            .ok_or_else(|| BuildError::UnknownTarget(field.clone(), d.target.clone()))?;
         let meta = DidMeta {
             customer: d.customer.as_deref(),
             group: d.group.as_deref(),
@@ -261,10 +267,13 @@ fn build_blocks(config: &Config, targets: &TargetSets) -> Result<Blocks, BuildEr
     let mut ranges = Vec::new();
     for (i, r) in config.did_ranges.iter().enumerate() {
         let field = format!("did_range[{i}]");
-        let set = targets.id(&r.target).ok_or_else(|| BuildError::UnknownTarget(field.clone(), r.target.clone()))?;
+        let set = targets
+            .id(&r.target)
+            .ok_or_else(|| BuildError::UnknownTarget(field.clone(), r.target.clone()))?;
         let route = DidRoute::new(set, None, MetaId::default())
             .ok_or_else(|| BuildError::Table(field.clone(), TableError::OutOfRange))?;
-        let parse = |s: &String| E164::parse_plus(s).ok_or_else(|| BuildError::Number(field.clone(), s.clone()));
+        let parse =
+            |s: &String| E164::parse_plus(s).ok_or_else(|| BuildError::Number(field.clone(), s.clone()));
         match (&r.prefix, &r.first, &r.last) {
             (Some(p), _, _) => prefixes.push((parse(p)?, route)),
             (None, Some(first), Some(last)) => ranges.push((parse(first)?, parse(last)?, route)),

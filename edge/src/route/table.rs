@@ -134,11 +134,8 @@ impl DidTable {
     pub fn with_capacity(capacity: usize) -> Self {
         // Shards fill unevenly by a few per mille; the margin avoids a rehash of the last ones.
         let capacity = capacity + capacity / 64;
-        let exact = DashMap::with_capacity_and_hasher_and_shard_amount(
-            capacity,
-            RandomState::new(),
-            DID_SHARDS,
-        );
+        let exact =
+            DashMap::with_capacity_and_hasher_and_shard_amount(capacity, RandomState::new(), DID_SHARDS);
         for shard in exact.shards() {
             let (ptr, layout) = shard.read().allocation_info();
             advise_huge_pages(ptr.as_ptr(), layout.size());
@@ -204,12 +201,8 @@ impl DidTable {
 
     /// Measures the memory held.
     pub fn memory(&self) -> MemoryReport {
-        let exact_bytes: usize = self
-            .exact
-            .shards()
-            .iter()
-            .map(|s| s.read().allocation_info().1.size() + size_of_val(s))
-            .sum();
+        let exact_bytes: usize =
+            self.exact.shards().iter().map(|s| s.read().allocation_info().1.size() + size_of_val(s)).sum();
         let meta = self.meta.read().unwrap_or_else(PoisonError::into_inner);
         MemoryReport {
             dids: self.exact.len(),
