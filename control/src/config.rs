@@ -809,6 +809,47 @@ target = "t"
     }
 
     #[test]
+    fn routing_keys_have_defaults_and_are_validated() {
+        let base = "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\n[[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.health, HealthConfig::default());
+        assert_eq!((c.health.interval_secs, c.health.down_after, c.health.up_after), (30, 3, 2));
+        assert_eq!((c.trunks[0].emergency_numbers.as_ref(), c.trunks[0].min_national_digits), (None, 7));
+        let good = format!(
+            "{base}[[target]]\nname = \"w\"\nuris = [\"sip:10.0.0.2\", \"sip:10.0.0.3\"]\nweights = [1, 3]\noverflow = \"t\"\n\
+             [[did]]\nnumber = \"+15551230000\"\ntarget = \"w\"\nmax_calls = 10\ncustomer = \"acme\"\ntag = \"crm-1\"\n\
+             [health]\ninterval_secs = 10\ntimeout_ms = 2000\nretry_after_503 = \"pause\"\n"
+        );
+        let c = Config::from_toml(&good).unwrap();
+        assert_eq!(c.health.retry_after_503, RetryAfter503::Pause);
+        assert_eq!(c.dids[0].max_calls, Some(10));
+        let bad = format!(
+            "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nemergency_numbers = [\"9x9\"]\nmin_national_digits = 0\n\
+             [[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\nweights = [1, 2]\noverflow = \"t\"\n\
+             [[target]]\nname = \"u\"\nuris = [\"sip:10.0.0.1\"]\nweights = [0]\noverflow = \"v\"\n\
+             [[target]]\nname = \"v\"\nuris = [\"sip:10.0.0.1\"]\noverflow = \"t\"\n\
+             [[did]]\nnumber = \"+15551230000\"\ntarget = \"t\"\nmax_calls = 2000000\n\
+             [health]\ninterval_secs = 5\ntimeout_ms = 5000\ndown_after = 0\nup_after = 101\n"
+        );
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad) else { panic!("expected errors") };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for want in [
+            "trunk[0].emergency_numbers[0]",
+            "trunk[0].min_national_digits",
+            "target[0].weights",
+            "target[0].overflow",
+            "target[1].weights",
+            "target[1].overflow",
+            "did[0].max_calls",
+            "health.timeout_ms",
+            "health.down_after",
+            "health.up_after",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
+    }
+
+    #[test]
     fn e164_rules() {
         assert!(check_e164("+442079460000").is_ok());
         assert!(check_e164("+0123").is_err());

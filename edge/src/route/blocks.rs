@@ -147,3 +147,68 @@ impl Blocks {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::meta::MetaId;
+    use crate::route::targets::SetId;
+
+    fn n(s: &str) -> E164 {
+        E164::parse_plus(s).unwrap()
+    }
+    fn r(set: u32) -> DidRoute {
+        DidRoute::new(SetId(set), None, MetaId::default()).unwrap()
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_ranges_beat_prefixes() {
+        let blocks = Blocks::new(
+            [(n("+1"), r(1)), (n("+1555"), r(2)), (n("+1555124"), r(3))],
+            [(n("+15551240000"), n("+15551240099"), r(4)), (n("+442079460000"), n("+442079469999"), r(5))],
+        )
+        .unwrap();
+        let cases = [
+            ("+15551240050", Some(BlockMatch::Range(r(4)))),
+            ("+15551240100", Some(BlockMatch::Prefix(r(3), 7))),
+            ("+15551239999", Some(BlockMatch::Prefix(r(2), 4))),
+            ("+12125550000", Some(BlockMatch::Prefix(r(1), 1))),
+            ("+442079465555", Some(BlockMatch::Range(r(5)))),
+            ("+442079470000", None),
+            // Same value range, other length: a 13-digit number is not in a 12-digit range.
+            ("+4420794600001", None),
+            ("+15551240000", Some(BlockMatch::Range(r(4)))),
+            ("+15551240099", Some(BlockMatch::Range(r(4)))),
+        ];
+        for (number, want) in cases {
+            assert_eq!(blocks.lookup(n(number)), want, "{number}");
+        }
+        assert_eq!(blocks.len(), 5);
+    }
+
+    #[test]
+    fn duplicates_overlaps_and_bad_ranges_are_refused() {
+        assert_eq!(
+            Blocks::new([(n("+1555"), r(1)), (n("+1555"), r(2))], []).unwrap_err(),
+            BlockError::DuplicatePrefix(n("+1555"))
+        );
+        let overlap =
+            [(n("+15550000000"), n("+15550000100"), r(1)), (n("+15550000100"), n("+15550000200"), r(2))];
+        assert!(matches!(Blocks::new([], overlap), Err(BlockError::Overlap(..))));
+        assert!(matches!(
+            Blocks::new([], [(n("+15550000100"), n("+15550000000"), r(1))]),
+            Err(BlockError::BadRange(..))
+        ));
+        assert!(matches!(
+            Blocks::new([], [(n("+1555000000"), n("+15550000000"), r(1))]),
+            Err(BlockError::BadRange(..))
+        ));
+        // Adjacent ranges do not overlap.
+        let adjacent =
+            [(n("+15550000101"), n("+15550000200"), r(2)), (n("+15550000000"), n("+15550000100"), r(1))];
+        let blocks = Blocks::new([], adjacent).unwrap();
+        assert_eq!(blocks.lookup(n("+15550000100")), Some(BlockMatch::Range(r(1))));
+        assert_eq!(blocks.lookup(n("+15550000101")), Some(BlockMatch::Range(r(2))));
+        assert!(Blocks::default().is_empty());
+    }
+}

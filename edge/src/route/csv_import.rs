@@ -203,3 +203,102 @@ fn load_row(record: &csv::ByteRecord, targets: &TargetSets, table: &mut DidTable
         other => other.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::config::Config;
+
+    fn targets() -> TargetSets {
+        let text = "[[target]]\nname = \"pbx1\"\nuris = [\"sip:10.0.0.1\"]\n[[target]]\nname = \"pbx2\"\nuris = [\"sip:10.0.0.2\"]\n";
+        TargetSets::from_config(&Config::from_toml(text).unwrap().targets).unwrap()
+    }
+
+    fn load(csv: &str, skip_bad_rows: bool) -> (DidTable, Result<ImportReport, ImportError>) {
+        let mut table = DidTable::with_capacity(16);
+        let result =
+            import(csv.as_bytes(), csv.len() as u64, &targets(), &mut table, ImportOptions { skip_bad_rows });
+        (table, result)
+    }
+
+    const GOOD: &str = "number,target,customer,group,tag\n\
+        +15551230000,pbx1,acme,sales,crm-1\n\
+        +442079460000, pbx2 ,\"Smith, Jones & Co\",,\n\
+        +919876543210,pbx1\n";
+
+    #[test]
+    fn loads_every_column_form() {
+        let (table, result) = load(GOOD, false);
+        let report = result.unwrap();
+        assert_eq!((report.loaded, report.skipped), (3, 0));
+        let r = table.get(442079460000).unwrap();
+        assert_eq!(r.set(), targets().id("pbx2").unwrap());
+        table.with_meta(r.meta(), |m| {
+            assert_eq!(m, DidMeta { customer: Some("Smith, Jones & Co"), ..DidMeta::default() })
+        });
+        table.with_meta(table.get(15551230000).unwrap().meta(), |m| {
+            assert_eq!((m.customer, m.group, m.tag), (Some("acme"), Some("sales"), Some("crm-1")))
+        });
+        assert!(table.get(919876543210).is_some());
+    }
+
+    const BAD: &str = "number,target\n\
+        +15551230000,pbx1\n\
+        15551230001,pbx1\n\
+        +15551230002,nowhere\n\
+        +15551230000,pbx2\n\
+        +15551230003\n\
+        +15551230004,pbx1,a,b,c,d\n\
+        +1555123000x,pbx1\n\
+        +15551230005,pbx2\n";
+
+    #[test]
+    fn bad_rows_fail_the_import_with_line_numbers() {
+        let (_, result) = load(BAD, false);
+        let Err(ImportError::BadRows { count, rows }) = result else { panic!("{result:?}") };
+        assert_eq!(count, 6);
+        let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7, 8]);
+        assert!(rows[0].reason.contains("not an E.164 number"), "{}", rows[0]);
+        assert!(rows[1].reason.contains("no target named \"nowhere\""), "{}", rows[1]);
+        assert!(rows[2].reason.contains("listed twice"), "{}", rows[2]);
+        assert!(rows[3].reason.contains("found 1"), "{}", rows[3]);
+        assert!(rows[4].reason.contains("found 6"), "{}", rows[4]);
+    }
+
+    #[test]
+    fn skip_bad_rows_loads_the_good_ones() {
+        let (table, result) = load(BAD, true);
+        let report = result.unwrap();
+        assert_eq!((report.loaded, report.skipped, report.bad.len()), (2, 6, 6));
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.get(15551230000).unwrap().set(), targets().id("pbx1").unwrap());
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        for header in
+            ["target,number\n", "number\n", "number,target,customer,group,tag,extra\n", "num,target\n"]
+        {
+            let (_, result) = load(&format!("{header}+15551230000,pbx1\n"), true);
+            assert!(matches!(result, Err(ImportError::Header(_))), "{header:?}: {result:?}");
+        }
+        let (table, result) = load("Number,Target\n", false);
+        assert_eq!(result.unwrap().loaded, 0);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn files_are_counted_and_loaded() {
+        let dir = std::env::temp_dir().join(format!("sipedge-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dids.csv");
+        std::fs::write(&path, GOOD).unwrap();
+        assert_eq!(count_lines(&path).unwrap(), 4);
+        let mut table = DidTable::with_capacity(4);
+        let report = import_file(&path, &targets(), &mut table, ImportOptions::default()).unwrap();
+        assert_eq!(report.loaded, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(count_lines(&path), Err(ImportError::Io { .. })));
+    }
+}

@@ -271,3 +271,225 @@ fn finish(head: &[u8], rest: &[u8]) -> Normalised {
     }
     Normalised::Number(E164 { value, digits: total as u8 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::config::Config;
+
+    /// A plan from a `[[trunk]]` body (country code, prefixes, options).
+    fn plan(fields: &str) -> NumberingPlan {
+        let text = format!("[[trunk]]\nname = \"t\"\nsources = [\"192.0.2.0/24\"]\n{fields}\n");
+        let config = Config::from_toml(&text).unwrap();
+        NumberingPlan::from_trunk(&config.trunks[0]).unwrap()
+    }
+
+    fn nanp() -> NumberingPlan {
+        plan("country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = \"011\"")
+    }
+    fn uk() -> NumberingPlan {
+        plan("country_code = \"44\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+    fn germany() -> NumberingPlan {
+        plan("country_code = \"49\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+    fn india() -> NumberingPlan {
+        plan("country_code = \"91\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+
+    enum Want {
+        Num(u64),
+        Emergency,
+        Refused(u16),
+    }
+    use Want::*;
+
+    fn check(plan: &NumberingPlan, cases: &[(&str, Want)]) {
+        for (input, want) in cases {
+            let got = plan.normalise(input.as_bytes(), None);
+            match (want, got) {
+                (Num(v), Normalised::Number(n)) => {
+                    assert_eq!(n.key(), *v, "{input:?}");
+                    assert_eq!(usize::from(n.digits()), v.to_string().len(), "{input:?}");
+                }
+                (Emergency, Normalised::Emergency) => {}
+                (Refused(code), Normalised::Refused(r)) => assert_eq!(r.status(), *code, "{input:?}: {r:?}"),
+                (_, got) => panic!("{input:?}: got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nanp_numbers() {
+        check(
+            &nanp(),
+            &[
+                ("+15551230000", Num(15551230000)),
+                ("+1 (555) 123-0000", Num(15551230000)),
+                ("1-555-123-0000", Num(15551230000)),
+                ("555.123.0000", Num(15551230000)),
+                ("5551230000", Num(15551230000)),
+                ("+15551230000;npdi;rn=+15551239999", Num(15551230000)),
+                ("011 44 20 7946 0000", Num(442079460000)),
+                ("011919876543210", Num(919876543210)),
+                ("911", Emergency),
+                ("+1911", Emergency),
+                ("411", Refused(484)),
+                ("1411", Refused(484)),
+                ("555123", Refused(484)),
+                ("011", Refused(484)),
+                ("", Refused(484)),
+                ("+", Refused(484)),
+                ("- ()", Refused(484)),
+                ("alice", Refused(404)),
+                ("1-800-FLOWERS", Refused(404)),
+                ("*67 5551230000", Refused(404)),
+                ("555+1230000", Refused(404)),
+                ("++15551230000", Refused(404)),
+                ("+1234567890123456", Refused(404)),
+                ("0115551234567890123", Refused(404)),
+                ("99999999999999999999999999999", Refused(404)),
+                ("+0123456789", Refused(404)),
+                ("+123456", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn uk_numbers() {
+        check(
+            &uk(),
+            &[
+                ("02079460000", Num(442079460000)),
+                ("020 7946 0000", Num(442079460000)),
+                // "(0)" is not special: parentheses are separators, so the 0 stays (in Italy it
+                // belongs to the number) and this finds no DID rather than a guessed one.
+                ("+44 (0)20 7946 0000", Num(4402079460000)),
+                ("+442079460000", Num(442079460000)),
+                ("00 1 555 123 0000", Num(15551230000)),
+                ("0800 1111", Num(448001111)),
+                ("999", Emergency),
+                ("112", Emergency),
+                ("+44999", Emergency),
+                ("911", Refused(484)),
+                ("118118", Refused(484)),
+                ("0", Refused(484)),
+                ("00", Refused(484)),
+                ("000", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn germany_numbers() {
+        check(
+            &germany(),
+            &[
+                ("030 1234567", Num(49301234567)),
+                ("(089) 123456", Num(4989123456)),
+                ("0049 30 1234567", Num(49301234567)),
+                ("+49 30 1234567", Num(49301234567)),
+                ("0151 23456789", Num(4915123456789)),
+                ("110", Emergency),
+                ("112", Emergency),
+                ("116116", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn india_numbers() {
+        check(
+            &india(),
+            &[
+                ("09876543210", Num(919876543210)),
+                ("+91 98765 43210", Num(919876543210)),
+                ("0091-98765-43210", Num(919876543210)),
+                ("98765 43210", Num(919876543210)),
+                ("112", Emergency),
+                ("100", Emergency),
+                ("108", Emergency),
+            ],
+        );
+    }
+
+    #[test]
+    fn configured_emergency_numbers_replace_the_defaults() {
+        let p = plan(
+            "country_code = \"44\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\nemergency_numbers = [\"999\", \"101\"]",
+        );
+        check(&p, &[("999", Emergency), ("101", Emergency), ("112", Refused(484))]);
+        let p = plan("country_code = \"61\"\nnational_prefix = \"0\"\ninternational_prefix = \"0011\"");
+        check(&p, &[("000", Emergency), ("112", Emergency), ("0011 44 20 7946 0000", Num(442079460000))]);
+    }
+
+    #[test]
+    fn min_national_digits_is_per_trunk() {
+        let p = plan(
+            "country_code = \"683\"\nnational_prefix = \"\"\ninternational_prefix = \"00\"\nmin_national_digits = 4",
+        );
+        check(&p, &[("4002", Num(6834002)), ("400", Refused(484)), ("112", Emergency)]);
+    }
+
+    #[test]
+    fn tel_phone_context() {
+        let p = uk();
+        let n = |user: &str, ctx: &str| p.normalise(user.as_bytes(), Some(ctx.as_bytes()));
+        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164 { value: 442079460000, digits: 12 }));
+        // A domain context adds nothing: the trunk's rules apply.
+        assert_eq!(
+            n("02079460000", "example.com"),
+            Normalised::Number(E164 { value: 442079460000, digits: 12 })
+        );
+        // A global number ignores the context.
+        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("999", "+44"), Normalised::Emergency);
+        assert_eq!(n("12345678901234", "+44"), Normalised::Refused(Refusal::TooLong));
+        assert_eq!(n("79460000", "+4x"), Normalised::Refused(Refusal::NotANumber));
+    }
+
+    #[test]
+    fn e164_conversions() {
+        let n = E164::parse_plus("+442079460000").unwrap();
+        assert_eq!((n.key(), n.digits()), (442079460000, 12));
+        assert_eq!(n.to_string(), "+442079460000");
+        assert_eq!(E164::from_key(n.key()), Some(n));
+        assert_eq!(E164::from_key(0), None);
+        assert_eq!(E164::from_key(1_000_000_000_000_000), None);
+        assert_eq!(E164::parse_plus("+0442079460000"), None);
+        assert_eq!(E164::parse_plus("442079460000"), None);
+        assert_eq!(E164::parse_plus("+1234567890123456"), None);
+        assert_eq!(E164::parse_plus("+1"), Some(E164 { value: 1, digits: 1 }));
+    }
+
+    proptest::proptest! {
+        /// Any E.164 number written with `+` and arbitrary separators normalises to itself.
+        #[test]
+        fn separators_never_change_the_number(
+            digits in "[1-9][0-9]{6,14}",
+            seps in proptest::collection::vec(proptest::sample::select(vec!["", "-", ".", " ", "(", ")"]), 16),
+        ) {
+            let mut s = String::from("+");
+            for (d, sep) in digits.chars().zip(&seps) {
+                s.push_str(sep);
+                s.push(d);
+            }
+            let got = nanp().normalise(s.as_bytes(), None);
+            let want = E164::from_digits(digits.as_bytes()).unwrap();
+            // +1911-like inputs are emergency calls; everything else is the number itself.
+            if digits != "1911" {
+                proptest::prop_assert_eq!(got, Normalised::Number(want));
+            }
+        }
+
+        /// Arbitrary bytes never panic and never yield a number outside E.164.
+        #[test]
+        fn arbitrary_input_is_total(input in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            if let Normalised::Number(n) = uk().normalise(&input, None) {
+                proptest::prop_assert!((E164_MIN_DIGITS..=E164_MAX_DIGITS).contains(&usize::from(n.digits())));
+                proptest::prop_assert_eq!(E164::from_key(n.key()), Some(n));
+            }
+        }
+    }
+}

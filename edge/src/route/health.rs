@@ -226,3 +226,130 @@ impl HealthTracker {
         self.stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn settings(mode: RetryAfter503) -> HealthSettings {
+        HealthSettings {
+            interval: 30 * SECOND,
+            timeout: 5 * SECOND,
+            down_after: 3,
+            up_after: 2,
+            retry_after_503: mode,
+        }
+    }
+
+    /// A tracker of one URI and a clock starting at `t0`.
+    fn one(mode: RetryAfter503) -> (HealthTracker, Arc<UpFlags>, Instant) {
+        let flags = Arc::new(UpFlags::all_up(1));
+        let t0 = Instant::now();
+        (HealthTracker::new(settings(mode), flags.clone(), t0), flags, t0)
+    }
+
+    const URI: UriId = UriId(0);
+    const OK: ProbeOutcome = ProbeOutcome::Response { status: 200, retry_after: None };
+
+    /// Runs the tracker second by second until `end`, answering each probe with `answer(now)`
+    /// (`None`: no answer). Returns the times of transitions.
+    fn run(
+        tracker: &mut HealthTracker,
+        t0: Instant,
+        end_secs: u64,
+        answer: impl Fn(u64) -> Option<ProbeOutcome>,
+    ) -> Vec<(u64, bool)> {
+        let mut seen = Vec::new();
+        let (mut probes, mut transitions) = (Vec::new(), Vec::new());
+        for s in 0..=end_secs {
+            let now = t0 + Duration::from_secs(s);
+            probes.clear();
+            transitions.clear();
+            tracker.due(now, &mut probes, &mut transitions);
+            seen.extend(transitions.iter().map(|t| (s, t.up)));
+            for &uri in &probes {
+                if let Some(outcome) = answer(s) {
+                    seen.extend(tracker.on_result(uri, now, outcome).map(|t| (s, t.up)));
+                }
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn down_after_n_timeouts_up_after_m_successes() {
+        let (mut tracker, flags, t0) = one(RetryAfter503::Failure);
+        // Probes at 0, 30, 60, …; the target dies at 45 s and returns at 200 s.
+        let seen = run(&mut tracker, t0, 300, |s| (!(45..200).contains(&s)).then_some(OK));
+        // Unanswered probes at 60, 90, 120 time out 5 s later: down at 125 s = 3 × 30 s after
+        // the first lost probe, + the timeout. Successes at 210 and 240: up at 240 s.
+        assert_eq!(seen, [(125, false), (240, true)]);
+        assert!(flags.is_up(URI));
+        let stats = tracker.stats();
+        assert_eq!((stats.went_down, stats.went_up, stats.timeouts, stats.probes), (1, 1, 5, 11));
+    }
+
+    #[test]
+    fn failures_of_every_kind_count_and_a_success_resets_them() {
+        let (mut tracker, flags, t0) = one(RetryAfter503::Failure);
+        let t = |s: u64| t0 + Duration::from_secs(s);
+        let mut probes = Vec::new();
+        let mut tr = Vec::new();
+        let mut probe = |tracker: &mut HealthTracker, s: u64, outcome: ProbeOutcome| {
+            probes.clear();
+            tracker.due(t(s), &mut probes, &mut tr);
+            assert_eq!(probes, [URI], "a probe is due at {s}");
+            tracker.on_result(URI, t(s), outcome)
+        };
+        let e500 = ProbeOutcome::Response { status: 500, retry_after: None };
+        let e503 = ProbeOutcome::Response { status: 503, retry_after: None };
+        assert_eq!(probe(&mut tracker, 0, e500), None);
+        assert_eq!(probe(&mut tracker, 30, ProbeOutcome::TransportError), None);
+        // 404 and 405 mean the UA is alive: a success, which resets the failures.
+        assert_eq!(probe(&mut tracker, 60, ProbeOutcome::Response { status: 405, retry_after: None }), None);
+        assert_eq!(probe(&mut tracker, 90, e503), None);
+        assert_eq!(probe(&mut tracker, 120, ProbeOutcome::Timeout), None);
+        assert_eq!(probe(&mut tracker, 150, e500), Some(Transition { uri: URI, up: false }));
+        assert!(!flags.is_up(URI));
+        // Provisional answers and answers to no probe change nothing.
+        assert_eq!(tracker.on_result(URI, t(151), OK), None);
+        assert_eq!(probe(&mut tracker, 180, ProbeOutcome::Response { status: 100, retry_after: None }), None);
+        assert_eq!(tracker.on_result(URI, t(181), OK), None);
+        assert_eq!(tracker.on_result(UriId(9), t(181), OK), None);
+        assert!(!tracker.is_up(URI));
+    }
+
+    #[test]
+    fn retry_after_503_modes() {
+        let busy = ProbeOutcome::Response { status: 503, retry_after: Some(120 * SECOND) };
+        let (mut tracker, _, t0) = one(RetryAfter503::Success);
+        assert_eq!(run(&mut tracker, t0, 200, |_| Some(busy)), []);
+        let (mut tracker, _, t0) = one(RetryAfter503::Failure);
+        assert_eq!(run(&mut tracker, t0, 200, |_| Some(busy)), [(60, false)]);
+        // Pause: down at once, not probed for 120 s, then two successes bring it back.
+        let (mut tracker, _, t0) = one(RetryAfter503::Pause);
+        let seen = run(&mut tracker, t0, 400, |s| Some(if s == 0 { busy } else { OK }));
+        assert_eq!(seen, [(0, false), (150, true)]);
+        // Probes at 0, then 120, 150, …, 390.
+        assert_eq!(tracker.stats().probes, 11);
+    }
+
+    #[test]
+    fn first_probes_are_spread_over_one_interval() {
+        let flags = Arc::new(UpFlags::all_up(3));
+        let t0 = Instant::now();
+        let mut tracker = HealthTracker::new(settings(RetryAfter503::Failure), flags, t0);
+        let mut due_at = Vec::new();
+        for s in 0..30 {
+            let mut probes = Vec::new();
+            tracker.due(t0 + Duration::from_secs(s), &mut probes, &mut Vec::new());
+            due_at.extend(probes.iter().map(|u| (s, u.index())));
+        }
+        assert_eq!(due_at, [(0, 0), (10, 1), (20, 2)]);
+        // Nobody answered: each probe timed out 5 s after it left; URI 0 is next, at 30 s.
+        assert_eq!(tracker.stats().timeouts, 3);
+        assert_eq!(tracker.next_deadline(), Some(t0 + 30 * SECOND));
+    }
+}

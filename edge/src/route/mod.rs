@@ -282,3 +282,199 @@ fn build_blocks(config: &Config, targets: &TargetSets) -> Result<Blocks, BuildEr
     }
     Ok(Blocks::new(prefixes, ranges)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[trunk]]
+name = "us"
+sources = ["192.0.2.0/24"]
+emergency_target = "psap"
+[[trunk]]
+name = "uk"
+sources = ["198.51.100.0/24"]
+country_code = "44"
+national_prefix = "0"
+international_prefix = "00"
+[[trunk]]
+name = "de"
+sources = ["203.0.113.0/24"]
+country_code = "49"
+national_prefix = "0"
+international_prefix = "00"
+emergency_target = "psap"
+[[target]]
+name = "pbx1"
+uris = ["sip:10.0.0.10:5060", "sip:10.0.0.11:5060"]
+overflow = "voicemail"
+[[target]]
+name = "queue"
+uris = ["sip:10.0.1.10"]
+[[target]]
+name = "voicemail"
+uris = ["sip:10.0.2.10"]
+[[target]]
+name = "psap"
+uris = ["sip:10.0.9.11"]
+[[did]]
+number = "+15551240005"
+target = "queue"
+max_calls = 4
+customer = "acme"
+tag = "crm-42"
+[[did]]
+number = "+4930123456"
+target = "queue"
+[[did_range]]
+prefix = "+1555124"
+target = "pbx1"
+[[did_range]]
+prefix = "+15551"
+target = "voicemail"
+[[did_range]]
+first = "+15551240000"
+last  = "+15551240099"
+target = "psap"
+"#;
+
+    fn router() -> Router {
+        Router::from_config(&Config::from_toml(CONFIG).unwrap()).unwrap()
+    }
+
+    fn target_of(r: &Router, d: RouteDecision) -> Option<&str> {
+        match d {
+            RouteDecision::Did { route, .. } => r.targets().name(route.set()),
+            RouteDecision::Emergency { target } => r.targets().name(target),
+            RouteDecision::Refuse(_) => None,
+        }
+    }
+
+    #[test]
+    fn exact_beats_range_beats_prefix() {
+        let r = router();
+        let us = r.trunk("us").unwrap();
+        let cases: [(&str, Result<(&str, MatchKind), u16>); 8] = [
+            ("1-555-124-0005", Ok(("queue", MatchKind::Exact))),
+            ("5551240006", Ok(("psap", MatchKind::Range))),
+            ("5551240100", Ok(("pbx1", MatchKind::Prefix(7)))),
+            ("5551990000", Ok(("voicemail", MatchKind::Prefix(5)))),
+            ("5552000000", Err(404)),
+            ("911", Ok(("psap", MatchKind::Exact))),
+            ("hello", Err(404)),
+            ("555124", Err(484)),
+        ];
+        for (input, want) in cases {
+            let d = r.route(us, input.as_bytes(), None);
+            match (want, d) {
+                (Ok((target, kind)), RouteDecision::Did { matched, .. }) => {
+                    assert_eq!((target_of(&r, d), matched), (Some(target), kind), "{input}")
+                }
+                (Ok((target, _)), RouteDecision::Emergency { .. }) => {
+                    assert_eq!(target_of(&r, d), Some(target), "{input}")
+                }
+                (Err(code), RouteDecision::Refuse(reason)) => assert_eq!(reason.status(), code, "{input}"),
+                (want, got) => panic!("{input}: want {want:?}, got {got:?}"),
+            }
+        }
+        let RouteDecision::Did { route, number, .. } = r.route(us, b"+15551240005", None) else { panic!() };
+        assert_eq!((number.to_string(), route.max_calls()), ("+15551240005".to_owned(), Some(4)));
+        r.table()
+            .with_meta(route.meta(), |m| assert_eq!((m.customer, m.tag), (Some("acme"), Some("crm-42"))));
+    }
+
+    #[test]
+    fn trunks_apply_their_own_plans() {
+        let r = router();
+        let (uk, de) = (r.trunk("uk").unwrap(), r.trunk("de").unwrap());
+        assert_eq!(target_of(&r, r.route(de, b"030 123456", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(uk, b"0049 30 123456", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(uk, b"001 555 124 0005", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(de, b"110", None)), Some("psap"));
+        // The UK trunk has no emergency target: 503, and 999 is never looked up as a DID.
+        assert_eq!(r.route(uk, b"999", None), RouteDecision::Refuse(RefuseReason::NoEmergencyTarget));
+        assert_eq!(RefuseReason::NoEmergencyTarget.status(), 503);
+        assert_eq!(r.route(TrunkId(99), b"999", None), RouteDecision::Refuse(RefuseReason::UnknownTrunk));
+        assert_eq!(r.trunk("fr"), None);
+    }
+
+    #[test]
+    fn single_upserts_and_whole_table_swaps_apply_while_routing() {
+        let r = Arc::new(router());
+        let us = r.trunk("us").unwrap();
+        let queue = r.targets().id("queue").unwrap();
+        let reader = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    // Always a decision from one table or the other, never a torn one.
+                    let t = target_of(&r, r.route(us, b"5551240100", None));
+                    assert!(t == Some("pbx1") || t == Some("queue"), "{t:?}");
+                }
+            })
+        };
+        let n = E164::parse_plus("+15551240100").unwrap();
+        for _ in 0..500 {
+            r.table().upsert(n, queue, None, &DidMeta::default()).unwrap();
+            r.table().remove(n);
+            let mut fresh = DidTable::with_capacity(1);
+            fresh.insert_new(n, queue, None, &DidMeta::default()).unwrap();
+            r.replace_table(Arc::new(fresh));
+        }
+        reader.join().unwrap();
+        assert_eq!(target_of(&r, r.route(us, b"5551240100", None)), Some("queue"));
+        r.replace_blocks(Arc::new(Blocks::default()));
+        assert_eq!(r.route(us, b"5551990000", None), RouteDecision::Refuse(RefuseReason::UnknownDid));
+    }
+
+    #[test]
+    fn routing_skips_down_targets_and_overflows() {
+        let r = router();
+        let us = r.trunk("us").unwrap();
+        let RouteDecision::Did { route, .. } = r.route(us, b"5551240100", None) else { panic!() };
+        let uris = |r: &Router| -> Vec<String> {
+            r.candidates(route.set(), 0).map(|u| r.targets().uri(u).unwrap().to_owned()).collect()
+        };
+        assert_eq!(uris(&r), ["sip:10.0.0.10:5060", "sip:10.0.0.11:5060"]);
+        let pbx1 = r.targets().set_uris(route.set()).to_vec();
+        let flags = r.up_flags().clone();
+        let t0 = std::time::Instant::now();
+        let mut health = health::HealthTracker::new(
+            health::HealthSettings::from(&control::config::HealthConfig::default()),
+            flags,
+            t0,
+        );
+        for uri in &pbx1 {
+            for _ in 0..3 {
+                health.on_result(*uri, t0, health::ProbeOutcome::TransportError);
+            }
+        }
+        // No probe was in flight, so those results were ignored.
+        assert_eq!(uris(&r).len(), 2);
+        let mut probes = Vec::new();
+        for round in 0..3u64 {
+            let now = t0 + std::time::Duration::from_secs(30 * round + 29);
+            probes.clear();
+            health.due(now, &mut probes, &mut Vec::new());
+            for &uri in &probes {
+                let outcome = if pbx1.contains(&uri) {
+                    health::ProbeOutcome::TransportError
+                } else {
+                    health::ProbeOutcome::Response { status: 200, retry_after: None }
+                };
+                health.on_result(uri, now, outcome);
+            }
+        }
+        assert_eq!(health.stats().went_down, 2);
+        assert_eq!(uris(&r), ["sip:10.0.2.10"], "every pbx1 URI down: the overflow target");
+    }
+
+    #[test]
+    fn bad_blocks_are_refused() {
+        let text = CONFIG.replace("first = \"+15551240000\"", "first = \"+15551239999\"")
+            + "[[did_range]]\nfirst = \"+15551240050\"\nlast = \"+15551240060\"\ntarget = \"pbx1\"\n";
+        let err = Router::from_config(&Config::from_toml(&text).unwrap()).unwrap_err();
+        assert!(matches!(err, BuildError::Blocks(BlockError::Overlap(..))), "{err}");
+    }
+}

@@ -231,3 +231,90 @@ fn advise_huge_pages(ptr: *mut u8, len: usize) {
         tracing::debug!(len, error = %std::io::Error::last_os_error(), "MADV_HUGEPAGE refused");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(value: u64) -> E164 {
+        E164::from_key(value).unwrap()
+    }
+
+    #[test]
+    fn route_packing_round_trips_at_the_limits() {
+        for (set, calls, meta) in
+            [(0, None, 0), (1, Some(1), 1), (MAX_TARGET_SETS as u32 - 1, Some(MAX_DID_CALLS), (1 << 24) - 1)]
+        {
+            let r = DidRoute::new(SetId(set), calls, MetaId(meta)).unwrap();
+            assert_eq!((r.set(), r.max_calls(), r.meta()), (SetId(set), calls, MetaId(meta)));
+        }
+        assert_eq!(DidRoute::new(SetId(MAX_TARGET_SETS as u32), None, MetaId(0)), None);
+        assert_eq!(DidRoute::new(SetId(0), Some(MAX_DID_CALLS + 1), MetaId(0)), None);
+        assert_eq!(DidRoute::new(SetId(0), None, MetaId(1 << 24)), None);
+    }
+
+    #[test]
+    fn upsert_remove_and_metadata() {
+        let table = DidTable::with_capacity(16);
+        let meta = DidMeta { customer: Some("acme"), tag: Some("crm-7"), ..DidMeta::default() };
+        assert_eq!(table.upsert(n(15551230000), SetId(1), Some(5), &meta).unwrap(), None);
+        let old = table.upsert(n(15551230000), SetId(2), None, &meta).unwrap().unwrap();
+        assert_eq!((old.set(), old.max_calls()), (SetId(1), Some(5)));
+        let now = table.get(15551230000).unwrap();
+        assert_eq!(now.set(), SetId(2));
+        table.with_meta(now.meta(), |m| assert_eq!(m, meta));
+        assert_eq!(
+            table.upsert(n(15551230001), SetId(0), Some(MAX_DID_CALLS + 1), &meta),
+            Err(TableError::OutOfRange)
+        );
+        assert_eq!(table.remove(n(15551230000)), Some(now));
+        assert_eq!(table.get(15551230000), None);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn metadata_is_interned() {
+        let mut table = DidTable::with_capacity(100_000);
+        for i in 0..100_000u64 {
+            let customer = format!("customer-{}", i % 100);
+            let meta = DidMeta { customer: Some(&customer), group: Some("g"), ..DidMeta::default() };
+            table.insert_new(n(4420_0000_0000 + i), SetId(0), None, &meta).unwrap();
+        }
+        assert_eq!(
+            table.insert_new(n(4420_0000_0000), SetId(0), None, &DidMeta::default()),
+            Err(TableError::Duplicate(n(4420_0000_0000)))
+        );
+        let m = table.memory();
+        assert_eq!(m.dids, 100_000);
+        assert_eq!(m.meta_records, 101, "100 customers and the empty record");
+        assert!(m.bytes_per_did() < 64.0, "{m:?}");
+    }
+
+    #[test]
+    fn upserts_and_deletes_apply_while_lookups_run() {
+        let table = std::sync::Arc::new(DidTable::with_capacity(10_000));
+        for i in 0..10_000u64 {
+            table.upsert(n(3300_0000_0000 + i), SetId(0), None, &DidMeta::default()).unwrap();
+        }
+        let reader = {
+            let table = table.clone();
+            std::thread::spawn(move || {
+                for round in 0..200u64 {
+                    for i in 0..10_000u64 {
+                        // Stable numbers are always found, whatever the writer does.
+                        assert!(table.get(3300_0000_0000 + i).is_some(), "round {round}");
+                    }
+                    // The churned number is either absent or routed to set 1, never torn.
+                    if let Some(r) = table.get(3399_0000_0000) {
+                        assert_eq!(r.set(), SetId(1));
+                    }
+                }
+            })
+        };
+        for _ in 0..200 {
+            table.upsert(n(3399_0000_0000), SetId(1), None, &DidMeta::default()).unwrap();
+            table.remove(n(3399_0000_0000));
+        }
+        reader.join().unwrap();
+    }
+}

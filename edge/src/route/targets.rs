@@ -253,3 +253,77 @@ impl Iterator for Candidates<'_> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::config::Config;
+
+    fn sets() -> TargetSets {
+        let text = r#"
+[[target]]
+name = "serial"
+uris = ["sip:10.0.0.1", "sip:10.0.0.2", "sip:10.0.0.3"]
+overflow = "spill"
+[[target]]
+name = "shared"
+uris = ["sip:10.0.0.1", "sip:10.0.1.1", "sip:10.0.1.2"]
+weights = [1, 3, 6]
+[[target]]
+name = "spill"
+uris = ["sip:10.0.9.9"]
+"#;
+        TargetSets::from_config(&Config::from_toml(text).unwrap().targets).unwrap()
+    }
+
+    fn names(t: &TargetSets, c: Candidates<'_>) -> Vec<String> {
+        c.map(|u| t.uri(u).unwrap().trim_start_matches("sip:").to_owned()).collect()
+    }
+
+    #[test]
+    fn uris_are_shared_between_sets() {
+        let t = sets();
+        assert_eq!(t.uris().len(), 6, "sip:10.0.0.1 is in two sets and counted once");
+        assert_eq!(t.set_uris(t.id("serial").unwrap())[0], t.set_uris(t.id("shared").unwrap())[0]);
+        assert_eq!(t.overflow(t.id("serial").unwrap()), t.id("spill"));
+    }
+
+    #[test]
+    fn serial_failover_skips_down_uris_then_overflows() {
+        let t = sets();
+        let up = UpFlags::all_up(t.uris().len());
+        let serial = t.id("serial").unwrap();
+        assert_eq!(names(&t, t.candidates(serial, 7, &up)), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        up.set(t.set_uris(serial)[0], false);
+        assert_eq!(names(&t, t.candidates(serial, 7, &up)), ["10.0.0.2", "10.0.0.3"]);
+        up.set(t.set_uris(serial)[1], false);
+        up.set(t.set_uris(serial)[2], false);
+        assert_eq!(names(&t, t.candidates(serial, 7, &up)), ["10.0.9.9"]);
+        up.set(t.set_uris(t.id("spill").unwrap())[0], false);
+        assert!(t.candidates(serial, 7, &up).next().is_none(), "all down, overflow down: 503");
+    }
+
+    #[test]
+    fn weighted_sharing_follows_the_weights_of_up_uris() {
+        let t = sets();
+        let up = UpFlags::all_up(t.uris().len());
+        let shared = t.id("shared").unwrap();
+        let count = |up: &UpFlags| {
+            let mut hits = [0u32; 3];
+            // Seeds 0..1000 cover every residue modulo the total weight equally often.
+            for seed in 0..1000 {
+                let first = t.candidates(shared, seed, up).next().unwrap();
+                let i = t.set_uris(shared).iter().position(|&u| u == first).unwrap();
+                hits[i] += 1;
+            }
+            hits
+        };
+        assert_eq!(count(&up), [100, 300, 600]);
+        up.set(t.set_uris(shared)[2], false);
+        assert_eq!(count(&up), [250, 750, 0]);
+        // The rest follow in configured order for failover, each once.
+        up.set(t.set_uris(shared)[2], true);
+        assert_eq!(names(&t, t.candidates(shared, 5, &up)), ["10.0.1.2", "10.0.0.1", "10.0.1.1"]);
+        assert_eq!(names(&t, t.candidates(shared, 0, &up)), ["10.0.0.1", "10.0.1.1", "10.0.1.2"]);
+    }
+}
