@@ -823,15 +823,13 @@ target = "t"
         let c = Config::from_toml(&good).unwrap();
         assert_eq!(c.health.retry_after_503, RetryAfter503::Pause);
         assert_eq!(c.dids[0].max_calls, Some(10));
-        let bad = format!(
-            "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nemergency_numbers = [\"9x9\"]\nmin_national_digits = 0\n\
+        let bad = "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nemergency_numbers = [\"9x9\"]\nmin_national_digits = 0\n\
              [[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\nweights = [1, 2]\noverflow = \"t\"\n\
              [[target]]\nname = \"u\"\nuris = [\"sip:10.0.0.1\"]\nweights = [0]\noverflow = \"v\"\n\
              [[target]]\nname = \"v\"\nuris = [\"sip:10.0.0.1\"]\noverflow = \"t\"\n\
              [[did]]\nnumber = \"+15551230000\"\ntarget = \"t\"\nmax_calls = 2000000\n\
-             [health]\ninterval_secs = 5\ntimeout_ms = 5000\ndown_after = 0\nup_after = 101\n"
-        );
-        let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad) else { panic!("expected errors") };
+             [health]\ninterval_secs = 5\ntimeout_ms = 5000\ndown_after = 0\nup_after = 101\n";
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(bad) else { panic!("expected errors") };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         for want in [
             "trunk[0].emergency_numbers[0]",
