@@ -45,9 +45,9 @@ impl Drop for Dir {
 
 fn setup(name: &str) -> Dir {
     let dir = std::env::temp_dir().join(format!("sipedge-did-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sipedge.toml"), CONFIG).unwrap();
-    std::fs::write(dir.join("dids.csv"), CSV).unwrap();
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    std::fs::write(dir.join("sipedge.toml"), CONFIG).expect("write the configuration");
+    std::fs::write(dir.join("dids.csv"), CSV).expect("write the CSV");
     Dir(dir)
 }
 
@@ -55,10 +55,11 @@ fn sipedge(dir: &Dir, args: &[&str]) -> Output {
     let config = dir.0.join("sipedge.toml");
     Command::new(env!("CARGO_BIN_EXE_sipedge"))
         .current_dir(&dir.0)
-        .args(["did", "check", "--config", config.to_str().unwrap()])
+        .args(["did", "check", "--config"])
+        .arg(config)
         .args(args)
         .output()
-        .unwrap()
+        .expect("run sipedge")
 }
 
 #[test]

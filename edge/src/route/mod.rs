@@ -355,7 +355,8 @@ target = "psap"
     fn exact_beats_range_beats_prefix() {
         let r = router();
         let us = r.trunk("us").unwrap();
-        let cases: [(&str, Result<(&str, MatchKind), u16>); 8] = [
+        type Want = Result<(&'static str, MatchKind), u16>;
+        let cases: [(&str, Want); 8] = [
             ("1-555-124-0005", Ok(("queue", MatchKind::Exact))),
             ("5551240006", Ok(("psap", MatchKind::Range))),
             ("5551240100", Ok(("pbx1", MatchKind::Prefix(7)))),
