@@ -30,6 +30,20 @@ pub const MAX_WORKERS: usize = 256;
 pub const MAX_URIS_PER_TARGET: usize = 64;
 /// Longest E.164 number, in digits (ITU-T E.164 §6).
 pub const E164_MAX_DIGITS: usize = 15;
+/// Most emergency numbers one trunk may declare.
+pub const MAX_EMERGENCY_NUMBERS: usize = 16;
+/// Longest emergency number, in digits.
+pub const MAX_EMERGENCY_DIGITS: usize = 8;
+/// Highest accepted per-DID concurrent-call limit (the DID table packs it into 20 bits).
+pub const MAX_DID_CALLS: u32 = (1 << 20) - 1;
+/// Highest weight of one target URI.
+pub const MAX_TARGET_WEIGHT: u32 = 1_000_000;
+/// Longest DID metadata string (customer, group, tag, description), in bytes.
+pub const MAX_DID_META_BYTES: usize = 256;
+/// Shortest and longest health-probe interval, in seconds.
+pub const HEALTH_INTERVAL_SECS: std::ops::RangeInclusive<u32> = 1..=3_600;
+/// Most consecutive results `down_after` / `up_after` may ask for.
+pub const MAX_HEALTH_COUNT: u32 = 100;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -55,6 +69,72 @@ pub struct Config {
     /// Number blocks: prefixes or explicit inclusive ranges.
     #[serde(default, rename = "did_range")]
     pub did_ranges: Vec<DidRange>,
+    /// OPTIONS health probes to target URIs.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// `[health]`: OPTIONS probes to every target URI. A URI is down after `down_after` consecutive
+/// failures and up again after `up_after` consecutive successes, so detection takes
+/// `down_after × interval_secs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between probes of one URI. Default: 30 (what carriers run).
+    #[serde(default = "default_health_interval")]
+    pub interval_secs: u32,
+    /// Milliseconds a probe may wait for a final response before it counts as a failure.
+    /// Default: 5000; must be below `interval_secs`.
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u32,
+    /// Consecutive failures that take a URI down. Default: 3.
+    #[serde(default = "default_down_after")]
+    pub down_after: u32,
+    /// Consecutive successes that bring a URI back up. Default: 2.
+    #[serde(default = "default_up_after")]
+    pub up_after: u32,
+    /// What a `503` answer carrying `Retry-After` means. Default: `failure`.
+    #[serde(default)]
+    pub retry_after_503: RetryAfter503,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: default_health_interval(),
+            timeout_ms: default_health_timeout(),
+            down_after: default_down_after(),
+            up_after: default_up_after(),
+            retry_after_503: RetryAfter503::default(),
+        }
+    }
+}
+
+fn default_health_interval() -> u32 {
+    30
+}
+fn default_health_timeout() -> u32 {
+    5_000
+}
+fn default_down_after() -> u32 {
+    3
+}
+fn default_up_after() -> u32 {
+    2
+}
+
+/// How a health probe answered `503` with `Retry-After` counts. A `503` without it, and every
+/// other 5xx, is always a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryAfter503 {
+    /// A failure like any other 5xx.
+    #[default]
+    Failure,
+    /// The URI is alive (it answered): a success.
+    Success,
+    /// The URI goes down at once and is not probed until `Retry-After` has passed.
+    Pause,
 }
 
 /// `[edge]`: listen addresses, workers, I/O backend.
@@ -240,6 +320,14 @@ pub struct Trunk {
     /// Answer to a new call over `max_calls`: 503 (default) or 486 Busy Here.
     #[serde(default = "default_over_capacity_code")]
     pub over_capacity_code: u16,
+    /// Emergency numbers as dialled (never looked up as DIDs). Default: by `country_code`
+    /// (`1`: 911; `44`: 999, 112; `49`: 110, 112; `91`: 112, 100, 101, 102, 108;
+    /// `61`: 000, 112; elsewhere 112).
+    pub emergency_numbers: Option<Vec<String>>,
+    /// Fewest digits of a national significant number (after the national prefix, or dialled
+    /// without one); shorter numbers are short codes or incomplete and get 484. Default: 7.
+    #[serde(default = "default_min_national_digits")]
+    pub min_national_digits: u8,
 }
 
 fn default_cps() -> u32 {
@@ -260,15 +348,24 @@ fn default_national_prefix() -> String {
 fn default_international_prefix() -> String {
     "011".into()
 }
+fn default_min_national_digits() -> u8 {
+    7
+}
 
-/// `[[target]]`: where calls for DIDs go; URIs are tried in order.
+/// `[[target]]`: where calls for DIDs go; URIs are tried in order, or shared by weight.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Unique name.
     pub name: String,
-    /// `sip:` URIs, tried in order.
+    /// `sip:` URIs, tried in order (serial failover) unless `weights` is given.
     pub uris: Vec<String>,
+    /// One weight per URI (1..=1000000): calls are shared in proportion (load sharing), the
+    /// others remaining in order for failover. Absent: serial failover.
+    pub weights: Option<Vec<u32>>,
+    /// Target that takes the calls when every URI of this one is down (itself without an
+    /// overflow). Absent: such calls get 503.
+    pub overflow: Option<String>,
 }
 
 /// `[[did]]`: one exact DID.
@@ -279,6 +376,16 @@ pub struct Did {
     pub number: String,
     /// Target name.
     pub target: String,
+    /// Concurrent calls to this DID (1..=1048575). Absent: no per-DID limit.
+    pub max_calls: Option<u32>,
+    /// Customer owning the number.
+    pub customer: Option<String>,
+    /// Group (e.g. a number pool or department).
+    pub group: Option<String>,
+    /// The CRM tag the carrier maps the number to.
+    pub tag: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
 }
 
 /// `[[did_range]]`: a prefix block (`prefix`) or an explicit inclusive range (`first`, `last`).
@@ -385,6 +492,40 @@ impl Config {
                     err(format!("{f}.uris[{j}]"), why);
                 }
             }
+            if let Some(w) = &t.weights {
+                if w.len() != t.uris.len() {
+                    err(format!("{f}.weights"), format!("needs one weight per URI ({})", t.uris.len()));
+                }
+                if w.iter().any(|w| !(1..=MAX_TARGET_WEIGHT).contains(w)) {
+                    err(format!("{f}.weights"), format!("each weight must be 1..={MAX_TARGET_WEIGHT}"));
+                }
+            }
+            if let Some(o) = &t.overflow {
+                match self.targets.iter().find(|x| &x.name == o) {
+                    None => err(format!("{f}.overflow"), format!("no target named {o:?}")),
+                    Some(x) if x.name == t.name => err(format!("{f}.overflow"), "cannot be itself".into()),
+                    Some(x) if x.overflow.is_some() => {
+                        err(format!("{f}.overflow"), format!("{o:?} has an overflow itself (one level only)"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let h = &self.health;
+        if !HEALTH_INTERVAL_SECS.contains(&h.interval_secs) {
+            err(
+                "health.interval_secs".into(),
+                format!("{} is outside {HEALTH_INTERVAL_SECS:?}", h.interval_secs),
+            );
+        }
+        if h.timeout_ms == 0 || u64::from(h.timeout_ms) >= u64::from(h.interval_secs) * 1_000 {
+            err("health.timeout_ms".into(), "must be above 0 and below interval_secs".into());
+        }
+        if !(1..=MAX_HEALTH_COUNT).contains(&h.down_after) {
+            err("health.down_after".into(), format!("{} is outside 1..={MAX_HEALTH_COUNT}", h.down_after));
+        }
+        if !(1..=MAX_HEALTH_COUNT).contains(&h.up_after) {
+            err("health.up_after".into(), format!("{} is outside 1..={MAX_HEALTH_COUNT}", h.up_after));
         }
 
         if self.trunks.len() > MAX_TRUNKS {
@@ -438,6 +579,25 @@ impl Config {
             {
                 err(format!("{f}.emergency_target"), format!("no target named {e:?}"));
             }
+            if let Some(list) = &t.emergency_numbers {
+                if list.len() > MAX_EMERGENCY_NUMBERS {
+                    err(format!("{f}.emergency_numbers"), format!("at most {MAX_EMERGENCY_NUMBERS}"));
+                }
+                for (j, n) in list.iter().enumerate() {
+                    if n.is_empty() || n.len() > MAX_EMERGENCY_DIGITS || !all_digits(n) {
+                        err(
+                            format!("{f}.emergency_numbers[{j}]"),
+                            format!("{n:?} must be 1 to {MAX_EMERGENCY_DIGITS} digits"),
+                        );
+                    }
+                }
+            }
+            if !(1..=E164_MAX_DIGITS as u8 - 1).contains(&t.min_national_digits) {
+                err(
+                    format!("{f}.min_national_digits"),
+                    format!("{} is outside 1..={}", t.min_national_digits, E164_MAX_DIGITS - 1),
+                );
+            }
         }
 
         let mut numbers = HashSet::new();
@@ -450,6 +610,21 @@ impl Config {
             }
             if !targets.contains(d.target.as_str()) {
                 err(format!("{f}.target"), format!("no target named {:?}", d.target));
+            }
+            if let Some(m) = d.max_calls
+                && !(1..=MAX_DID_CALLS).contains(&m)
+            {
+                err(format!("{f}.max_calls"), format!("{m} is outside 1..={MAX_DID_CALLS}"));
+            }
+            for (key, v) in [
+                ("customer", &d.customer),
+                ("group", &d.group),
+                ("tag", &d.tag),
+                ("description", &d.description),
+            ] {
+                if v.as_ref().is_some_and(|v| v.len() > MAX_DID_META_BYTES) {
+                    err(format!("{f}.{key}"), format!("longer than {MAX_DID_META_BYTES} bytes"));
+                }
             }
         }
         for (i, r) in self.did_ranges.iter().enumerate() {
@@ -643,6 +818,45 @@ target = "t"
         assert!(
             matches!(Config::from_toml("[edge]\nlisen = []"), Err(ConfigError::Syntax(m)) if m.contains("lisen"))
         );
+    }
+
+    #[test]
+    fn routing_keys_have_defaults_and_are_validated() {
+        let base = "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\n[[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.health, HealthConfig::default());
+        assert_eq!((c.health.interval_secs, c.health.down_after, c.health.up_after), (30, 3, 2));
+        assert_eq!((c.trunks[0].emergency_numbers.as_ref(), c.trunks[0].min_national_digits), (None, 7));
+        let good = format!(
+            "{base}[[target]]\nname = \"w\"\nuris = [\"sip:10.0.0.2\", \"sip:10.0.0.3\"]\nweights = [1, 3]\noverflow = \"t\"\n\
+             [[did]]\nnumber = \"+15551230000\"\ntarget = \"w\"\nmax_calls = 10\ncustomer = \"acme\"\ntag = \"crm-1\"\n\
+             [health]\ninterval_secs = 10\ntimeout_ms = 2000\nretry_after_503 = \"pause\"\n"
+        );
+        let c = Config::from_toml(&good).unwrap();
+        assert_eq!(c.health.retry_after_503, RetryAfter503::Pause);
+        assert_eq!(c.dids[0].max_calls, Some(10));
+        let bad = "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nemergency_numbers = [\"9x9\"]\nmin_national_digits = 0\n\
+             [[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\nweights = [1, 2]\noverflow = \"t\"\n\
+             [[target]]\nname = \"u\"\nuris = [\"sip:10.0.0.1\"]\nweights = [0]\noverflow = \"v\"\n\
+             [[target]]\nname = \"v\"\nuris = [\"sip:10.0.0.1\"]\noverflow = \"t\"\n\
+             [[did]]\nnumber = \"+15551230000\"\ntarget = \"t\"\nmax_calls = 2000000\n\
+             [health]\ninterval_secs = 5\ntimeout_ms = 5000\ndown_after = 0\nup_after = 101\n";
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(bad) else { panic!("expected errors") };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        for want in [
+            "trunk[0].emergency_numbers[0]",
+            "trunk[0].min_national_digits",
+            "target[0].weights",
+            "target[0].overflow",
+            "target[1].weights",
+            "target[1].overflow",
+            "did[0].max_calls",
+            "health.timeout_ms",
+            "health.down_after",
+            "health.up_after",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
     }
 
     #[test]

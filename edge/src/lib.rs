@@ -3,3 +3,5 @@ pub mod guard;
 pub mod proxy;
 pub mod sip;
 pub mod io;
+
+pub mod route;

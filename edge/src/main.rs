@@ -31,6 +31,9 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// DID routing: check the route decision for numbers.
+    #[command(subcommand)]
+    Did(cli::did::DidCommand),
     /// SIP message tools.
     Sip {
         #[command(subcommand)]
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Sip { command: SipCommand::Lint { files, json } } => {
             return cli::sip_lint::run(&files, json);
         }
+        Command::Did(command) => cli::did::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,263 @@
+//! DID routing: normalise + look up at 1 and 10 million DIDs (hits, misses, range hits, prefix
+//! hits), against a `std::collections::HashMap<String, _>` baseline in the same group; the time
+//! to bulk-load 10 million rows from CSV; bytes per DID; allocations per routed call.
+//!
+//! Queries are national NANP numbers (`1NPANXXXXXX`) drawn at random over the whole table, so
+//! the figures measure memory, not the cache. The CSV files are generated in a temporary
+//! directory and removed at the end. Run: `cargo bench -p bench --bench did_lookup`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use control::config::Config;
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use edge::route::csv_import::{self, ImportOptions};
+use edge::route::{DidRoute, DidTable, Router, TrunkId};
+
+/// Counts allocations while `COUNTING` is set (to show that routing allocates nothing).
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: defers every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Queries per kind, drawn at random (a power of two).
+const QUERIES: usize = 1 << 20;
+/// Target sets DIDs are spread over.
+const TARGETS: u64 = 4;
+/// First exact DID (+1 212 000 0000); DIDs are spaced by `SPACING`, misses sit in between.
+const DID_BASE: u64 = 12_120_000_000;
+const SPACING: u64 = 7;
+/// Prefix blocks: `+1300` and 1000 seven-digit prefixes `+1300NNN`.
+const PREFIXES: u64 = 1_000;
+/// Range blocks: 1000 ranges of 10,000 numbers from +1 400 000 0000.
+const RANGES: u64 = 1_000;
+const RANGE_BASE: u64 = 14_000_000_000;
+
+fn config() -> Config {
+    let mut text = String::from("[[trunk]]\nname = \"us\"\nsources = [\"192.0.2.0/24\"]\n");
+    for t in 0..TARGETS {
+        text += &format!("[[target]]\nname = \"pbx{t}\"\nuris = [\"sip:10.0.0.{t}:5060\"]\n");
+    }
+    text += "[[did_range]]\nprefix = \"+1300\"\ntarget = \"pbx0\"\n";
+    for p in 0..PREFIXES {
+        text += &format!("[[did_range]]\nprefix = \"+1300{p:03}\"\ntarget = \"pbx1\"\n");
+    }
+    for r in 0..RANGES {
+        let first = RANGE_BASE + r * 10_000;
+        text += &format!("[[did_range]]\nfirst = \"+{first}\"\nlast = \"+{}\"\ntarget = \"pbx2\"\n", first + 9_999);
+    }
+    Config::from_toml(&text).expect("benchmark configuration")
+}
+
+/// xorshift64*: a reproducible stream of random numbers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A query: a national NANP number as the Request-URI user part.
+type Query = [u8; 11];
+
+fn query(e164: u64) -> Query {
+    let mut q = [0u8; 11];
+    q.copy_from_slice(e164.to_string().as_bytes());
+    q
+}
+
+fn queries(rng: &mut Rng, f: impl Fn(u64) -> u64) -> Vec<Query> {
+    (0..QUERIES).map(|_| query(f(rng.next()))).collect()
+}
+
+fn write_csv(path: &Path, n: u64) {
+    let file = std::fs::File::create(path).expect("create CSV");
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    writeln!(w, "number,target,customer,group,tag").expect("write CSV");
+    for i in 0..n {
+        let number = DID_BASE + i * SPACING;
+        writeln!(w, "+{number},pbx{},cust-{},grp-{},tag-{}", i % TARGETS, i % 1000, i % 50, i % 5000)
+            .expect("write CSV");
+    }
+    w.flush().expect("write CSV");
+}
+
+/// Loads a CSV file into a new table, as `sipedge did check --csv` does.
+fn load(router: &Router, path: &Path) -> DidTable {
+    let rows = csv_import::count_lines(path).expect("count rows");
+    let mut table = DidTable::with_capacity(rows);
+    let report = csv_import::import_file(path, router.targets(), &mut table, ImportOptions::default())
+        .expect("import CSV");
+    assert_eq!(report.loaded as usize + 1, rows);
+    table
+}
+
+/// Resident memory of this process, in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// The naive baseline: normalise into a `String`, look up in a `HashMap<String, _>`.
+fn naive_route(map: &HashMap<String, DidRoute>, user: &[u8]) -> Option<DidRoute> {
+    let digits: String = user.iter().filter(|b| b.is_ascii_digit()).map(|&b| char::from(b)).collect();
+    let e164 = match digits.strip_prefix('1') {
+        Some(nsn) => format!("+1{nsn}"),
+        None => format!("+1{digits}"),
+    };
+    map.get(&e164).copied()
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
+    let label = format!("{}M", n / 1_000_000);
+    let csv = dir.join(format!("dids-{label}.csv"));
+    let started = Instant::now();
+    write_csv(&csv, n);
+    eprintln!("[{label}] CSV written in {:.1} s", started.elapsed().as_secs_f64());
+
+    let router = Router::from_config(&config()).expect("router");
+    let trunk: TrunkId = router.trunk("us").expect("trunk");
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let table = load(&router, &csv);
+    let load_secs = started.elapsed().as_secs_f64();
+    let memory = table.memory();
+    let rss_table = rss_bytes().saturating_sub(rss_before);
+    router.replace_table(Arc::new(table));
+    eprintln!(
+        "[{label}] loaded {} rows in {load_secs:.2} s; exact map {} B + metadata {} B ({} records) \
+         = {:.1} bytes/DID; RSS grew {:.1} bytes/DID",
+        memory.dids,
+        memory.exact_bytes,
+        memory.meta_bytes,
+        memory.meta_records,
+        memory.bytes_per_did(),
+        rss_table as f64 / n as f64
+    );
+
+    let rss_before = rss_bytes();
+    let mut baseline: HashMap<String, DidRoute> = HashMap::new();
+    let sample = router.table().get(DID_BASE).expect("first DID");
+    for i in 0..n {
+        baseline.insert(format!("+{}", DID_BASE + i * SPACING), sample);
+    }
+    eprintln!(
+        "[{label}] baseline HashMap<String, _>: RSS grew {:.1} bytes/DID",
+        rss_bytes().saturating_sub(rss_before) as f64 / n as f64
+    );
+
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n);
+    let hits = queries(&mut rng, |r| DID_BASE + (r % n) * SPACING);
+    let misses = queries(&mut rng, |r| DID_BASE + (r % n) * SPACING + 3);
+    let range_hits = queries(&mut rng, |r| RANGE_BASE + r % (RANGES * 10_000));
+    let prefix_hits = queries(&mut rng, |r| 13_000_000_000 + r % (PREFIXES * 10_000));
+
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    for q in hits.iter().chain(&misses).chain(&range_hits).chain(&prefix_hits) {
+        black_box(router.route(trunk, q, None));
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    eprintln!(
+        "[{label}] allocations in {} routed calls: {}",
+        4 * QUERIES,
+        ALLOCATIONS.load(Ordering::Relaxed)
+    );
+
+    let mut g = c.benchmark_group(format!("did_lookup/{label}"));
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(30);
+    g.warm_up_time(Duration::from_millis(500));
+    g.measurement_time(Duration::from_secs(3));
+    for (name, qs) in [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)] {
+        g.bench_function(format!("sipedge/{name}"), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                let q = &qs[i & (QUERIES - 1)];
+                i = i.wrapping_add(1);
+                black_box(router.route(trunk, black_box(q), None))
+            })
+        });
+    }
+    for (name, qs) in [("hit", &hits), ("miss", &misses)] {
+        g.bench_function(format!("std_hashmap_string/{name}"), |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                let q = &qs[i & (QUERIES - 1)];
+                i = i.wrapping_add(1);
+                black_box(naive_route(&baseline, black_box(q)))
+            })
+        });
+    }
+    let keys: Vec<u64> = (0..QUERIES).map(|_| DID_BASE + (rng.next() % n) * SPACING).collect();
+    g.bench_function("sipedge_table_only/hit", |b| {
+        let table = router.table();
+        let mut i = 0usize;
+        b.iter(|| {
+            let k = keys[i & (QUERIES - 1)];
+            i = i.wrapping_add(1);
+            black_box(table.get(black_box(k)))
+        })
+    });
+    g.finish();
+    drop(baseline);
+
+    if n >= 10_000_000 {
+        let mut g = c.benchmark_group("did_load");
+        g.sampling_mode(SamplingMode::Flat);
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(1));
+        g.measurement_time(Duration::from_secs(1));
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("csv_{label}"), |b| b.iter(|| black_box(load(&router, &csv))));
+        g.finish();
+    }
+    let _ = std::fs::remove_file(&csv);
+}
+
+fn did_lookup(c: &mut Criterion) {
+    let dir = TempDir(std::env::temp_dir().join(format!("sipedge-bench-did-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("create the temporary directory");
+    for n in [1_000_000, 10_000_000] {
+        bench_size(c, &dir.0, n);
+    }
+}
+
+criterion_group!(benches, did_lookup);
+criterion_main!(benches);

@@ -1,0 +1,495 @@
+//! E.164 normalisation of a dialled number, by the receiving trunk's numbering plan.
+//!
+//! Input: the Request-URI user part (or a `tel:` number) as bytes, and for `tel:` URIs an
+//! optional `phone-context`. Output: a small `Copy` value, with no allocation: the number as a
+//! `u64` key (its digits read as an integer; unique because no E.164 number starts with 0), an
+//! emergency call, or a refusal with its SIP status.
+//!
+//! Rules, in order:
+//! 1. Visual separators `-` `.` `(` `)` and spaces are dropped; a leading `+` is kept. The user
+//!    part ends at the first `;` (telephone-subscriber parameters). Any other character (a
+//!    letter, `*`, `#`, a `+` not in front) refuses the number with 404: it is not a number.
+//! 2. A number dialled without `+` that is in the trunk's emergency list (or `+` followed by the
+//!    trunk's country code and an emergency number) is an emergency call: never a DID.
+//! 3. `+DIGITS`: already E.164. A `tel:` local number with a global `phone-context` (`+44`)
+//!    takes the context's digits in front. A domain `phone-context` adds nothing.
+//! 4. International prefix (`00`, `011`) then DIGITS: E.164 without `+`.
+//! 5. National prefix (`0`, `1`) then the national significant number (NSN), or an NSN dialled
+//!    without prefix: country code + NSN. An NSN shorter than the trunk's `min_national_digits`
+//!    is a short code or incomplete and gets 484; it is never looked up.
+//! 6. The result must be 7 to 15 digits, the first not 0: longer is 404, shorter is 484.
+
+use control::config::{E164_MAX_DIGITS, MAX_EMERGENCY_DIGITS, MAX_EMERGENCY_NUMBERS, Trunk};
+
+/// Shortest E.164 number we accept, in digits: Niue and Tokelau (`+683 XXXX`, `+690 XXXX`)
+/// have the shortest assigned numbers. Anything shorter is incomplete (484).
+pub const E164_MIN_DIGITS: usize = 7;
+
+/// Most digits kept from a dialled string: an international prefix (at most 4 digits) and a
+/// full E.164 number. Longer strings are refused (404) without further reading.
+const MAX_DIALLED_DIGITS: usize = 4 + E164_MAX_DIGITS;
+
+/// A short digit string (country code, prefixes, an emergency number), stored inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Digits {
+    buf: [u8; MAX_EMERGENCY_DIGITS],
+    len: u8,
+}
+
+impl Digits {
+    /// `None` unless `s` is 0 to 8 ASCII digits (the configuration has validated this).
+    fn new(s: &str) -> Option<Self> {
+        let bytes = s.as_bytes();
+        if bytes.len() > MAX_EMERGENCY_DIGITS || !bytes.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut buf = [0; MAX_EMERGENCY_DIGITS];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Some(Self { buf, len: bytes.len() as u8 })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// Why a number cannot be E.164.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Letters or other characters that are not digits or visual separators (404).
+    NotANumber,
+    /// More digits than E.164 allows (404).
+    TooLong,
+    /// Empty, only a prefix, or shorter than a complete number (484 Address Incomplete).
+    Incomplete,
+}
+
+impl Refusal {
+    /// The SIP status code the call is refused with.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::NotANumber | Refusal::TooLong => 404,
+            Refusal::Incomplete => 484,
+        }
+    }
+
+    /// A short reason for logs and the CLI.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotANumber => "not a number",
+            Refusal::TooLong => "more than 15 digits",
+            Refusal::Incomplete => "address incomplete",
+        }
+    }
+}
+
+/// An E.164 number: its digits as an integer, and how many there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164 {
+    value: u64,
+    digits: u8,
+}
+
+impl E164 {
+    /// The DID table key: the digits read as an integer (at most 15 digits, so below 10^15).
+    pub fn key(self) -> u64 {
+        self.value
+    }
+
+    /// Number of digits (7 to 15 for a routable number; 1 to 15 for a block prefix).
+    pub fn digits(self) -> u8 {
+        self.digits
+    }
+
+    /// Builds from digits without `+`: 1 to 15 digits, the first not 0.
+    pub fn from_digits(digits: &[u8]) -> Option<Self> {
+        if digits.is_empty() || digits.len() > E164_MAX_DIGITS || digits[0] == b'0' {
+            return None;
+        }
+        let mut value = 0u64;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u64::from(d - b'0');
+        }
+        Some(Self { value, digits: digits.len() as u8 })
+    }
+
+    /// Parses the configuration's form: `+` then 1 to 15 digits, the first not 0.
+    pub fn parse_plus(s: &str) -> Option<Self> {
+        Self::from_digits(s.strip_prefix('+')?.as_bytes())
+    }
+
+    /// Rebuilds from a table key (the digit count is that of the integer).
+    pub fn from_key(value: u64) -> Option<Self> {
+        if value == 0 || value >= 10u64.pow(E164_MAX_DIGITS as u32) {
+            return None;
+        }
+        Some(Self { value, digits: value.ilog10() as u8 + 1 })
+    }
+}
+
+impl std::fmt::Display for E164 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "+{}", self.value)
+    }
+}
+
+/// What a dialled string is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalised {
+    /// A routable E.164 number: look it up.
+    Number(E164),
+    /// An emergency number: route to the trunk's emergency target, never as a DID.
+    Emergency,
+    /// Refused with the refusal's status.
+    Refused(Refusal),
+}
+
+/// Emergency numbers when the trunk lists none, by country calling code.
+pub fn default_emergency_numbers(country_code: &str) -> &'static [&'static str] {
+    match country_code {
+        "1" => &["911"],
+        "44" => &["999", "112"],
+        "49" => &["110", "112"],
+        "91" => &["112", "100", "101", "102", "108"],
+        "61" => &["000", "112"],
+        _ => &["112"],
+    }
+}
+
+/// A trunk's numbering plan, prepared for normalisation.
+#[derive(Debug, Clone)]
+pub struct NumberingPlan {
+    country_code: Digits,
+    national_prefix: Digits,
+    international_prefix: Digits,
+    emergency: Vec<Digits>,
+    min_national_digits: usize,
+}
+
+impl NumberingPlan {
+    /// The plan of a validated trunk; `None` if a field is not what validation guarantees.
+    pub fn from_trunk(t: &Trunk) -> Option<Self> {
+        let emergency: Option<Vec<Digits>> = match &t.emergency_numbers {
+            Some(list) => list.iter().map(|n| Digits::new(n)).collect(),
+            None => default_emergency_numbers(&t.country_code).iter().map(|n| Digits::new(n)).collect(),
+        };
+        let emergency = emergency.filter(|e| e.len() <= MAX_EMERGENCY_NUMBERS)?;
+        Some(Self {
+            country_code: Digits::new(&t.country_code).filter(|d| (1..=3).contains(&d.len))?,
+            national_prefix: Digits::new(&t.national_prefix)?,
+            international_prefix: Digits::new(&t.international_prefix).filter(|d| d.len > 0)?,
+            emergency,
+            min_national_digits: usize::from(t.min_national_digits),
+        })
+    }
+
+    /// Normalises a dialled string (the Request-URI user part, or a `tel:` number) and, for a
+    /// `tel:` URI, its `phone-context`. Allocation-free.
+    pub fn normalise(&self, user: &[u8], phone_context: Option<&[u8]>) -> Normalised {
+        let mut buf = [0u8; MAX_DIALLED_DIGITS];
+        let (plus, dialled) = match strip(user, &mut buf) {
+            Ok(x) => x,
+            Err(r) => return Normalised::Refused(r),
+        };
+        if dialled.is_empty() {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        if plus {
+            let cc = self.country_code.as_slice();
+            if dialled.starts_with(cc) && self.is_emergency(&dialled[cc.len()..]) {
+                return Normalised::Emergency;
+            }
+            return finish(&[], dialled);
+        }
+        if self.is_emergency(dialled) {
+            return Normalised::Emergency;
+        }
+        if let Some(ctx) = phone_context
+            && ctx.first() == Some(&b'+')
+        {
+            let mut ctx_buf = [0u8; MAX_DIALLED_DIGITS];
+            return match strip(ctx, &mut ctx_buf) {
+                Ok((_, ctx_digits)) => finish(ctx_digits, dialled),
+                Err(r) => Normalised::Refused(r),
+            };
+        }
+        if let Some(rest) = dialled.strip_prefix(self.international_prefix.as_slice()) {
+            return finish(&[], rest);
+        }
+        let nsn = dialled.strip_prefix(self.national_prefix.as_slice()).unwrap_or(dialled);
+        if nsn.len() < self.min_national_digits {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        finish(self.country_code.as_slice(), nsn)
+    }
+
+    fn is_emergency(&self, digits: &[u8]) -> bool {
+        self.emergency.iter().any(|e| e.as_slice() == digits)
+    }
+}
+
+/// Drops visual separators into `buf`; returns whether a `+` led and the digits.
+fn strip<'b>(input: &[u8], buf: &'b mut [u8; MAX_DIALLED_DIGITS]) -> Result<(bool, &'b [u8]), Refusal> {
+    let mut len = 0;
+    let mut plus = false;
+    for &b in input {
+        match b {
+            b'0'..=b'9' => {
+                let slot = buf.get_mut(len).ok_or(Refusal::TooLong)?;
+                *slot = b;
+                len += 1;
+            }
+            b'-' | b'.' | b'(' | b')' | b' ' => {}
+            b'+' if len == 0 && !plus => plus = true,
+            b';' => break,
+            _ => return Err(Refusal::NotANumber),
+        }
+    }
+    Ok((plus, &buf[..len]))
+}
+
+/// Joins a country code (or context) and the rest into a checked E.164 number.
+fn finish(head: &[u8], rest: &[u8]) -> Normalised {
+    let total = head.len() + rest.len();
+    if total > E164_MAX_DIGITS {
+        return Normalised::Refused(Refusal::TooLong);
+    }
+    if total < E164_MIN_DIGITS || rest.is_empty() {
+        return Normalised::Refused(Refusal::Incomplete);
+    }
+    let first = head.first().or(rest.first());
+    if first == Some(&b'0') {
+        return Normalised::Refused(Refusal::NotANumber);
+    }
+    let mut value = 0u64;
+    for &d in head.iter().chain(rest) {
+        value = value * 10 + u64::from(d - b'0');
+    }
+    Normalised::Number(E164 { value, digits: total as u8 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::config::Config;
+
+    /// A plan from a `[[trunk]]` body (country code, prefixes, options).
+    fn plan(fields: &str) -> NumberingPlan {
+        let text = format!("[[trunk]]\nname = \"t\"\nsources = [\"192.0.2.0/24\"]\n{fields}\n");
+        let config = Config::from_toml(&text).unwrap();
+        NumberingPlan::from_trunk(&config.trunks[0]).unwrap()
+    }
+
+    fn nanp() -> NumberingPlan {
+        plan("country_code = \"1\"\nnational_prefix = \"1\"\ninternational_prefix = \"011\"")
+    }
+    fn uk() -> NumberingPlan {
+        plan("country_code = \"44\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+    fn germany() -> NumberingPlan {
+        plan("country_code = \"49\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+    fn india() -> NumberingPlan {
+        plan("country_code = \"91\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"")
+    }
+
+    enum Want {
+        Num(u64),
+        Emergency,
+        Refused(u16),
+    }
+    use Want::*;
+
+    fn check(plan: &NumberingPlan, cases: &[(&str, Want)]) {
+        for (input, want) in cases {
+            let got = plan.normalise(input.as_bytes(), None);
+            match (want, got) {
+                (Num(v), Normalised::Number(n)) => {
+                    assert_eq!(n.key(), *v, "{input:?}");
+                    assert_eq!(usize::from(n.digits()), v.to_string().len(), "{input:?}");
+                }
+                (Emergency, Normalised::Emergency) => {}
+                (Refused(code), Normalised::Refused(r)) => assert_eq!(r.status(), *code, "{input:?}: {r:?}"),
+                (_, got) => panic!("{input:?}: got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nanp_numbers() {
+        check(
+            &nanp(),
+            &[
+                ("+15551230000", Num(15551230000)),
+                ("+1 (555) 123-0000", Num(15551230000)),
+                ("1-555-123-0000", Num(15551230000)),
+                ("555.123.0000", Num(15551230000)),
+                ("5551230000", Num(15551230000)),
+                ("+15551230000;npdi;rn=+15551239999", Num(15551230000)),
+                ("011 44 20 7946 0000", Num(442079460000)),
+                ("011919876543210", Num(919876543210)),
+                ("911", Emergency),
+                ("+1911", Emergency),
+                ("411", Refused(484)),
+                ("1411", Refused(484)),
+                ("555123", Refused(484)),
+                ("011", Refused(484)),
+                ("", Refused(484)),
+                ("+", Refused(484)),
+                ("- ()", Refused(484)),
+                ("alice", Refused(404)),
+                ("1-800-FLOWERS", Refused(404)),
+                ("*67 5551230000", Refused(404)),
+                ("555+1230000", Refused(404)),
+                ("++15551230000", Refused(404)),
+                ("+1234567890123456", Refused(404)),
+                ("0115551234567890123", Refused(404)),
+                ("99999999999999999999999999999", Refused(404)),
+                ("+0123456789", Refused(404)),
+                ("+123456", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn uk_numbers() {
+        check(
+            &uk(),
+            &[
+                ("02079460000", Num(442079460000)),
+                ("020 7946 0000", Num(442079460000)),
+                // "(0)" is not special: parentheses are separators, so the 0 stays (in Italy it
+                // belongs to the number) and this finds no DID rather than a guessed one.
+                ("+44 (0)20 7946 0000", Num(4402079460000)),
+                ("+442079460000", Num(442079460000)),
+                ("00 1 555 123 0000", Num(15551230000)),
+                ("0800 1111", Num(448001111)),
+                ("999", Emergency),
+                ("112", Emergency),
+                ("+44999", Emergency),
+                ("911", Refused(484)),
+                ("118118", Refused(484)),
+                ("0", Refused(484)),
+                ("00", Refused(484)),
+                ("000", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn germany_numbers() {
+        check(
+            &germany(),
+            &[
+                ("030 1234567", Num(49301234567)),
+                ("(089) 123456", Num(4989123456)),
+                ("0049 30 1234567", Num(49301234567)),
+                ("+49 30 1234567", Num(49301234567)),
+                ("0151 23456789", Num(4915123456789)),
+                ("110", Emergency),
+                ("112", Emergency),
+                ("116116", Refused(484)),
+            ],
+        );
+    }
+
+    #[test]
+    fn india_numbers() {
+        check(
+            &india(),
+            &[
+                ("09876543210", Num(919876543210)),
+                ("+91 98765 43210", Num(919876543210)),
+                ("0091-98765-43210", Num(919876543210)),
+                ("98765 43210", Num(919876543210)),
+                ("112", Emergency),
+                ("100", Emergency),
+                ("108", Emergency),
+            ],
+        );
+    }
+
+    #[test]
+    fn configured_emergency_numbers_replace_the_defaults() {
+        let p = plan(
+            "country_code = \"44\"\nnational_prefix = \"0\"\ninternational_prefix = \"00\"\nemergency_numbers = [\"999\", \"101\"]",
+        );
+        check(&p, &[("999", Emergency), ("101", Emergency), ("112", Refused(484))]);
+        let p = plan("country_code = \"61\"\nnational_prefix = \"0\"\ninternational_prefix = \"0011\"");
+        check(&p, &[("000", Emergency), ("112", Emergency), ("0011 44 20 7946 0000", Num(442079460000))]);
+    }
+
+    #[test]
+    fn min_national_digits_is_per_trunk() {
+        let p = plan(
+            "country_code = \"683\"\nnational_prefix = \"\"\ninternational_prefix = \"00\"\nmin_national_digits = 4",
+        );
+        check(&p, &[("4002", Num(6834002)), ("400", Refused(484)), ("112", Emergency)]);
+    }
+
+    #[test]
+    fn tel_phone_context() {
+        let p = uk();
+        let n = |user: &str, ctx: &str| p.normalise(user.as_bytes(), Some(ctx.as_bytes()));
+        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164 { value: 442079460000, digits: 12 }));
+        // A domain context adds nothing: the trunk's rules apply.
+        assert_eq!(
+            n("02079460000", "example.com"),
+            Normalised::Number(E164 { value: 442079460000, digits: 12 })
+        );
+        // A global number ignores the context.
+        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("999", "+44"), Normalised::Emergency);
+        assert_eq!(n("12345678901234", "+44"), Normalised::Refused(Refusal::TooLong));
+        assert_eq!(n("79460000", "+4x"), Normalised::Refused(Refusal::NotANumber));
+    }
+
+    #[test]
+    fn e164_conversions() {
+        let n = E164::parse_plus("+442079460000").unwrap();
+        assert_eq!((n.key(), n.digits()), (442079460000, 12));
+        assert_eq!(n.to_string(), "+442079460000");
+        assert_eq!(E164::from_key(n.key()), Some(n));
+        assert_eq!(E164::from_key(0), None);
+        assert_eq!(E164::from_key(1_000_000_000_000_000), None);
+        assert_eq!(E164::parse_plus("+0442079460000"), None);
+        assert_eq!(E164::parse_plus("442079460000"), None);
+        assert_eq!(E164::parse_plus("+1234567890123456"), None);
+        assert_eq!(E164::parse_plus("+1"), Some(E164 { value: 1, digits: 1 }));
+    }
+
+    proptest::proptest! {
+        /// Any E.164 number written with `+` and arbitrary separators normalises to itself.
+        #[test]
+        fn separators_never_change_the_number(
+            digits in "[1-9][0-9]{6,14}",
+            seps in proptest::collection::vec(proptest::sample::select(vec!["", "-", ".", " ", "(", ")"]), 16),
+        ) {
+            let mut s = String::from("+");
+            for (d, sep) in digits.chars().zip(&seps) {
+                s.push_str(sep);
+                s.push(d);
+            }
+            let got = nanp().normalise(s.as_bytes(), None);
+            let want = E164::from_digits(digits.as_bytes()).unwrap();
+            // +1911-like inputs are emergency calls; everything else is the number itself.
+            if digits != "1911" {
+                proptest::prop_assert_eq!(got, Normalised::Number(want));
+            }
+        }
+
+        /// Arbitrary bytes never panic and never yield a number outside E.164.
+        #[test]
+        fn arbitrary_input_is_total(input in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            if let Normalised::Number(n) = uk().normalise(&input, None) {
+                proptest::prop_assert!((E164_MIN_DIGITS..=E164_MAX_DIGITS).contains(&usize::from(n.digits())));
+                proptest::prop_assert_eq!(E164::from_key(n.key()), Some(n));
+            }
+        }
+    }
+}

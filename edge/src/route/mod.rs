@@ -1,0 +1,481 @@
+//! DID routing: the Request-URI user → E.164 → `u64` key → DID table (exact, then range, then
+//! longest prefix) → target set → a healthy target URI.
+//!
+//! [`Router`] holds the trunks' numbering plans, the target sets and their up/down flags, the
+//! exact-DID table and the number blocks. The table and the blocks sit behind `arc-swap`:
+//! lookups never wait for a bulk import, which builds a whole new table aside and swaps it in
+//! ([`Router::replace_table`]); single upserts and deletes go to the live table
+//! ([`Router::table`]) while lookups run.
+
+pub mod blocks;
+pub mod csv_import;
+pub mod e164;
+pub mod health;
+pub mod meta;
+pub mod table;
+pub mod targets;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use control::config::Config;
+
+pub use blocks::{BlockError, BlockMatch, Blocks};
+pub use e164::{E164, Normalised, NumberingPlan, Refusal};
+pub use meta::{DidMeta, MetaId};
+pub use table::{DidRoute, DidTable, MemoryReport, TableError};
+pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
+
+/// The id of a trunk (its index in the configuration's `[[trunk]]` list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrunkId(pub u32);
+
+/// Which entry a DID matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    /// An exact DID.
+    Exact,
+    /// An explicit range.
+    Range,
+    /// The longest matching prefix, with its digit count.
+    Prefix(u8),
+}
+
+/// Why a call is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefuseReason {
+    /// The dialled string is not an E.164 number (404 or 484).
+    Number(Refusal),
+    /// No DID, range or prefix covers the number (404).
+    UnknownDid,
+    /// An emergency number on a trunk without an emergency target (503).
+    NoEmergencyTarget,
+    /// The trunk id is not one of this router's (403).
+    UnknownTrunk,
+}
+
+impl RefuseReason {
+    /// The SIP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            RefuseReason::Number(r) => r.status(),
+            RefuseReason::UnknownDid => 404,
+            RefuseReason::NoEmergencyTarget => 503,
+            RefuseReason::UnknownTrunk => 403,
+        }
+    }
+}
+
+impl std::fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RefuseReason::Number(r) => r.reason(),
+            RefuseReason::UnknownDid => "unknown DID",
+            RefuseReason::NoEmergencyTarget => "emergency number and no emergency target",
+            RefuseReason::UnknownTrunk => "unknown trunk",
+        })
+    }
+}
+
+/// The routing decision for one call. `Copy`, no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// A DID: its number, route and what matched.
+    Did {
+        /// The normalised number.
+        number: E164,
+        /// Target set, call limit, metadata.
+        route: DidRoute,
+        /// Exact, range or prefix.
+        matched: MatchKind,
+    },
+    /// An emergency number, to the trunk's emergency target.
+    Emergency {
+        /// The emergency target set.
+        target: SetId,
+    },
+    /// Refused.
+    Refuse(RefuseReason),
+}
+
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A trunk's numbering plan is unusable (the configuration was not validated).
+    #[error("trunk {0:?}: country code, prefixes or emergency numbers are invalid")]
+    Plan(String),
+    /// Target sets.
+    #[error(transparent)]
+    Targets(#[from] TargetError),
+    /// A name refers to no target.
+    #[error("{0}: no target named {1:?}")]
+    UnknownTarget(String, String),
+    /// A number is not `+` and 1 to 15 digits.
+    #[error("{0}: {1:?} is not an E.164 number")]
+    Number(String, String),
+    /// An exact DID could not be stored.
+    #[error("{0}: {1}")]
+    Table(String, TableError),
+    /// Prefixes or ranges.
+    #[error(transparent)]
+    Blocks(#[from] BlockError),
+}
+
+#[derive(Debug)]
+struct TrunkPlan {
+    name: Box<str>,
+    plan: NumberingPlan,
+    emergency: Option<SetId>,
+}
+
+/// The routing state.
+#[derive(Debug)]
+pub struct Router {
+    trunks: Box<[TrunkPlan]>,
+    targets: Arc<TargetSets>,
+    up: Arc<UpFlags>,
+    table: ArcSwap<DidTable>,
+    blocks: ArcSwap<Blocks>,
+}
+
+impl Router {
+    /// Builds from a validated configuration: plans, targets, `[[did]]` and `[[did_range]]`.
+    pub fn from_config(config: &Config) -> Result<Self, BuildError> {
+        let targets = Arc::new(TargetSets::from_config(&config.targets)?);
+        let set = |field: String, name: &str| {
+            targets.id(name).ok_or_else(|| BuildError::UnknownTarget(field, name.to_owned()))
+        };
+        let mut trunks = Vec::with_capacity(config.trunks.len());
+        for (i, t) in config.trunks.iter().enumerate() {
+            let plan = NumberingPlan::from_trunk(t).ok_or_else(|| BuildError::Plan(t.name.clone()))?;
+            let emergency = match &t.emergency_target {
+                Some(e) => Some(set(format!("trunk[{i}].emergency_target"), e)?),
+                None => None,
+            };
+            trunks.push(TrunkPlan { name: t.name.as_str().into(), plan, emergency });
+        }
+        let mut table = DidTable::with_capacity(config.dids.len());
+        insert_config_dids(config, &targets, &mut table)?;
+        let blocks = build_blocks(config, &targets)?;
+        let up = Arc::new(UpFlags::all_up(targets.uris().len()));
+        Ok(Self {
+            trunks: trunks.into(),
+            targets,
+            up,
+            table: ArcSwap::from_pointee(table),
+            blocks: ArcSwap::from_pointee(blocks),
+        })
+    }
+
+    /// The id of the trunk named `name`.
+    pub fn trunk(&self, name: &str) -> Option<TrunkId> {
+        self.trunks.iter().position(|t| &*t.name == name).map(|i| TrunkId(i as u32))
+    }
+
+    /// Routes a call: normalises `user` (and a `tel:` URI's `phone-context`) by the trunk's
+    /// plan, then looks the number up. Allocation-free.
+    #[inline]
+    pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
+        let Some(t) = self.trunks.get(trunk.0 as usize) else {
+            return RouteDecision::Refuse(RefuseReason::UnknownTrunk);
+        };
+        match t.plan.normalise(user, phone_context) {
+            Normalised::Number(n) => self.lookup(n),
+            Normalised::Emergency => match t.emergency {
+                Some(target) => RouteDecision::Emergency { target },
+                None => RouteDecision::Refuse(RefuseReason::NoEmergencyTarget),
+            },
+            Normalised::Refused(r) => RouteDecision::Refuse(RefuseReason::Number(r)),
+        }
+    }
+
+    /// Looks an E.164 number up: exact DID, then range, then longest prefix.
+    #[inline]
+    pub fn lookup(&self, number: E164) -> RouteDecision {
+        if let Some(route) = self.table.load().get(number.key()) {
+            return RouteDecision::Did { number, route, matched: MatchKind::Exact };
+        }
+        match self.blocks.load().lookup(number) {
+            Some(BlockMatch::Range(route)) => RouteDecision::Did { number, route, matched: MatchKind::Range },
+            Some(BlockMatch::Prefix(route, len)) => {
+                RouteDecision::Did { number, route, matched: MatchKind::Prefix(len) }
+            }
+            None => RouteDecision::Refuse(RefuseReason::UnknownDid),
+        }
+    }
+
+    /// The URIs to try for a call to `set`, best first, skipping down URIs, falling over to the
+    /// set's overflow; empty when the call must get 503. See [`TargetSets::candidates`].
+    pub fn candidates(&self, set: SetId, seed: u64) -> Candidates<'_> {
+        self.targets.candidates(set, seed, &self.up)
+    }
+
+    /// The target sets.
+    pub fn targets(&self) -> &Arc<TargetSets> {
+        &self.targets
+    }
+
+    /// The up/down flags the health tracker writes (one per distinct URI).
+    pub fn up_flags(&self) -> &Arc<UpFlags> {
+        &self.up
+    }
+
+    /// The live exact-DID table, for single upserts and deletes while lookups run.
+    pub fn table(&self) -> arc_swap::Guard<Arc<DidTable>> {
+        self.table.load()
+    }
+
+    /// Swaps in a whole new table (built aside, e.g. by a bulk import); returns the old one.
+    pub fn replace_table(&self, table: Arc<DidTable>) -> Arc<DidTable> {
+        self.table.swap(table)
+    }
+
+    /// Swaps in new number blocks; returns the old ones.
+    pub fn replace_blocks(&self, blocks: Arc<Blocks>) -> Arc<Blocks> {
+        self.blocks.swap(blocks)
+    }
+}
+
+/// Inserts the configuration's `[[did]]` entries into `table`.
+pub fn insert_config_dids(
+    config: &Config,
+    targets: &TargetSets,
+    table: &mut DidTable,
+) -> Result<(), BuildError> {
+    for (i, d) in config.dids.iter().enumerate() {
+        let field = format!("did[{i}]");
+        let number =
+            E164::parse_plus(&d.number).ok_or_else(|| BuildError::Number(field.clone(), d.number.clone()))?;
+        let set = targets
+            .id(&d.target)
+            .ok_or_else(|| BuildError::UnknownTarget(field.clone(), d.target.clone()))?;
+        let meta = DidMeta {
+            customer: d.customer.as_deref(),
+            group: d.group.as_deref(),
+            tag: d.tag.as_deref(),
+            description: d.description.as_deref(),
+        };
+        table.insert_new(number, set, d.max_calls, &meta).map_err(|e| BuildError::Table(field, e))?;
+    }
+    Ok(())
+}
+
+fn build_blocks(config: &Config, targets: &TargetSets) -> Result<Blocks, BuildError> {
+    let mut prefixes = Vec::new();
+    let mut ranges = Vec::new();
+    for (i, r) in config.did_ranges.iter().enumerate() {
+        let field = format!("did_range[{i}]");
+        let set = targets
+            .id(&r.target)
+            .ok_or_else(|| BuildError::UnknownTarget(field.clone(), r.target.clone()))?;
+        let route = DidRoute::new(set, None, MetaId::default())
+            .ok_or_else(|| BuildError::Table(field.clone(), TableError::OutOfRange))?;
+        let parse =
+            |s: &String| E164::parse_plus(s).ok_or_else(|| BuildError::Number(field.clone(), s.clone()));
+        match (&r.prefix, &r.first, &r.last) {
+            (Some(p), _, _) => prefixes.push((parse(p)?, route)),
+            (None, Some(first), Some(last)) => ranges.push((parse(first)?, parse(last)?, route)),
+            _ => return Err(BuildError::Number(field, String::new())),
+        }
+    }
+    Ok(Blocks::new(prefixes, ranges)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[trunk]]
+name = "us"
+sources = ["192.0.2.0/24"]
+emergency_target = "psap"
+[[trunk]]
+name = "uk"
+sources = ["198.51.100.0/24"]
+country_code = "44"
+national_prefix = "0"
+international_prefix = "00"
+[[trunk]]
+name = "de"
+sources = ["203.0.113.0/24"]
+country_code = "49"
+national_prefix = "0"
+international_prefix = "00"
+emergency_target = "psap"
+[[target]]
+name = "pbx1"
+uris = ["sip:10.0.0.10:5060", "sip:10.0.0.11:5060"]
+overflow = "voicemail"
+[[target]]
+name = "queue"
+uris = ["sip:10.0.1.10"]
+[[target]]
+name = "voicemail"
+uris = ["sip:10.0.2.10"]
+[[target]]
+name = "psap"
+uris = ["sip:10.0.9.11"]
+[[did]]
+number = "+15551240005"
+target = "queue"
+max_calls = 4
+customer = "acme"
+tag = "crm-42"
+[[did]]
+number = "+4930123456"
+target = "queue"
+[[did_range]]
+prefix = "+1555124"
+target = "pbx1"
+[[did_range]]
+prefix = "+15551"
+target = "voicemail"
+[[did_range]]
+first = "+15551240000"
+last  = "+15551240099"
+target = "psap"
+"#;
+
+    fn router() -> Router {
+        Router::from_config(&Config::from_toml(CONFIG).unwrap()).unwrap()
+    }
+
+    fn target_of(r: &Router, d: RouteDecision) -> Option<&str> {
+        match d {
+            RouteDecision::Did { route, .. } => r.targets().name(route.set()),
+            RouteDecision::Emergency { target } => r.targets().name(target),
+            RouteDecision::Refuse(_) => None,
+        }
+    }
+
+    #[test]
+    fn exact_beats_range_beats_prefix() {
+        let r = router();
+        let us = r.trunk("us").unwrap();
+        type Want = Result<(&'static str, MatchKind), u16>;
+        let cases: [(&str, Want); 8] = [
+            ("1-555-124-0005", Ok(("queue", MatchKind::Exact))),
+            ("5551240006", Ok(("psap", MatchKind::Range))),
+            ("5551240100", Ok(("pbx1", MatchKind::Prefix(7)))),
+            ("5551990000", Ok(("voicemail", MatchKind::Prefix(5)))),
+            ("5552000000", Err(404)),
+            ("911", Ok(("psap", MatchKind::Exact))),
+            ("hello", Err(404)),
+            ("555124", Err(484)),
+        ];
+        for (input, want) in cases {
+            let d = r.route(us, input.as_bytes(), None);
+            match (want, d) {
+                (Ok((target, kind)), RouteDecision::Did { matched, .. }) => {
+                    assert_eq!((target_of(&r, d), matched), (Some(target), kind), "{input}")
+                }
+                (Ok((target, _)), RouteDecision::Emergency { .. }) => {
+                    assert_eq!(target_of(&r, d), Some(target), "{input}")
+                }
+                (Err(code), RouteDecision::Refuse(reason)) => assert_eq!(reason.status(), code, "{input}"),
+                (want, got) => panic!("{input}: want {want:?}, got {got:?}"),
+            }
+        }
+        let RouteDecision::Did { route, number, .. } = r.route(us, b"+15551240005", None) else { panic!() };
+        assert_eq!((number.to_string(), route.max_calls()), ("+15551240005".to_owned(), Some(4)));
+        r.table()
+            .with_meta(route.meta(), |m| assert_eq!((m.customer, m.tag), (Some("acme"), Some("crm-42"))));
+    }
+
+    #[test]
+    fn trunks_apply_their_own_plans() {
+        let r = router();
+        let (uk, de) = (r.trunk("uk").unwrap(), r.trunk("de").unwrap());
+        assert_eq!(target_of(&r, r.route(de, b"030 123456", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(uk, b"0049 30 123456", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(uk, b"001 555 124 0005", None)), Some("queue"));
+        assert_eq!(target_of(&r, r.route(de, b"110", None)), Some("psap"));
+        // The UK trunk has no emergency target: 503, and 999 is never looked up as a DID.
+        assert_eq!(r.route(uk, b"999", None), RouteDecision::Refuse(RefuseReason::NoEmergencyTarget));
+        assert_eq!(RefuseReason::NoEmergencyTarget.status(), 503);
+        assert_eq!(r.route(TrunkId(99), b"999", None), RouteDecision::Refuse(RefuseReason::UnknownTrunk));
+        assert_eq!(r.trunk("fr"), None);
+    }
+
+    #[test]
+    fn single_upserts_and_whole_table_swaps_apply_while_routing() {
+        let r = Arc::new(router());
+        let us = r.trunk("us").unwrap();
+        let queue = r.targets().id("queue").unwrap();
+        let reader = {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    // Always a decision from one table or the other, never a torn one.
+                    let t = target_of(&r, r.route(us, b"5551240100", None));
+                    assert!(t == Some("pbx1") || t == Some("queue"), "{t:?}");
+                }
+            })
+        };
+        let n = E164::parse_plus("+15551240100").unwrap();
+        for _ in 0..500 {
+            r.table().upsert(n, queue, None, &DidMeta::default()).unwrap();
+            r.table().remove(n);
+            let mut fresh = DidTable::with_capacity(1);
+            fresh.insert_new(n, queue, None, &DidMeta::default()).unwrap();
+            r.replace_table(Arc::new(fresh));
+        }
+        reader.join().unwrap();
+        assert_eq!(target_of(&r, r.route(us, b"5551240100", None)), Some("queue"));
+        r.replace_blocks(Arc::new(Blocks::default()));
+        assert_eq!(r.route(us, b"5551990000", None), RouteDecision::Refuse(RefuseReason::UnknownDid));
+    }
+
+    #[test]
+    fn routing_skips_down_targets_and_overflows() {
+        let r = router();
+        let us = r.trunk("us").unwrap();
+        let RouteDecision::Did { route, .. } = r.route(us, b"5551240100", None) else { panic!() };
+        let uris = |r: &Router| -> Vec<String> {
+            r.candidates(route.set(), 0).map(|u| r.targets().uri(u).unwrap().to_owned()).collect()
+        };
+        assert_eq!(uris(&r), ["sip:10.0.0.10:5060", "sip:10.0.0.11:5060"]);
+        let pbx1 = r.targets().set_uris(route.set()).to_vec();
+        let flags = r.up_flags().clone();
+        let t0 = std::time::Instant::now();
+        let mut health = health::HealthTracker::new(
+            health::HealthSettings::from(&control::config::HealthConfig::default()),
+            flags,
+            t0,
+        );
+        for uri in &pbx1 {
+            for _ in 0..3 {
+                health.on_result(*uri, t0, health::ProbeOutcome::TransportError);
+            }
+        }
+        // No probe was in flight, so those results were ignored.
+        assert_eq!(uris(&r).len(), 2);
+        let mut probes = Vec::new();
+        for round in 0..3u64 {
+            let now = t0 + std::time::Duration::from_secs(30 * round + 29);
+            probes.clear();
+            health.due(now, &mut probes, &mut Vec::new());
+            for &uri in &probes {
+                let outcome = if pbx1.contains(&uri) {
+                    health::ProbeOutcome::TransportError
+                } else {
+                    health::ProbeOutcome::Response { status: 200, retry_after: None }
+                };
+                health.on_result(uri, now, outcome);
+            }
+        }
+        assert_eq!(health.stats().went_down, 2);
+        assert_eq!(uris(&r), ["sip:10.0.2.10"], "every pbx1 URI down: the overflow target");
+    }
+
+    #[test]
+    fn bad_blocks_are_refused() {
+        let text = CONFIG.replace("first = \"+15551240000\"", "first = \"+15551239999\"")
+            + "[[did_range]]\nfirst = \"+15551240050\"\nlast = \"+15551240060\"\ntarget = \"pbx1\"\n";
+        let err = Router::from_config(&Config::from_toml(&text).unwrap()).unwrap_err();
+        assert!(matches!(err, BuildError::Blocks(BlockError::Overlap(..))), "{err}");
+    }
+}
