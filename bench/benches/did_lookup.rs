@@ -68,7 +68,10 @@ fn config() -> Config {
     }
     for r in 0..RANGES {
         let first = RANGE_BASE + r * 10_000;
-        text += &format!("[[did_range]]\nfirst = \"+{first}\"\nlast = \"+{}\"\ntarget = \"pbx2\"\n", first + 9_999);
+        text += &format!(
+            "[[did_range]]\nfirst = \"+{first}\"\nlast = \"+{}\"\ntarget = \"pbx2\"\n",
+            first + 9_999
+        );
     }
     Config::from_toml(&text).expect("benchmark configuration")
 }
@@ -205,7 +208,9 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
     g.sample_size(30);
     g.warm_up_time(Duration::from_millis(500));
     g.measurement_time(Duration::from_secs(3));
-    for (name, qs) in [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)] {
+    for (name, qs) in
+        [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)]
+    {
         g.bench_function(format!("sipedge/{name}"), |b| {
             let mut i = 0usize;
             b.iter(|| {

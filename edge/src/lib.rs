@@ -1,7 +1,6 @@
 //! sipedge data plane: the SIP parser and, as they land, routing, admission and the proxy.
 pub mod guard;
-pub mod proxy;
-pub mod sip;
 pub mod io;
-
+pub mod proxy;
 pub mod route;
+pub mod sip;

@@ -1,4 +1,4 @@
 //! Operator commands of the `sipedge` binary, one module each.
 
-pub(crate) mod sip_lint;
 pub(crate) mod did;
+pub(crate) mod sip_lint;

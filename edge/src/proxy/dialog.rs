@@ -6,6 +6,7 @@
 //! many 2xx retransmissions or BYEs arrive.
 
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,12 @@ pub struct Dialog {
     pub did: u64,
     /// When the 2xx went through.
     pub started: Instant,
+    /// The caller's side (where the INVITE came from).
+    pub caller: SocketAddr,
+    /// The callee's side (the target URI that answered).
+    pub callee: SocketAddr,
+    /// The listen socket the call runs on.
+    pub listen: usize,
 }
 
 /// The shared table of active dialogs.
@@ -106,6 +113,14 @@ impl Dialogs {
         }
     }
 
+    /// The active dialog with this identity.
+    pub fn get(&self, id: &DialogId<'_>) -> Option<Dialog> {
+        let (shard, key) = self.key(id);
+        let mut t = self.shard(shard);
+        let h = t.find(&key)?;
+        t.get_mut(h).copied()
+    }
+
     /// A BYE's final response went through (or the dialog failed): the call ends. Returns the
     /// dialog the first time only.
     pub fn end(&self, id: &DialogId<'_>) -> Option<Dialog> {
@@ -146,6 +161,12 @@ impl Dialogs {
 mod tests {
     use super::*;
 
+    fn call(trunk: TrunkIdx, did: u64, started: Instant) -> Dialog {
+        let caller = "127.0.0.1:5070".parse().unwrap();
+        let callee = "127.0.0.1:5080".parse().unwrap();
+        Dialog { trunk, did, started, caller, callee, listen: 0 }
+    }
+
     fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {
         DialogId { call_id: c.as_bytes(), tag_a: a.as_bytes(), tag_b: b.as_bytes() }
     }
@@ -154,10 +175,11 @@ mod tests {
     fn confirm_once_end_from_either_side_once() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(3600));
-        let call = Dialog { trunk: 1, did: 15551230000, started: t0 };
+        let call = call(1, 15551230000, t0);
         assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::New);
         assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::Known);
         assert_eq!(d.len(), 1);
+        assert_eq!(d.get(&id("c1", "to", "from")), Some(call));
         // The callee's BYE carries the tags the other way round.
         assert_eq!(d.end(&id("c1", "to", "from")), Some(call));
         assert_eq!(d.end(&id("c1", "from", "to")), None, "never counted down twice");
@@ -168,7 +190,7 @@ mod tests {
     fn distinct_calls_stay_apart() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(3600));
-        let call = Dialog { trunk: 0, did: 1, started: t0 };
+        let call = call(0, 1, t0);
         assert_eq!(d.confirm(t0, &id("c1", "a", "b"), call), Confirm::New);
         assert_eq!(d.confirm(t0, &id("c2", "a", "b"), call), Confirm::New);
         assert_eq!(d.confirm(t0, &id("c1", "a", "bb"), call), Confirm::New);
@@ -180,7 +202,7 @@ mod tests {
     fn maximum_duration_ends_calls_on_virtual_time() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(60));
-        let call = Dialog { trunk: 2, did: 7, started: t0 };
+        let call = call(2, 7, t0);
         d.confirm(t0, &id("c1", "a", "b"), call);
         d.confirm(t0 + Duration::from_secs(30), &id("c2", "a", "b"), call);
         let mut ended = Vec::new();
@@ -194,7 +216,7 @@ mod tests {
     fn a_full_table_refuses_without_growing() {
         let t0 = Instant::now();
         let d = Dialogs::new(0, Duration::from_secs(60));
-        let call = Dialog { trunk: 0, did: 1, started: t0 };
+        let call = call(0, 1, t0);
         let results: Vec<Confirm> =
             (0..2000).map(|i| d.confirm(t0, &id(&i.to_string(), "a", "b"), call)).collect();
         assert!(results.contains(&Confirm::Full));

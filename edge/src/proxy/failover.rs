@@ -71,6 +71,11 @@ impl ResponseContext {
         }
     }
 
+    /// The branch whose response is the best so far, if any answered.
+    pub fn best_index(&self) -> Option<usize> {
+        self.best.map(|(i, _)| i)
+    }
+
     /// Branches ended so far.
     pub fn branches_ended(&self) -> usize {
         self.ended

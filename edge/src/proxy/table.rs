@@ -60,6 +60,18 @@ pub struct Handle {
     generation: u32,
 }
 
+impl Handle {
+    /// The slot and generation, for encoding into a branch.
+    pub fn parts(self) -> (u32, u32) {
+        (self.slot, self.generation)
+    }
+
+    /// A handle from decoded parts; a wrong one simply finds nothing.
+    pub fn from_parts(slot: u32, generation: u32) -> Self {
+        Self { slot, generation }
+    }
+}
+
 #[derive(Debug)]
 struct Slot<V> {
     generation: u32,

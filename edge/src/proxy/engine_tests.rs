@@ -1,0 +1,320 @@
+//! The engine on virtual time: scripted SIP exchanges through a recording sink.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use control::config::Config;
+
+use super::engine::{Engine, EngineConfig, Sink, TICK, WorkerState};
+use crate::guard::Guard;
+use crate::route::Router;
+use crate::sip::{self, HeaderIndexEntry, MAX_HEADERS};
+
+const CONFIG: &str = r#"
+[[trunk]]
+name = "carrier"
+sources = ["192.0.2.0/24"]
+cps = 1000
+max_calls = 10
+[[target]]
+name = "pbx"
+uris = ["sip:198.51.100.10:5060", "sip:198.51.100.11:5060"]
+[[did]]
+number = "+15551230000"
+target = "pbx"
+"#;
+
+const LOCAL: &str = "203.0.113.1:5060";
+const CARRIER: &str = "192.0.2.7:5060";
+const PBX1: &str = "198.51.100.10:5060";
+const PBX2: &str = "198.51.100.11:5060";
+
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Sink for Recorder {
+    fn local(&self, _listen: usize) -> Option<SocketAddr> {
+        LOCAL.parse().ok()
+    }
+
+    fn send_with(
+        &mut self,
+        dest: SocketAddr,
+        _listen: usize,
+        write: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let mut buf = vec![0u8; 65535];
+        match write(&mut buf) {
+            Some(n) => {
+                buf.truncate(n);
+                self.sent.push((dest, buf));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    worker: WorkerState,
+    sink: Recorder,
+    t0: Instant,
+    now: Instant,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl Harness {
+    fn new() -> Self {
+        let config = Config::from_toml(CONFIG).unwrap();
+        let guard = Guard::from_config(&config).unwrap();
+        let router = Arc::new(Router::from_config(&config).unwrap());
+        let engine = Engine::new(guard, router, EngineConfig { workers: 1, ..EngineConfig::default() });
+        let t0 = Instant::now();
+        Self { engine, worker: WorkerState::new(0, t0), sink: Recorder::default(), t0, now: t0 }
+    }
+
+    fn recv(&mut self, from: &str, msg: &str) -> Vec<(SocketAddr, String)> {
+        self.engine.on_datagram(&mut self.worker, self.now, addr(from), 0, msg.as_bytes(), &mut self.sink);
+        self.take()
+    }
+
+    fn take(&mut self) -> Vec<(SocketAddr, String)> {
+        self.sink.sent.drain(..).map(|(a, b)| (a, String::from_utf8(b).unwrap())).collect()
+    }
+
+    /// Advances virtual time to `t0 + at`, ticking every TICK.
+    fn advance_to(&mut self, at: Duration) -> Vec<(SocketAddr, String)> {
+        while self.now < self.t0 + at {
+            self.now += TICK;
+            self.engine.on_tick(&mut self.worker, self.now, &mut self.sink);
+        }
+        self.take()
+    }
+}
+
+fn invite(branch: &str, call_id: &str, user: &str, max_forwards: u8) -> String {
+    format!(
+        "INVITE sip:{user}@203.0.113.1:5060;user=phone SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.7:5060;branch={branch}\r\n\
+         Max-Forwards: {max_forwards}\r\n\
+         From: <sip:+442079460000@192.0.2.7>;tag=caller1\r\n\
+         To: <sip:{user}@203.0.113.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@192.0.2.7:5060>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// A response from downstream to the request `req` (as forwarded, our Via on top).
+fn response_to(req: &str, code: u16, reason: &str, to_tag: Option<&str>) -> String {
+    let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
+    let msg = sip::parse(req.as_bytes(), &mut index).unwrap();
+    let mut out = vec![0u8; 4096];
+    let n = sip::response_from_request(&msg, code, reason, to_tag, &[], &mut out).unwrap();
+    out.truncate(n);
+    String::from_utf8(out).unwrap()
+}
+
+fn status(msg: &str) -> u16 {
+    msg.strip_prefix("SIP/2.0 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+fn method(msg: &str) -> &str {
+    msg.split(' ').next().unwrap()
+}
+
+#[test]
+fn invite_is_answered_100_and_forwarded_with_our_via_record_route_and_new_request_uri() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKa1", "call-1", "+15551230000", 70));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[0].0, addr(CARRIER));
+    assert_eq!(status(&out[0].1), 100);
+    let (dest, fwd) = &out[1];
+    assert_eq!(*dest, addr(PBX1));
+    assert!(fwd.starts_with("INVITE sip:+15551230000@198.51.100.10:5060 SIP/2.0\r\n"), "{fwd}");
+    assert!(fwd.contains("Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-se-"), "{fwd}");
+    assert!(fwd.contains("Record-Route: <sip:203.0.113.1:5060;lr>"), "{fwd}");
+    assert!(fwd.contains("Max-Forwards: 69\r\n"), "{fwd}");
+    assert!(fwd.contains("Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKa1"));
+}
+
+#[test]
+fn retransmitted_invite_gets_the_last_provisional_not_a_second_forward() {
+    let mut h = Harness::new();
+    let inv = invite("z9hG4bKr1", "call-r", "+15551230000", 70);
+    let first = h.recv(CARRIER, &inv);
+    let fwd = first[1].1.clone();
+    let again = h.recv(CARRIER, &inv);
+    assert_eq!(again.len(), 1);
+    assert_eq!(status(&again[0].1), 100);
+    h.recv(PBX1, &response_to(&fwd, 180, "Ringing", Some("callee")));
+    let again = h.recv(CARRIER, &inv);
+    assert_eq!(again.len(), 1);
+    assert_eq!(status(&again[0].1), 180);
+    assert_eq!(h.engine.counters().forwarded.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn refusals_unknown_did_max_forwards_unknown_source_and_malformed() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKb1", "call-2", "+15559999999", 70));
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [404]);
+    let out = h.recv(CARRIER, &invite("z9hG4bKb2", "call-3", "+15551230000", 0));
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [483]);
+    assert!(h.recv("198.18.0.1:5060", &invite("z9hG4bKb3", "call-4", "+15551230000", 70)).is_empty());
+    let broken =
+        invite("z9hG4bKb4", "call-5", "+15551230000", 70).replace("Content-Length: 0", "Content-Length: 50");
+    let out = h.recv(CARRIER, &broken);
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [400]);
+    assert!(h.recv("198.18.0.1:5060", &broken).is_empty(), "no answer to unknown sources, malformed or not");
+    let bad_cseq = invite("z9hG4bKb5", "call-6", "+15551230000", 70).replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    assert_eq!(h.recv(CARRIER, &bad_cseq).iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [400]);
+}
+
+#[test]
+fn options_to_the_edge_is_answered_200() {
+    let mut h = Harness::new();
+    let opts = "OPTIONS sip:203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKo1\r\n\
+                Max-Forwards: 70\r\nFrom: <sip:ping@192.0.2.7>;tag=p\r\nTo: <sip:203.0.113.1>\r\n\
+                Call-ID: opt-1\r\nCSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(CARRIER, opts);
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), 200);
+}
+
+#[test]
+fn timeout_fails_over_to_the_next_target_then_the_call_completes_and_ends() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKf1", "call-f", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX1));
+    // Timer A retransmits to PBX1, Timer B (32 s) moves the call to PBX2.
+    let out = h.advance_to(Duration::from_millis(32_100));
+    let to_pbx1 = out.iter().filter(|(a, _)| *a == addr(PBX1)).count();
+    assert_eq!(to_pbx1, 6, "retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s");
+    let second: Vec<_> = out.iter().filter(|(a, _)| *a == addr(PBX2)).collect();
+    assert_eq!(second.len(), 1);
+    let fwd2 = second[0].1.clone();
+    assert!(fwd2.starts_with("INVITE sip:+15551230000@198.51.100.11:5060 "));
+    assert_eq!(h.engine.counters().failovers.load(Ordering::Relaxed), 1);
+
+    let ok = response_to(&fwd2, 200, "OK", Some("callee2"));
+    let out = h.recv(PBX2, &ok);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, addr(CARRIER));
+    assert_eq!(status(&out[0].1), 200);
+    assert!(!out[0].1.contains("z9hG4bK-se-"), "our Via is stripped going upstream");
+    assert_eq!(h.engine.active_calls(), 1);
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 1);
+
+    // BYE from the caller, without a Route set (like SIPp's built-in uac): the dialog knows
+    // where the callee is.
+    let bye = "BYE sip:+15551230000@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKbye1\r\n\
+               Max-Forwards: 70\r\nFrom: <sip:+442079460000@192.0.2.7>;tag=caller1\r\n\
+               To: <sip:+15551230000@203.0.113.1>;tag=callee2\r\nCall-ID: call-f\r\nCSeq: 2 BYE\r\n\
+               Content-Length: 0\r\n\r\n";
+    let out = h.recv(CARRIER, bye);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, addr(PBX2));
+    assert_eq!(method(&out[0].1), "BYE");
+    let out = h.recv(PBX2, &response_to(&out[0].1, 200, "OK", None));
+    assert_eq!(status(&out[0].1), 200);
+    assert_eq!(out[0].0, addr(CARRIER));
+    assert_eq!(h.engine.active_calls(), 0);
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 0);
+}
+
+#[test]
+fn a_503_is_acked_and_fails_over_and_the_best_failure_goes_up_when_all_fail() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKs1", "call-s", "+15551230000", 70));
+    let fwd1 = out[1].1.clone();
+    let out = h.recv(PBX1, &response_to(&fwd1, 503, "Service Unavailable", Some("x1")));
+    let kinds: Vec<(SocketAddr, &str)> = out.iter().map(|(a, m)| (*a, method(m))).collect();
+    assert_eq!(kinds, [(addr(PBX1), "ACK"), (addr(PBX2), "INVITE")]);
+    let fwd2 = out[1].1.clone();
+    let out = h.recv(PBX2, &response_to(&fwd2, 500, "Server Internal Error", Some("x2")));
+    let kinds: Vec<(SocketAddr, u16)> = out.iter().map(|(a, m)| (*a, status(m))).collect();
+    // ACK to PBX2 (status 0: a request), then the best response: 5xx class, the first seen.
+    assert_eq!(kinds, [(addr(PBX2), 0), (addr(CARRIER), 503)]);
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 0, "a failed call frees its slot");
+}
+
+#[test]
+fn a_busy_callee_is_final_and_the_ack_from_upstream_is_absorbed() {
+    let mut h = Harness::new();
+    let inv = invite("z9hG4bKh1", "call-h", "+15551230000", 70);
+    let out = h.recv(CARRIER, &inv);
+    let out = h.recv(PBX1, &response_to(&out[1].1, 486, "Busy Here", Some("busy")));
+    let kinds: Vec<(SocketAddr, u16)> = out.iter().map(|(a, m)| (*a, status(m))).collect();
+    assert_eq!(kinds, [(addr(PBX1), 0), (addr(CARRIER), 486)], "no failover on 486");
+    // Until the caller ACKs, Timer G retransmits the 486.
+    let out = h.advance_to(Duration::from_millis(600));
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [486]);
+    let ack = inv
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("To: <sip:+15551230000@203.0.113.1>", "To: <sip:+15551230000@203.0.113.1>;tag=busy");
+    assert!(h.recv(CARRIER, &ack).is_empty(), "hop-by-hop ACK absorbed");
+    assert!(h.advance_to(Duration::from_secs(10)).is_empty(), "no more retransmissions");
+}
+
+#[test]
+fn cancel_before_answer_propagates_and_the_487_goes_up() {
+    let mut h = Harness::new();
+    let inv = invite("z9hG4bKc1", "call-c", "+15551230000", 70);
+    let out = h.recv(CARRIER, &inv);
+    let fwd = out[1].1.clone();
+    h.recv(PBX1, &response_to(&fwd, 180, "Ringing", Some("ring")));
+    let cancel = inv.replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let out = h.recv(CARRIER, &cancel);
+    let kinds: Vec<(SocketAddr, String)> = out
+        .iter()
+        .map(|(a, m)| (*a, if status(m) > 0 { status(m).to_string() } else { method(m).into() }))
+        .collect();
+    assert_eq!(kinds, [(addr(CARRIER), "200".into()), (addr(PBX1), "CANCEL".into())]);
+    assert!(out[1].1.contains("branch=z9hG4bK-se-"), "the CANCEL carries the INVITE's branch");
+    let out = h.recv(PBX1, &response_to(&fwd, 487, "Request Terminated", Some("ring")));
+    let kinds: Vec<(SocketAddr, u16)> = out.iter().map(|(a, m)| (*a, status(m))).collect();
+    assert_eq!(kinds, [(addr(PBX1), 0), (addr(CARRIER), 487)]);
+    assert_eq!(
+        h.engine.counters().failovers.load(Ordering::Relaxed),
+        0,
+        "a cancelled call does not fail over"
+    );
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 0);
+}
+
+#[test]
+fn a_lost_200_retransmitted_by_the_callee_still_reaches_the_caller() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKl1", "call-l", "+15551230000", 70));
+    let ok = response_to(&out[1].1, 200, "OK", Some("answer"));
+    assert_eq!(h.recv(PBX1, &ok).len(), 1);
+    let again = h.recv(PBX1, &ok);
+    assert_eq!(again.len(), 1, "2xx retransmissions pass through");
+    assert_eq!(status(&again[0].1), 200);
+    assert_eq!(h.engine.active_calls(), 1, "counted once");
+}
+
+#[test]
+fn transactions_are_removed_when_done_and_memory_stays_bounded() {
+    let mut h = Harness::new();
+    for i in 0..50 {
+        let out =
+            h.recv(CARRIER, &invite(&format!("z9hG4bKm{i}"), &format!("call-m{i}"), "+15551230000", 70));
+        h.recv(PBX1, &response_to(&out[1].1, 404, "Not Found", Some("nf")));
+    }
+    assert_eq!(h.engine.transactions(), 50);
+    h.advance_to(Duration::from_secs(40));
+    assert_eq!(h.engine.transactions(), 0, "Timer H/D ended every transaction");
+}
