@@ -149,11 +149,55 @@ pub struct EdgeConfig {
     /// I/O backend. Default: `uring` (falls back to `portable` where io_uring is unavailable).
     #[serde(default)]
     pub io: IoBackend,
+    /// RFC 3261 T1 (round-trip estimate), in milliseconds: retransmissions start here and
+    /// timers B/F (failover on silence) fire at 64·T1. Default: 500.
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u32,
+    /// Proxy Timer C (no final answer to an INVITE), in seconds; more than 180. Default: 181.
+    #[serde(default = "default_timer_c_secs")]
+    pub timer_c_secs: u32,
+    /// Longest call, in seconds, after which the edge forgets the dialog and frees its slot.
+    /// Default: 14400 (4 hours).
+    #[serde(default = "default_max_call_secs")]
+    pub max_call_secs: u32,
+    /// Live transactions at most; beyond, new requests get 503. Default: 131072.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: u32,
+}
+
+/// Bounds of `[edge]` timer and table keys.
+pub const T1_MS_RANGE: std::ops::RangeInclusive<u32> = 10..=10_000;
+/// Timer C bounds, in seconds (RFC 3261 §16.6: more than 3 minutes).
+pub const TIMER_C_SECS_RANGE: std::ops::RangeInclusive<u32> = 181..=3_600;
+/// Longest call bounds, in seconds.
+pub const MAX_CALL_SECS_RANGE: std::ops::RangeInclusive<u32> = 60..=7 * 24 * 3_600;
+/// Transaction table bounds.
+pub const MAX_TRANSACTIONS_RANGE: std::ops::RangeInclusive<u32> = 64..=16_777_216;
+
+fn default_t1_ms() -> u32 {
+    500
+}
+fn default_timer_c_secs() -> u32 {
+    181
+}
+fn default_max_call_secs() -> u32 {
+    4 * 3_600
+}
+fn default_max_transactions() -> u32 {
+    131_072
 }
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), workers: None, io: IoBackend::default() }
+        Self {
+            listen: default_listen(),
+            workers: None,
+            io: IoBackend::default(),
+            t1_ms: default_t1_ms(),
+            timer_c_secs: default_timer_c_secs(),
+            max_call_secs: default_max_call_secs(),
+            max_transactions: default_max_transactions(),
+        }
     }
 }
 
@@ -472,6 +516,16 @@ impl Config {
             && !(1..=MAX_WORKERS).contains(&w)
         {
             err("edge.workers".into(), format!("{w} is outside 1..={MAX_WORKERS}"));
+        }
+        for (field, value, range) in [
+            ("edge.t1_ms", self.edge.t1_ms, T1_MS_RANGE),
+            ("edge.timer_c_secs", self.edge.timer_c_secs, TIMER_C_SECS_RANGE),
+            ("edge.max_call_secs", self.edge.max_call_secs, MAX_CALL_SECS_RANGE),
+            ("edge.max_transactions", self.edge.max_transactions, MAX_TRANSACTIONS_RANGE),
+        ] {
+            if !range.contains(&value) {
+                err(field.into(), format!("{value} is outside {}..={}", range.start(), range.end()));
+            }
         }
         if let Some(xdp) = &self.xdp
             && xdp.interface.trim().is_empty()

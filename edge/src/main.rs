@@ -5,7 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::time::Instant;
+
 use control::config::Config;
+use edge::guard::Guard;
+use edge::io::{self, IoConfig};
+use edge::proxy::{EdgeWorker, Engine, EngineConfig};
+use edge::route::Router;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 mod cli;
 
@@ -62,6 +71,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -99,5 +109,22 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     if check {
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::bail!("the proxy is not built yet: only `run --check` works in this version")
+    let guard = Guard::from_config(&config).context("trunk sources")?;
+    let router = Arc::new(Router::from_config(&config).context("routing")?);
+    let io_config = IoConfig::from_edge(&config.edge);
+    let engine =
+        Arc::new(Engine::new(guard, router, EngineConfig::from_edge(&config.edge, io_config.workers)));
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let start = Instant::now();
+    let workers = io::spawn(&io_config, |idx| EdgeWorker::new(Arc::clone(&engine), idx, start))
+        .context("starting the UDP workers")?;
+    let addrs: Vec<String> = workers.local_addrs().iter().map(|a| format!("udp:{a}")).collect();
+    // One line on stdout says the edge is up and where (tests and scripts read it).
+    println!("sipedge: listening {} ({} workers, {})", addrs.join(" "), io_config.workers, workers.backend());
+    let signal = signals.forever().next();
+    tracing::info!(?signal, "stopping");
+    let counters = workers.counters();
+    workers.shutdown().context("stopping the UDP workers")?;
+    tracing::info!(?counters, active_calls = engine.active_calls(), "stopped");
+    Ok(ExitCode::SUCCESS)
 }

@@ -70,6 +70,25 @@ pub struct EngineConfig {
     pub workers: usize,
 }
 
+impl EngineConfig {
+    /// The engine's part of `[edge]`, for `workers` I/O workers.
+    pub fn from_edge(edge: &control::config::EdgeConfig, workers: usize) -> Self {
+        let t1 = Duration::from_millis(edge.t1_ms.into());
+        Self {
+            timers: TimerConfig {
+                t1,
+                t2: TimerConfig::default().t2.max(t1),
+                t4: TimerConfig::default().t4,
+                timer_c: Duration::from_secs(edge.timer_c_secs.into()),
+            },
+            max_transactions: edge.max_transactions,
+            max_dialogs: DEFAULT_MAX_DIALOGS,
+            max_call_duration: Duration::from_secs(edge.max_call_secs.into()),
+            workers,
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -989,6 +1008,10 @@ impl Engine {
 
     fn on_response(&self, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         let Some(code) = msg.status() else { return };
+        if matches!(msg.cseq().map(|c| c.method), Ok(Method::Cancel)) {
+            // The answer to our CANCEL is hop by hop: the caller had ours already.
+            return;
+        }
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()).and_then(Branch::parse) else {
             inc(&self.counters.stray_responses);
             return;
