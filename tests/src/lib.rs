@@ -1,6 +1,8 @@
 //! Helpers for sipedge's end-to-end tests: where the shared corpus is, where the built binary
 //! is, and how a test that needs a missing feature skips loudly (and fails under `CI=true`).
 
+pub mod sipp;
+
 use std::path::{Path, PathBuf};
 
 /// The workspace root (the parent of this crate's folder).

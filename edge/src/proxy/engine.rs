@@ -48,6 +48,8 @@ pub const FORWARD_GROWTH_BYTES: usize = 1024;
 const POOLED_BUFFERS_PER_SHARD: usize = 256;
 /// Dialogs expired per tick at most (bounds one tick's work).
 const DIALOG_EXPIRY_PER_TICK: usize = 1024;
+/// Most listen sockets a worker looks up on a tick.
+const MAX_LISTEN_SOCKETS: usize = crate::io::MAX_LISTEN;
 /// Granularity of the workers' timer ticks.
 pub const TICK: Duration = Duration::from_millis(10);
 /// Longest Request-URI we write, in bytes.
@@ -1291,6 +1293,13 @@ impl Engine {
     /// their maximum duration (worker 0).
     pub fn on_tick(&self, w: &mut WorkerState, now: Instant, sink: &mut dyn Sink) {
         w.next_tick = Some(now + TICK);
+        // A worker may own shards before it has received anything: learn the locals here too.
+        for listen in 0..MAX_LISTEN_SOCKETS {
+            if sink.local(listen).is_none() {
+                break;
+            }
+            self.refresh_local(w, listen, sink);
+        }
         let workers = self.config.workers.max(1);
         let WorkerState { idx, index_stored, index_other, locals, tags, .. } = w;
         for shard in (*idx..TX_SHARDS).step_by(workers) {

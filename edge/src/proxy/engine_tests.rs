@@ -73,10 +73,14 @@ fn addr(s: &str) -> SocketAddr {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_workers(1)
+    }
+
+    fn with_workers(workers: usize) -> Self {
         let config = Config::from_toml(CONFIG).unwrap();
         let guard = Guard::from_config(&config).unwrap();
         let router = Arc::new(Router::from_config(&config).unwrap());
-        let engine = Engine::new(guard, router, EngineConfig { workers: 1, ..EngineConfig::default() });
+        let engine = Engine::new(guard, router, EngineConfig { workers, ..EngineConfig::default() });
         let t0 = Instant::now();
         Self { engine, worker: WorkerState::new(0, t0), sink: Recorder::default(), t0, now: t0 }
     }
@@ -317,4 +321,24 @@ fn transactions_are_removed_when_done_and_memory_stays_bounded() {
     assert_eq!(h.engine.transactions(), 50);
     h.advance_to(Duration::from_secs(40));
     assert_eq!(h.engine.transactions(), 0, "Timer H/D ended every transaction");
+}
+
+#[test]
+fn a_worker_that_received_nothing_still_runs_the_timers_of_its_shards() {
+    // SO_REUSEPORT sends one peer's datagrams to one worker; the transactions land in every
+    // worker's shards all the same, and each worker must run its own shards' timers.
+    let mut h = Harness::with_workers(2);
+    let mut idle = WorkerState::new(1, h.t0);
+    for i in 0..8 {
+        h.recv(CARRIER, &invite(&format!("z9hG4bKw{i}"), &format!("call-w{i}"), "+15551230000", 70));
+    }
+    let mut to_second_target = 0;
+    while h.now < h.t0 + Duration::from_millis(32_100) {
+        h.now += TICK;
+        h.engine.on_tick(&mut h.worker, h.now, &mut h.sink);
+        h.engine.on_tick(&mut idle, h.now, &mut h.sink);
+        to_second_target +=
+            h.take().iter().filter(|(a, m)| *a == addr(PBX2) && method(m) == "INVITE").count();
+    }
+    assert_eq!(to_second_target, 8, "every call failed over, whichever worker owns its shard");
 }

@@ -1,0 +1,203 @@
+//! Real processes for end-to-end tests: the `sipedge` binary on a configuration, and SIPp
+//! user agents. Every process is killed by PID when its handle drops; every run is bounded by
+//! a timeout.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{sipedge_bin, skip, workspace_root};
+
+/// How long `sipedge run` may take to say it listens.
+const EDGE_START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a SIPp UAC run may take, in seconds (also its own `-timeout`).
+const UAC_TIMEOUT_SECS: u64 = 60;
+
+/// A free UDP port on 127.0.0.1 (bound then released: good enough for tests).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    s.local_addr().expect("local address").port()
+}
+
+/// True when `sipp` is installed; otherwise skips loudly (and fails under CI=true).
+pub fn have_sipp(test: &str) -> bool {
+    let ok = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    ok || !skip(test, "sipp is not installed (scripts/setup.sh installs it)")
+}
+
+/// A SIPp scenario file of the repository (`scripts/sipp/NAME`).
+pub fn scenario(name: &str) -> PathBuf {
+    workspace_root().join("scripts/sipp").join(name)
+}
+
+/// A running `sipedge run --config`.
+#[derive(Debug)]
+pub struct Edge {
+    child: Child,
+    /// The UDP address it listens on.
+    pub addr: SocketAddr,
+    /// The folder holding its configuration.
+    pub dir: tempfile::TempDir,
+}
+
+impl Edge {
+    /// Starts sipedge on `config` (TOML) and waits for its `listening` line.
+    pub fn start(config: &str) -> Edge {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sipedge.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(sipedge_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sipedge");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = match rx.recv_timeout(EDGE_START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sipedge did not say it listens within {EDGE_START_TIMEOUT:?}");
+            }
+        };
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("udp:"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from sipedge: {line}"));
+        Edge { child, addr, dir }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp process in the background (a UAS), killed on drop.
+#[derive(Debug)]
+pub struct Sipp {
+    child: Child,
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which scenario SIPp runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Scenario<'a> {
+    /// A built-in one (`uac`, `uas`).
+    Builtin(&'a str),
+    /// A file of `scripts/sipp/`.
+    File(&'a str),
+}
+
+impl Scenario<'_> {
+    fn args(&self, cmd: &mut Command) {
+        match self {
+            Scenario::Builtin(name) => cmd.args(["-sn", name]),
+            Scenario::File(name) => cmd.arg("-sf").arg(scenario(name)),
+        };
+    }
+}
+
+/// Starts a SIPp UAS on `ip:port`.
+pub fn uas(scenario: Scenario<'_>, ip: &str, port: u16) -> Sipp {
+    let mut cmd = Command::new("sipp");
+    scenario.args(&mut cmd);
+    cmd.args(["-i", ip, "-p", &port.to_string(), "-nostdin"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().expect("spawn sipp uas");
+    // SIPp binds within milliseconds; an INVITE that still beats it is retransmitted.
+    std::thread::sleep(Duration::from_millis(300));
+    Sipp { child }
+}
+
+/// The outcome of a SIPp UAC run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UacResult {
+    /// SIPp's exit status (0: every call succeeded).
+    pub exit: i32,
+    /// Calls that followed the scenario to its end.
+    pub successful: u64,
+    /// Calls that did not.
+    pub failed: u64,
+}
+
+/// Runs a SIPp UAC against `target` from `ip:port`: `calls` calls at `rate` per second, dialling
+/// `service`; `extra` arguments are passed on. Bounded by [`UAC_TIMEOUT_SECS`].
+#[allow(clippy::too_many_arguments, reason = "one argument per SIPp command-line option")]
+pub fn uac(
+    scenario: Scenario<'_>,
+    target: SocketAddr,
+    ip: &str,
+    port: u16,
+    service: &str,
+    calls: u32,
+    rate: u32,
+    extra: &[&str],
+) -> UacResult {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stats = dir.path().join("stats.csv");
+    let mut cmd = Command::new("sipp");
+    scenario.args(&mut cmd);
+    cmd.arg(target.to_string())
+        .args(["-i", ip, "-p", &port.to_string(), "-s", service])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
+        .args(["-timeout", &format!("{UAC_TIMEOUT_SECS}s"), "-timeout_error", "-nostdin"])
+        .arg("-trace_stat")
+        .arg("-stf")
+        .arg(&stats)
+        .args(extra)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = cmd.status().expect("run sipp uac");
+    let (successful, failed) = read_stats(&stats);
+    UacResult { exit: status.code().unwrap_or(-1), successful, failed }
+}
+
+/// Cumulative successful and failed calls from SIPp's `-trace_stat` CSV.
+fn read_stats(path: &Path) -> (u64, u64) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+    let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (column("SuccessfulCall(C)"), column("FailedCall(C)"))
+}
