@@ -7,8 +7,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use edge::io::{
-    ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, MIN_DATAGRAM_BYTES, Outbox,
-    PortableReason, ProbeError, SendError, Workers, probe_uring, spawn,
+    ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, IoError, MIN_DATAGRAM_BYTES, Outbox,
+    PortableReason, ProbeError, SHUTDOWN_TIMEOUT, SendError, Workers, probe_uring, spawn,
 };
 
 /// Bound on every wait for a reply or a counter.
@@ -279,7 +279,8 @@ both_backends!(
     shutdown_joins,
 );
 
-/// Holds the worker inside the handler on the first datagram until the test says go.
+/// Holds the worker inside the handler on the first datagram until the test says go (or
+/// drops its sender).
 struct Hold {
     first: bool,
     held: std::sync::mpsc::Sender<()>,
@@ -290,7 +291,8 @@ impl DatagramHandler for Hold {
     fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
         if std::mem::take(&mut self.first) {
             self.held.send(()).unwrap();
-            self.go.recv_timeout(WAIT).unwrap();
+            // Returns on "go" or when the test drops its sender (it failed or finished).
+            let _ = self.go.recv();
         }
         out.send(d.source, d.listen, d.payload).unwrap();
     }
@@ -371,6 +373,24 @@ fn seccomp_forbidden_uring_falls_back_to_portable() {
     .unwrap();
 }
 
+/// A worker stuck in its handler past `SHUTDOWN_TIMEOUT` makes shutdown return an error on
+/// time instead of hanging; released, the worker then ends on its own.
+#[test]
+fn shutdown_is_bounded_by_a_stuck_handler() {
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let handler = std::sync::Mutex::new(Some(Hold { first: true, held: held_tx, go: go_rx }));
+    let cfg = config(IoBackend::Portable, 1, &["127.0.0.1:0"]);
+    let w = spawn(&cfg, |_| handler.lock().unwrap().take().unwrap()).unwrap();
+    let server = w.local_addrs()[0];
+    client(server).send_to(b"hold", server).unwrap();
+    held.recv_timeout(WAIT).unwrap();
+    let started = Instant::now();
+    assert!(matches!(w.shutdown(), Err(IoError::ShutdownTimeout { stuck: 1 })));
+    assert!(started.elapsed() < SHUTDOWN_TIMEOUT + WAIT, "shutdown overran its bound");
+    go.send(()).unwrap();
+}
+
 #[test]
 fn uring_probe_passes_here_or_skips() {
     if let Err(why) = probe_uring() {
@@ -381,5 +401,5 @@ fn uring_probe_passes_here_or_skips() {
 #[test]
 fn invalid_config_is_refused_before_binding() {
     let cfg = IoConfig { workers: 0, ..config(IoBackend::Portable, 1, &["127.0.0.1:0"]) };
-    assert!(matches!(spawn(&cfg, |_| Echo), Err(edge::io::IoError::InvalidConfig { field: "workers", .. })));
+    assert!(matches!(spawn(&cfg, |_| Echo), Err(IoError::InvalidConfig { field: "workers", .. })));
 }
