@@ -253,6 +253,28 @@ fn shutdown_joins(backend: IoBackend, test: &str) {
     UdpSocket::bind(server).expect("every worker socket is closed after shutdown");
 }
 
+/// Sends a copy to port 0 (the kernel refuses it), then the answer.
+struct BadThenGood;
+
+impl DatagramHandler for BadThenGood {
+    fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
+        let nowhere = SocketAddr::new(d.source.ip(), 0);
+        out.send(nowhere, d.listen, d.payload).unwrap();
+        out.send(d.source, d.listen, d.payload).unwrap();
+    }
+}
+
+/// A send the kernel refuses is counted and costs only itself: the next one in the batch goes.
+fn send_error_counted(backend: IoBackend, test: &str) {
+    let Some(w) = start(test, &config(backend, 1, &["127.0.0.1:0"]), |_| BadThenGood) else { return };
+    let server = w.local_addrs()[0];
+    let c = client(server);
+    c.send_to(b"answer me", server).unwrap();
+    assert_eq!(recv(&c), b"answer me");
+    eventually(&w, "one sent, one failed", |c| c.tx_datagrams == 1 && c.tx_errors == 1);
+    w.shutdown().unwrap();
+}
+
 macro_rules! both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -276,6 +298,7 @@ both_backends!(
     oversized_dropped,
     timer_fires,
     pool_refusal_counted,
+    send_error_counted,
     shutdown_joins,
 );
 
