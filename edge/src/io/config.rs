@@ -87,6 +87,12 @@ impl IoConfig {
         if self.listen.is_empty() || self.listen.len() > MAX_LISTEN {
             return bad("listen", format!("needs 1..={MAX_LISTEN} UDP addresses, got {}", self.listen.len()));
         }
+        if let Some(dup) =
+            self.listen.iter().enumerate().find(|(i, a)| a.port() != 0 && self.listen[..*i].contains(a))
+        {
+            // SO_REUSEPORT would let the second socket join the first one's group silently.
+            return bad("listen", format!("{} is listed twice", dup.1));
+        }
         if !(1..=MAX_WORKERS).contains(&self.workers) {
             return bad("workers", format!("{} is outside 1..={MAX_WORKERS}", self.workers));
         }
@@ -144,10 +150,12 @@ mod tests {
 
     #[test]
     fn bounds_are_checked_by_field() {
-        let ok = IoConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
-        assert!(ok.validate().is_ok());
-        let cases: [(&str, IoConfig); 6] = [
+        let ok = IoConfig::new(vec!["127.0.0.1:0".parse().unwrap(); 2]);
+        assert!(ok.validate().is_ok(), "port 0 twice: two ports");
+        let twice = vec!["127.0.0.1:5060".parse().unwrap(); 2];
+        let cases: [(&str, IoConfig); 7] = [
             ("listen", IoConfig { listen: vec![], ..ok.clone() }),
+            ("listen", IoConfig { listen: twice, ..ok.clone() }),
             ("workers", IoConfig { workers: 0, ..ok.clone() }),
             ("ring_entries", IoConfig { ring_entries: 1000, ..ok.clone() }),
             ("buf_ring_entries", IoConfig { buf_ring_entries: 0, ..ok.clone() }),
