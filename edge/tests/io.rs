@@ -275,6 +275,45 @@ fn send_error_counted(backend: IoBackend, test: &str) {
     w.shutdown().unwrap();
 }
 
+/// Answers from its worker's private port with its worker index.
+struct Private {
+    worker: usize,
+    shared: usize,
+}
+
+impl DatagramHandler for Private {
+    fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
+        let via = if d.listen < self.shared { d.listen + self.shared } else { d.listen };
+        out.send(d.source, via, self.worker.to_string().as_bytes()).unwrap();
+    }
+}
+
+/// With private ports, a worker answers from a port only it reads, and every datagram sent
+/// to that port, from any client, comes back to that worker.
+fn private_ports_bring_replies_home(backend: IoBackend, test: &str) {
+    const CLIENTS: usize = 16;
+    let cfg = IoConfig { private_ports: true, ..config(backend, 2, &["127.0.0.1:0"]) };
+    let Some(w) = start(test, &cfg, |worker| Private { worker, shared: 1 }) else { return };
+    let server = w.local_addrs()[0];
+    let (payload, private) = try_recv_from(&{
+        let c = client(server);
+        c.send_to(b"hello", server).unwrap();
+        c
+    })
+    .unwrap();
+    let worker: usize = String::from_utf8(payload.clone()).unwrap().parse().unwrap();
+    assert_eq!(w.worker_addrs(worker).unwrap(), [server, private]);
+    for _ in 0..CLIENTS {
+        let c = client(server);
+        c.send_to(b"again", private).unwrap();
+        assert_eq!(try_recv_from(&c).unwrap(), (payload.clone(), private));
+    }
+    let per_worker = w.worker_counters();
+    assert_eq!(per_worker[worker].rx_datagrams, CLIENTS as u64 + 1);
+    assert_eq!(per_worker[1 - worker].rx_datagrams, 0);
+    w.shutdown().unwrap();
+}
+
 macro_rules! both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -299,6 +338,7 @@ both_backends!(
     timer_fires,
     pool_refusal_counted,
     send_error_counted,
+    private_ports_bring_replies_home,
     shutdown_joins,
 );
 

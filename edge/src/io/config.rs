@@ -57,6 +57,12 @@ pub struct IoConfig {
     pub max_datagram_bytes: usize,
     /// Send buffers per worker, 1..=[`MAX_SEND_POOL_SLOTS`]; a send with none free is refused.
     pub send_pool_slots: usize,
+    /// Also give each worker, per listen address, a socket of its own on an ephemeral port of
+    /// the same IP (listen indices `listen.len()..2 * listen.len()` of that worker). What a
+    /// worker sends from it comes back to it: a stateful proxy that forwards from its private
+    /// port (and names it in Via) gets the responses on the worker holding the transaction,
+    /// where the shared port would spread them by flow hash. Default: off.
+    pub private_ports: bool,
 }
 
 impl IoConfig {
@@ -71,6 +77,7 @@ impl IoConfig {
             buf_ring_entries: DEFAULT_BUF_RING_ENTRIES,
             max_datagram_bytes: DEFAULT_MAX_DATAGRAM_BYTES,
             send_pool_slots: DEFAULT_SEND_POOL_SLOTS,
+            private_ports: false,
         }
     }
 
