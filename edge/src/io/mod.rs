@@ -8,7 +8,8 @@
 //! writers fill pre-allocated send buffers → after the receive batch the backend sends every
 //! queued datagram in one batch (io_uring `SendMsg` entries, or `sendmmsg`) → the buffers go
 //! back to their ring or pool. Timers: the worker calls [`DatagramHandler::on_tick`] once the
-//! handler's [`DatagramHandler::next_deadline`] has passed; the handler never reads a clock.
+//! handler's [`DatagramHandler::next_deadline`] has passed, passing the worker's clock: the
+//! handler needs none of its own.
 //!
 //! Workers share nothing on the hot path: each owns its sockets, buffers, pool and handler;
 //! its counters are written by it alone and summed when read ([`Workers::counters`]).

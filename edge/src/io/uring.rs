@@ -367,6 +367,9 @@ impl UringWorker {
                         _ => core.recv_failed(std::io::ErrorKind::InvalidData.into()),
                     }
                     self.bufs.push(bid);
+                } else {
+                    // A successful receive always names its buffer; without one there is nothing to read.
+                    core.recv_failed(std::io::ErrorKind::InvalidData.into());
                 }
                 if !cqueue::more(cqe.flags())
                     && let Some(armed) = self.recv_armed.get_mut(index)
