@@ -2,14 +2,16 @@
 //! keeping [`WINDOW`] carrier INVITEs in flight. The client batches (one `sendmmsg` per window,
 //! `recvmmsg` for the replies) so that the server, not the client's syscalls, sets the pace.
 //! Baseline in the same group: a plain blocking `std::net::UdpSocket` echo thread (one
-//! `recv_from` and one `send_to` per datagram).
+//! `recv_from` and one `send_to` per datagram). Each server is measured twice: `wall` (wall
+//! time) and `server_cpu` (the server thread's own CPU time, from its schedstat).
 #![allow(clippy::unwrap_used, reason = "benchmark set-up: a panic aborts the run")]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use edge::io::{ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, Outbox, Workers, spawn};
 
 /// Datagrams in flight per iteration.
@@ -111,16 +113,54 @@ impl Client {
     }
 }
 
+/// The kernel's id of this process's thread named `name` (its `comm`).
+fn find_thread(name: &str) -> u32 {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+    let mut found = tasks.filter_map(|t| {
+        let t = t.ok()?;
+        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+        (comm.trim_end() == name).then(|| t.file_name().to_str()?.parse().ok())?
+    });
+    let tid = found.next().unwrap_or_else(|| panic!("no thread named {name}"));
+    assert!(found.next().is_none(), "two threads named {name}");
+    tid
+}
+
+/// Time thread `tid` has spent on a CPU (`/proc/self/task/TID/schedstat`, nanoseconds).
+fn thread_cpu(tid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// Two measurements of one server: `NAME/wall` (wall time per window: datagrams per second)
+/// and `NAME/server_cpu` (the server thread's CPU time per window: datagrams per CPU-second of
+/// the server, less sensitive to a loaded machine).
+fn measure(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    server: SocketAddr,
+    thread: &str,
+    msg: &[u8],
+) {
+    let mut client = Client::new(server, msg);
+    group.bench_function(format!("{name}/wall"), |b| b.iter(|| client.round_trip_window()));
+    let tid = find_thread(thread);
+    group.bench_function(format!("{name}/server_cpu"), |b| {
+        b.iter_custom(|iters| {
+            let before = thread_cpu(tid);
+            for _ in 0..iters {
+                client.round_trip_window();
+            }
+            thread_cpu(tid).saturating_sub(before)
+        })
+    });
+}
+
 fn bench_echo(c: &mut Criterion) {
     let msg = std::fs::read(bench::corpus_dir().join("invite-carrier.sip")).unwrap();
     let mut group = c.benchmark_group("udp_echo");
     group.throughput(Throughput::Elements(WINDOW as u64));
     group.measurement_time(Duration::from_secs(5));
-
-    let run = |group: &mut criterion::BenchmarkGroup<'_, _>, name: &str, server: SocketAddr| {
-        let mut client = Client::new(server, &msg);
-        group.bench_function(name, |b| b.iter(|| client.round_trip_window()));
-    };
 
     // Baseline: std sockets, one syscall per datagram each way.
     let baseline = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -129,26 +169,29 @@ fn bench_echo(c: &mut Criterion) {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let echo_thread = {
         let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut buf = vec![0; 65_536];
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok((n, from)) = baseline.recv_from(&mut buf) {
-                    let _ = baseline.send_to(&buf[..n], from);
+        std::thread::Builder::new()
+            .name("std-echo".into())
+            .spawn(move || {
+                let mut buf = vec![0; 65_536];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((n, from)) = baseline.recv_from(&mut buf) {
+                        let _ = baseline.send_to(&buf[..n], from);
+                    }
                 }
-            }
-        })
+            })
+            .unwrap()
     };
-    run(&mut group, "std_blocking_baseline", baseline_addr);
+    measure(&mut group, "std_blocking_baseline", baseline_addr, "std-echo", &msg);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     echo_thread.join().unwrap();
 
     let portable = start(IoBackend::Portable);
-    run(&mut group, "edge_io_portable", portable.local_addrs()[0]);
+    measure(&mut group, "edge_io_portable", portable.local_addrs()[0], "sipedge-io-0", &msg);
     portable.shutdown().unwrap();
 
     let uring = start(IoBackend::Uring);
     if uring.backend() == &ActiveBackend::Uring {
-        run(&mut group, "edge_io_uring", uring.local_addrs()[0]);
+        measure(&mut group, "edge_io_uring", uring.local_addrs()[0], "sipedge-io-0", &msg);
     } else {
         eprintln!("SKIPPED edge_io_uring: {}", uring.backend());
     }
