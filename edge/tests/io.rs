@@ -7,8 +7,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use edge::io::{
-    ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, MIN_DATAGRAM_BYTES, Outbox,
-    PortableReason, ProbeError, SendError, Workers, probe_uring, spawn,
+    ActiveBackend, Datagram, DatagramHandler, IoBackend, IoConfig, IoError, MIN_DATAGRAM_BYTES, Outbox,
+    PortableReason, ProbeError, SHUTDOWN_TIMEOUT, SendError, Workers, probe_uring, spawn,
 };
 
 /// Bound on every wait for a reply or a counter.
@@ -253,6 +253,67 @@ fn shutdown_joins(backend: IoBackend, test: &str) {
     UdpSocket::bind(server).expect("every worker socket is closed after shutdown");
 }
 
+/// Sends a copy to port 0 (the kernel refuses it), then the answer.
+struct BadThenGood;
+
+impl DatagramHandler for BadThenGood {
+    fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
+        let nowhere = SocketAddr::new(d.source.ip(), 0);
+        out.send(nowhere, d.listen, d.payload).unwrap();
+        out.send(d.source, d.listen, d.payload).unwrap();
+    }
+}
+
+/// A send the kernel refuses is counted and costs only itself: the next one in the batch goes.
+fn send_error_counted(backend: IoBackend, test: &str) {
+    let Some(w) = start(test, &config(backend, 1, &["127.0.0.1:0"]), |_| BadThenGood) else { return };
+    let server = w.local_addrs()[0];
+    let c = client(server);
+    c.send_to(b"answer me", server).unwrap();
+    assert_eq!(recv(&c), b"answer me");
+    eventually(&w, "one sent, one failed", |c| c.tx_datagrams == 1 && c.tx_errors == 1);
+    w.shutdown().unwrap();
+}
+
+/// Answers from its worker's private port with its worker index.
+struct Private {
+    worker: usize,
+    shared: usize,
+}
+
+impl DatagramHandler for Private {
+    fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
+        let via = if d.listen < self.shared { d.listen + self.shared } else { d.listen };
+        out.send(d.source, via, self.worker.to_string().as_bytes()).unwrap();
+    }
+}
+
+/// With private ports, a worker answers from a port only it reads, and every datagram sent
+/// to that port, from any client, comes back to that worker.
+fn private_ports_bring_replies_home(backend: IoBackend, test: &str) {
+    const CLIENTS: usize = 16;
+    let cfg = IoConfig { private_ports: true, ..config(backend, 2, &["127.0.0.1:0"]) };
+    let Some(w) = start(test, &cfg, |worker| Private { worker, shared: 1 }) else { return };
+    let server = w.local_addrs()[0];
+    let (payload, private) = try_recv_from(&{
+        let c = client(server);
+        c.send_to(b"hello", server).unwrap();
+        c
+    })
+    .unwrap();
+    let worker: usize = String::from_utf8(payload.clone()).unwrap().parse().unwrap();
+    assert_eq!(w.worker_addrs(worker).unwrap(), [server, private]);
+    for _ in 0..CLIENTS {
+        let c = client(server);
+        c.send_to(b"again", private).unwrap();
+        assert_eq!(try_recv_from(&c).unwrap(), (payload.clone(), private));
+    }
+    let per_worker = w.worker_counters();
+    assert_eq!(per_worker[worker].rx_datagrams, CLIENTS as u64 + 1);
+    assert_eq!(per_worker[1 - worker].rx_datagrams, 0);
+    w.shutdown().unwrap();
+}
+
 macro_rules! both_backends {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -276,10 +337,13 @@ both_backends!(
     oversized_dropped,
     timer_fires,
     pool_refusal_counted,
+    send_error_counted,
+    private_ports_bring_replies_home,
     shutdown_joins,
 );
 
-/// Holds the worker inside the handler on the first datagram until the test says go.
+/// Holds the worker inside the handler on the first datagram until the test says go (or
+/// drops its sender).
 struct Hold {
     first: bool,
     held: std::sync::mpsc::Sender<()>,
@@ -290,7 +354,8 @@ impl DatagramHandler for Hold {
     fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_>) {
         if std::mem::take(&mut self.first) {
             self.held.send(()).unwrap();
-            self.go.recv_timeout(WAIT).unwrap();
+            // Returns on "go" or when the test drops its sender (it failed or finished).
+            let _ = self.go.recv();
         }
         out.send(d.source, d.listen, d.payload).unwrap();
     }
@@ -371,6 +436,24 @@ fn seccomp_forbidden_uring_falls_back_to_portable() {
     .unwrap();
 }
 
+/// A worker stuck in its handler past `SHUTDOWN_TIMEOUT` makes shutdown return an error on
+/// time instead of hanging; released, the worker then ends on its own.
+#[test]
+fn shutdown_is_bounded_by_a_stuck_handler() {
+    let (held_tx, held) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let handler = std::sync::Mutex::new(Some(Hold { first: true, held: held_tx, go: go_rx }));
+    let cfg = config(IoBackend::Portable, 1, &["127.0.0.1:0"]);
+    let w = spawn(&cfg, |_| handler.lock().unwrap().take().unwrap()).unwrap();
+    let server = w.local_addrs()[0];
+    client(server).send_to(b"hold", server).unwrap();
+    held.recv_timeout(WAIT).unwrap();
+    let started = Instant::now();
+    assert!(matches!(w.shutdown(), Err(IoError::ShutdownTimeout { stuck: 1 })));
+    assert!(started.elapsed() < SHUTDOWN_TIMEOUT + WAIT, "shutdown overran its bound");
+    go.send(()).unwrap();
+}
+
 #[test]
 fn uring_probe_passes_here_or_skips() {
     if let Err(why) = probe_uring() {
@@ -381,5 +464,5 @@ fn uring_probe_passes_here_or_skips() {
 #[test]
 fn invalid_config_is_refused_before_binding() {
     let cfg = IoConfig { workers: 0, ..config(IoBackend::Portable, 1, &["127.0.0.1:0"]) };
-    assert!(matches!(spawn(&cfg, |_| Echo), Err(edge::io::IoError::InvalidConfig { field: "workers", .. })));
+    assert!(matches!(spawn(&cfg, |_| Echo), Err(IoError::InvalidConfig { field: "workers", .. })));
 }

@@ -57,6 +57,12 @@ pub struct IoConfig {
     pub max_datagram_bytes: usize,
     /// Send buffers per worker, 1..=[`MAX_SEND_POOL_SLOTS`]; a send with none free is refused.
     pub send_pool_slots: usize,
+    /// Also give each worker, per listen address, a socket of its own on an ephemeral port of
+    /// the same IP (listen indices `listen.len()..2 * listen.len()` of that worker). What a
+    /// worker sends from it comes back to it: a stateful proxy that forwards from its private
+    /// port (and names it in Via) gets the responses on the worker holding the transaction,
+    /// where the shared port would spread them by flow hash. Default: off.
+    pub private_ports: bool,
 }
 
 impl IoConfig {
@@ -71,6 +77,7 @@ impl IoConfig {
             buf_ring_entries: DEFAULT_BUF_RING_ENTRIES,
             max_datagram_bytes: DEFAULT_MAX_DATAGRAM_BYTES,
             send_pool_slots: DEFAULT_SEND_POOL_SLOTS,
+            private_ports: false,
         }
     }
 
@@ -86,6 +93,12 @@ impl IoConfig {
         let bad = |field: &'static str, reason: String| Err(IoError::InvalidConfig { field, reason });
         if self.listen.is_empty() || self.listen.len() > MAX_LISTEN {
             return bad("listen", format!("needs 1..={MAX_LISTEN} UDP addresses, got {}", self.listen.len()));
+        }
+        if let Some(dup) =
+            self.listen.iter().enumerate().find(|(i, a)| a.port() != 0 && self.listen[..*i].contains(a))
+        {
+            // SO_REUSEPORT would let the second socket join the first one's group silently.
+            return bad("listen", format!("{} is listed twice", dup.1));
         }
         if !(1..=MAX_WORKERS).contains(&self.workers) {
             return bad("workers", format!("{} is outside 1..={MAX_WORKERS}", self.workers));
@@ -144,10 +157,12 @@ mod tests {
 
     #[test]
     fn bounds_are_checked_by_field() {
-        let ok = IoConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
-        assert!(ok.validate().is_ok());
-        let cases: [(&str, IoConfig); 6] = [
+        let ok = IoConfig::new(vec!["127.0.0.1:0".parse().unwrap(); 2]);
+        assert!(ok.validate().is_ok(), "port 0 twice: two ports");
+        let twice = vec!["127.0.0.1:5060".parse().unwrap(); 2];
+        let cases: [(&str, IoConfig); 7] = [
             ("listen", IoConfig { listen: vec![], ..ok.clone() }),
+            ("listen", IoConfig { listen: twice, ..ok.clone() }),
             ("workers", IoConfig { workers: 0, ..ok.clone() }),
             ("ring_entries", IoConfig { ring_entries: 1000, ..ok.clone() }),
             ("buf_ring_entries", IoConfig { buf_ring_entries: 0, ..ok.clone() }),

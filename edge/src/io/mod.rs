@@ -8,7 +8,8 @@
 //! writers fill pre-allocated send buffers → after the receive batch the backend sends every
 //! queued datagram in one batch (io_uring `SendMsg` entries, or `sendmmsg`) → the buffers go
 //! back to their ring or pool. Timers: the worker calls [`DatagramHandler::on_tick`] once the
-//! handler's [`DatagramHandler::next_deadline`] has passed; the handler never reads a clock.
+//! handler's [`DatagramHandler::next_deadline`] has passed, passing the worker's clock: the
+//! handler needs none of its own.
 //!
 //! Workers share nothing on the hot path: each owns its sockets, buffers, pool and handler;
 //! its counters are written by it alone and summed when read ([`Workers::counters`]).
@@ -60,9 +61,11 @@ pub struct Datagram<'buf> {
     pub payload: &'buf [u8],
     /// Who sent it.
     pub source: SocketAddr,
-    /// Index of the listen address it came in on (into [`IoConfig::listen`]).
+    /// Index of the socket it came in on: below `IoConfig::listen.len()` a shared listen
+    /// address (same index), from there the worker's private ports
+    /// ([`IoConfig::private_ports`]). Send answers `via` the same index.
     pub listen: usize,
-    /// The bound address of that listen socket.
+    /// The bound address of that socket.
     pub local: SocketAddr,
     /// When the worker's receive batch completed: the handler's notion of now.
     pub now: Instant,
@@ -184,6 +187,7 @@ pub enum IoError {
 pub struct Workers {
     backend: ActiveBackend,
     local_addrs: Vec<SocketAddr>,
+    worker_addrs: Vec<Arc<[SocketAddr]>>,
     counters: Vec<Arc<WorkerCounters>>,
     wakers: Vec<UnixDatagram>,
     threads: Vec<Option<JoinHandle<Result<(), IoError>>>>,
@@ -199,6 +203,12 @@ impl Workers {
     /// The bound address of each listen entry, in [`IoConfig::listen`] order (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The addresses of worker `worker`'s sockets by listen index: the shared listen addresses,
+    /// then (with [`IoConfig::private_ports`]) the worker's own.
+    pub fn worker_addrs(&self, worker: usize) -> Option<&[SocketAddr]> {
+        self.worker_addrs.get(worker).map(|a| &a[..])
     }
 
     /// Counters summed over all workers.
@@ -279,18 +289,19 @@ pub fn spawn<H: DatagramHandler>(
         _ => tracing::info!(workers = config.workers, "io backend: {backend}"),
     }
     let bound = socket::bind_all(config)?;
-    let locals: Arc<[SocketAddr]> = bound.local_addrs.clone().into();
+    let worker_addrs: Vec<Arc<[SocketAddr]>> = bound.worker_addrs.into_iter().map(Arc::from).collect();
     let (exit_tx, exited) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut workers = Workers {
         backend: backend.clone(),
         local_addrs: bound.local_addrs,
+        worker_addrs: worker_addrs.clone(),
         counters: Vec::with_capacity(config.workers),
         wakers: Vec::with_capacity(config.workers),
         threads: Vec::with_capacity(config.workers),
         exited,
     };
-    for (idx, sockets) in bound.per_worker.into_iter().enumerate() {
+    for (idx, (sockets, locals)) in bound.per_worker.into_iter().zip(worker_addrs).enumerate() {
         let spawn_err = |op, source| IoError::Worker { worker: idx, op, source };
         let (waker, wake) = UnixDatagram::pair().map_err(|e| spawn_err("socketpair", e))?;
         wake.set_nonblocking(true).map_err(|e| spawn_err("socketpair", e))?;
@@ -300,7 +311,7 @@ pub fn spawn<H: DatagramHandler>(
             uring: backend == ActiveBackend::Uring,
             sockets,
             wake,
-            locals: Arc::clone(&locals),
+            locals,
             counters: Arc::clone(&counters),
             sizes: worker::Sizes::from(config),
             ready: ready_tx.clone(),

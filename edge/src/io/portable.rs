@@ -146,7 +146,7 @@ impl PortableWorker {
         if n < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() != std::io::ErrorKind::WouldBlock && err.kind() != std::io::ErrorKind::Interrupted {
-                core.counters.rx_errors.inc();
+                core.recv_failed(err);
             }
             return 0;
         }
@@ -174,8 +174,9 @@ impl PortableWorker {
         }
         for (listen, socket) in self.sockets.iter().enumerate() {
             let mut n = 0;
-            for q in core.pool.queued().iter().filter(|q| q.via == listen) {
-                let payload = core.pool.payload(q);
+            for i in 0..core.pool.queued().len() {
+                let Some(&q) = core.pool.queued().get(i).filter(|q| q.via == listen) else { continue };
+                let payload = core.pool.payload(&q);
                 let (Some(hdr), Some(iov), Some(name)) =
                     (self.send_hdrs.get_mut(n), self.send_iovs.get_mut(n), self.send_names.get_mut(n))
                 else {
@@ -200,7 +201,7 @@ impl PortableWorker {
 }
 
 /// `sendmmsg` until every header went out or failed; a failure costs the one datagram.
-fn send_batch<H>(fd: RawFd, hdrs: &mut [libc::mmsghdr], core: &Core<H>) {
+fn send_batch<H: DatagramHandler>(fd: RawFd, hdrs: &mut [libc::mmsghdr], core: &mut Core<H>) {
     let mut off = 0;
     while let Some(rest) = hdrs.get_mut(off..).filter(|r| !r.is_empty()) {
         // SAFETY: `rest` is a live slice of initialised headers; their name and iovec pointers
@@ -208,10 +209,11 @@ fn send_batch<H>(fd: RawFd, hdrs: &mut [libc::mmsghdr], core: &Core<H>) {
         // is mutated or freed before this call returns.
         let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as u32, libc::MSG_DONTWAIT) };
         if sent < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            core.counters.tx_errors.inc();
+            core.send_failed(err);
             off += 1;
             continue;
         }

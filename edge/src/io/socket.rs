@@ -66,10 +66,13 @@ fn socklen_of<T>() -> libc::socklen_t {
     std::mem::size_of::<T>() as libc::socklen_t
 }
 
-/// Every worker's sockets, `[worker][listen]`, and the address each listen entry got.
+/// Every worker's sockets, `[worker][listen index]`, their addresses, and the address each
+/// shared listen entry got.
 #[derive(Debug)]
 pub(super) struct BoundSockets {
     pub(super) per_worker: Vec<Vec<UdpSocket>>,
+    /// `[worker][listen index]`: the shared listen addresses, then the worker's private ones.
+    pub(super) worker_addrs: Vec<Vec<SocketAddr>>,
     pub(super) local_addrs: Vec<SocketAddr>,
 }
 
@@ -106,7 +109,24 @@ pub(super) fn bind_all(cfg: &IoConfig) -> Result<BoundSockets, IoError> {
         }
         local_addrs.push(bound);
     }
-    Ok(BoundSockets { per_worker, local_addrs })
+    let mut worker_addrs = vec![local_addrs.clone(); cfg.workers];
+    if cfg.private_ports {
+        for (sockets, addrs) in per_worker.iter_mut().zip(worker_addrs.iter_mut()) {
+            for shared in &local_addrs {
+                let want = SocketAddr::new(shared.ip(), 0);
+                let socket = new_socket(&want, cfg.socket_buffer_bytes)?;
+                socket.bind(&want.into()).map_err(|source| IoError::Bind { addr: want, source })?;
+                let got = socket
+                    .local_addr()
+                    .map_err(|e| sock_err("getsockname", want, e))?
+                    .as_socket()
+                    .ok_or_else(|| sock_err("getsockname", want, std::io::ErrorKind::InvalidData.into()))?;
+                sockets.push(socket.into());
+                addrs.push(got);
+            }
+        }
+    }
+    Ok(BoundSockets { per_worker, worker_addrs, local_addrs })
 }
 
 fn new_socket(addr: &SocketAddr, buffer_bytes: usize) -> Result<Socket, IoError> {
@@ -128,6 +148,28 @@ fn sock_err(op: &'static str, addr: SocketAddr, source: std::io::Error) -> IoErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn private_ports_are_per_worker_and_follow_the_shared_ones() {
+        let cfg = IoConfig {
+            workers: 2,
+            private_ports: true,
+            ..IoConfig::new(vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()])
+        };
+        let bound = bind_all(&cfg).unwrap();
+        let mut ports = BTreeSet::new();
+        for (sockets, addrs) in bound.per_worker.iter().zip(&bound.worker_addrs) {
+            assert_eq!(sockets.len(), 4);
+            assert_eq!(addrs[..2], bound.local_addrs[..]);
+            for (socket, addr) in sockets.iter().zip(addrs) {
+                assert_eq!(socket.local_addr().unwrap(), *addr);
+            }
+            ports.extend(addrs[2..].iter().map(SocketAddr::port));
+        }
+        assert_eq!(ports.len(), 4, "every private port is distinct");
+        assert!(bound.local_addrs.iter().all(|a| !ports.contains(&a.port())));
+    }
 
     #[test]
     fn sockaddr_round_trips_both_families() {
@@ -156,7 +198,9 @@ mod tests {
         let port = bound.local_addrs[0].port();
         assert_ne!(port, 0);
         for sockets in &bound.per_worker {
+            assert_eq!(sockets.len(), 1);
             assert_eq!(sockets[0].local_addr().unwrap().port(), port);
         }
+        assert!(bound.worker_addrs.iter().all(|a| a == &bound.local_addrs));
     }
 }

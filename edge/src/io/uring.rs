@@ -352,7 +352,7 @@ impl UringWorker {
                     match -res {
                         libc::ENOBUFS => core.counters.rx_buf_ring_empty.inc(),
                         libc::ECANCELED => {}
-                        _ => core.counters.rx_errors.inc(),
+                        errno => core.recv_failed(std::io::Error::from_raw_os_error(errno)),
                     }
                 } else if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
                     let buf = self.bufs.buf(bid, res as usize);
@@ -364,9 +364,12 @@ impl UringWorker {
                             msg.is_payload_truncated(),
                             now,
                         ),
-                        _ => core.counters.rx_errors.inc(),
+                        _ => core.recv_failed(std::io::ErrorKind::InvalidData.into()),
                     }
                     self.bufs.push(bid);
+                } else {
+                    // A successful receive always names its buffer; without one there is nothing to read.
+                    core.recv_failed(std::io::ErrorKind::InvalidData.into());
                 }
                 if !cqueue::more(cqe.flags())
                     && let Some(armed) = self.recv_armed.get_mut(index)
@@ -381,7 +384,7 @@ impl UringWorker {
             KIND_SEND => {
                 self.sends_in_flight = self.sends_in_flight.saturating_sub(1);
                 if res < 0 {
-                    core.counters.tx_errors.inc();
+                    core.send_failed(std::io::Error::from_raw_os_error(-res));
                 } else {
                     core.counters.tx_datagrams.inc();
                     core.counters.tx_bytes.add(res as u64);
@@ -406,7 +409,7 @@ impl UringWorker {
             let Some(&q) = core.pool.queued().get(i) else { break };
             let (Some(meta), Some(socket)) = (self.sends.get_mut(q.slot as usize), self.sockets.get(q.via))
             else {
-                core.counters.tx_errors.inc();
+                core.send_failed(std::io::ErrorKind::InvalidInput.into());
                 core.pool.release(q.slot);
                 continue;
             };

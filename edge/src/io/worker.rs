@@ -13,6 +13,10 @@ use super::outbox::{Outbox, SendPool};
 use super::socket::decode_sockaddr;
 use super::{Datagram, DatagramHandler, IoError, portable, uring};
 
+/// Least time between two log lines about failed receives or sends of one worker; the
+/// counters count every failure.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The sizes a worker allocates at start.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Sizes {
@@ -70,6 +74,9 @@ pub(super) fn run<H: DatagramHandler>(ctx: WorkerCtx, handler: H) -> Result<(), 
     let WorkerCtx { idx, uring, sockets, wake, locals, counters, sizes, ready, exit } = ctx;
     let _exit = ExitGuard { idx, exit };
     let mut core = Core {
+        idx,
+        rx_error_log: RateLimit::default(),
+        tx_error_log: RateLimit::default(),
         handler,
         pool: SendPool::new(sizes.send_pool_slots, sizes.max_datagram_bytes),
         locals,
@@ -97,9 +104,31 @@ pub(super) fn run<H: DatagramHandler>(ctx: WorkerCtx, handler: H) -> Result<(), 
     result
 }
 
+/// Lets one event through per [`ERROR_LOG_INTERVAL`] and counts the others.
+#[derive(Debug, Default)]
+struct RateLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    /// `Some(events suppressed since the last one let through)`, or `None` to stay quiet.
+    fn check(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|last| now.saturating_duration_since(last) < ERROR_LOG_INTERVAL) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 /// A worker's handler with its send pool and counters.
 #[derive(Debug)]
 pub(super) struct Core<H> {
+    idx: usize,
+    rx_error_log: RateLimit,
+    tx_error_log: RateLimit,
     pub(super) handler: H,
     pub(super) pool: SendPool,
     pub(super) locals: Arc<[SocketAddr]>,
@@ -131,6 +160,24 @@ impl<H: DatagramHandler> Core<H> {
         self.handler.on_datagram(Datagram { payload, source, listen, local, now }, &mut out);
     }
 
+    /// A receive failed (not for want of data): counted, logged at most once per
+    /// [`ERROR_LOG_INTERVAL`].
+    pub(super) fn recv_failed(&mut self, err: std::io::Error) {
+        self.counters.rx_errors.inc();
+        if let Some(suppressed) = self.rx_error_log.check(Instant::now()) {
+            tracing::warn!(worker = self.idx, suppressed, "udp receive failed: {err}");
+        }
+    }
+
+    /// A send failed (the datagram is lost): counted, logged at most once per
+    /// [`ERROR_LOG_INTERVAL`].
+    pub(super) fn send_failed(&mut self, err: std::io::Error) {
+        self.counters.tx_errors.inc();
+        if let Some(suppressed) = self.tx_error_log.check(Instant::now()) {
+            tracing::warn!(worker = self.idx, suppressed, "udp send failed: {err}");
+        }
+    }
+
     /// Calls `on_tick` when the handler's deadline has passed.
     pub(super) fn tick_if_due(&mut self, now: Instant) {
         if self.handler.next_deadline().is_some_and(|d| d <= now) {
@@ -143,5 +190,20 @@ impl<H: DatagramHandler> Core<H> {
     /// How long to wait for input: until the handler's deadline, or without bound.
     pub(super) fn wait_for(&self, now: Instant) -> Option<Duration> {
         self.handler.next_deadline().map(|d| d.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_lets_one_through_per_interval_and_counts_the_rest() {
+        let mut limit = RateLimit::default();
+        let t0 = Instant::now();
+        assert_eq!(limit.check(t0), Some(0));
+        assert_eq!(limit.check(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limit.check(t0 + Duration::from_secs(2)), None);
+        assert_eq!(limit.check(t0 + ERROR_LOG_INTERVAL), Some(2));
     }
 }
