@@ -1,0 +1,343 @@
+//! The proxy engine: what happens to one datagram, in the phases of the design — admission
+//! (source → trunk), parse, classify, limits, route, forward — and what happens when a timer
+//! fires. It does no I/O and reads no clock: `now` comes in, sends go out through a [`Sink`].
+//!
+//! Transactions live in a table shared by all workers (a response may arrive on another
+//! worker than its request), cut into shards each behind a mutex held only while one message
+//! updates one transaction. Our Via branch names the shard, slot and generation of the entry,
+//! so a response finds its transaction without a second index. Each worker runs the timers of
+//! the shards it owns (`shard % workers == worker`).
+
+mod datagram;
+mod requests;
+mod responses;
+mod text;
+mod timers;
+mod tx;
+
+use text::*;
+use tx::*;
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::branch::{Branch, OUR_BRANCH_PREFIX};
+use super::client_tx::{
+    ClientAction, InviteClient, InviteClientState, NonInviteClient, NonInviteClientState,
+};
+use super::dialog::{Confirm, Dialog, DialogId, Dialogs};
+use super::failover::{BranchEnd, Decision, ResponseContext};
+use super::server_tx::{
+    InviteServer, InviteServerState, NonInviteServer, NonInviteServerState, ServerAction,
+};
+use super::table::{Handle, Key, Table};
+use super::timers::TimerConfig;
+use crate::guard::{Guard, Refusal, TrunkIdx};
+use crate::route::{RouteDecision, Router, SetId, TrunkId};
+use crate::sip::{
+    self, ForwardOptions, HeaderIndexEntry, Host, MAX_HEADERS, Method, RecordRouteSpec, SipMessage, Uri,
+    ViaSpec,
+};
+
+/// Shards of the transaction table (a power of two, at least the number of workers).
+pub const TX_SHARDS: usize = 64;
+/// Default bound on live transactions, all shards together.
+pub const DEFAULT_MAX_TRANSACTIONS: u32 = 131_072;
+/// Default bound on active dialogs.
+pub const DEFAULT_MAX_DIALOGS: u32 = 262_144;
+/// Default longest call, after which the edge forgets the dialog and frees its slot.
+pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
+/// Room a forwarded request may need beyond the received one, in bytes (Via, Record-Route,
+/// a rewritten Request-URI).
+pub const FORWARD_GROWTH_BYTES: usize = 1024;
+/// Message buffers kept for reuse per shard.
+const POOLED_BUFFERS_PER_SHARD: usize = 256;
+/// Dialogs expired per tick at most (bounds one tick's work).
+const DIALOG_EXPIRY_PER_TICK: usize = 1024;
+/// Most listen sockets a worker looks up on a tick.
+const MAX_LISTEN_SOCKETS: usize = crate::io::MAX_LISTEN;
+/// Granularity of the workers' timer ticks.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Longest Request-URI we write, in bytes.
+const MAX_REQUEST_URI_BYTES: usize = 512;
+/// Seconds advertised in Retry-After when every target of a set is down.
+const ALL_DOWN_RETRY_AFTER_SECS: u32 = 30;
+
+/// Bounds and timers of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// RFC 3261 timers.
+    pub timers: TimerConfig,
+    /// Live transactions at most; beyond, new requests get 503.
+    pub max_transactions: u32,
+    /// Active dialogs tracked at most.
+    pub max_dialogs: u32,
+    /// Longest call.
+    pub max_call_duration: Duration,
+    /// Worker threads (for the timer ownership of shards).
+    pub workers: usize,
+}
+
+impl EngineConfig {
+    /// The engine's part of `[edge]`, for `workers` I/O workers.
+    pub fn from_edge(edge: &control::config::EdgeConfig, workers: usize) -> Self {
+        let t1 = Duration::from_millis(edge.t1_ms.into());
+        Self {
+            timers: TimerConfig {
+                t1,
+                t2: TimerConfig::default().t2.max(t1),
+                t4: TimerConfig::default().t4,
+                timer_c: Duration::from_secs(edge.timer_c_secs.into()),
+            },
+            max_transactions: edge.max_transactions,
+            max_dialogs: DEFAULT_MAX_DIALOGS,
+            max_call_duration: Duration::from_secs(edge.max_call_secs.into()),
+            workers,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            timers: TimerConfig::default(),
+            max_transactions: DEFAULT_MAX_TRANSACTIONS,
+            max_dialogs: DEFAULT_MAX_DIALOGS,
+            max_call_duration: DEFAULT_MAX_CALL_DURATION,
+            workers: 1,
+        }
+    }
+}
+
+/// Where the engine's datagrams go (the I/O layer's outbox, or a test's list).
+pub trait Sink {
+    /// The bound address of a listen socket.
+    fn local(&self, listen: usize) -> Option<SocketAddr>;
+    /// Queues a datagram written by `write` (which returns its length, or `None` to give up).
+    /// False when it could not be queued.
+    fn send_with(
+        &mut self,
+        dest: SocketAddr,
+        listen: usize,
+        write: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> bool;
+}
+
+fn send_bytes(sink: &mut dyn Sink, dest: SocketAddr, listen: usize, bytes: &[u8]) -> bool {
+    sink.send_with(dest, listen, &mut |buf| {
+        buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(bytes.len())
+    })
+}
+
+/// Engine counters (monotonic), read by the metrics and the tests.
+#[derive(Debug, Default)]
+pub struct ProxyCounters {
+    /// Requests parsed.
+    pub requests: AtomicU64,
+    /// Responses parsed.
+    pub responses: AtomicU64,
+    /// Datagrams that did not parse.
+    pub malformed: AtomicU64,
+    /// Requests forwarded downstream (first tries, failovers, in-dialog, ACKs).
+    pub forwarded: AtomicU64,
+    /// Responses forwarded upstream.
+    pub responses_forwarded: AtomicU64,
+    /// Replies the edge generated, by class.
+    pub replies_4xx: AtomicU64,
+    /// Replies the edge generated: 5xx.
+    pub replies_5xx: AtomicU64,
+    /// Retransmitted requests absorbed (answered from the transaction).
+    pub retransmissions_absorbed: AtomicU64,
+    /// Serial failovers to the next target.
+    pub failovers: AtomicU64,
+    /// Responses matching no transaction.
+    pub stray_responses: AtomicU64,
+    /// New transactions refused because the table was full.
+    pub tx_table_full: AtomicU64,
+    /// Sends the I/O layer refused.
+    pub send_refused: AtomicU64,
+    /// Calls answered (dialogs confirmed).
+    pub calls_answered: AtomicU64,
+    /// Calls ended (BYE or maximum duration).
+    pub calls_ended: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Per-worker scratch: header indexes and the local names, reused for every datagram.
+#[derive(Debug)]
+pub struct WorkerState {
+    idx: usize,
+    index_in: Box<[HeaderIndexEntry; MAX_HEADERS]>,
+    index_stored: Box<[HeaderIndexEntry; MAX_HEADERS]>,
+    index_other: Box<[HeaderIndexEntry; MAX_HEADERS]>,
+    locals: Vec<Option<Local>>,
+    tags: u64,
+    next_tick: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+struct Local {
+    addr: SocketAddr,
+    host: String,
+}
+
+impl WorkerState {
+    /// Scratch for worker `idx`, whose first tick is due one [`TICK`] after `start`.
+    pub fn new(idx: usize, start: Instant) -> Self {
+        Self {
+            idx,
+            index_in: Box::new([HeaderIndexEntry::EMPTY; MAX_HEADERS]),
+            index_stored: Box::new([HeaderIndexEntry::EMPTY; MAX_HEADERS]),
+            index_other: Box::new([HeaderIndexEntry::EMPTY; MAX_HEADERS]),
+            locals: Vec::new(),
+            tags: 0,
+            next_tick: Some(start + TICK),
+        }
+    }
+
+    /// When the worker should next call [`Engine::on_tick`].
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_tick
+    }
+}
+
+/// Key kinds of the server transaction table.
+const KEY_INVITE: u8 = 1;
+const KEY_OTHER: u8 = 2;
+
+/// The shared engine.
+#[derive(Debug)]
+pub struct Engine {
+    guard: Arc<Guard>,
+    router: Arc<Router>,
+    dialogs: Dialogs,
+    shards: Box<[Mutex<Shard>]>,
+    /// Socket address of each target URI (by `UriId` index); `None` when not an IP literal.
+    uri_addrs: Box<[Option<SocketAddr>]>,
+    /// Addresses of every target: in-dialog requests from them are accepted.
+    target_ips: HashSet<IpAddr>,
+    config: EngineConfig,
+    hasher: [std::hash::RandomState; 2],
+    salt: u64,
+    counters: ProxyCounters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned shard only means a worker panicked mid-update of plain data; carry on.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The socket address a SIP URI names, when its host is an IP literal (default port 5060).
+fn uri_socket_addr(uri: &Uri<'_>) -> Option<SocketAddr> {
+    let Uri::Sip(u) = uri else { return None };
+    let port = u.port.unwrap_or(5060);
+    match u.host {
+        Host::Ipv4(a) => Some(SocketAddr::new(IpAddr::V4(a), port)),
+        Host::Ipv6(a) => Some(SocketAddr::new(IpAddr::V6(a), port)),
+        Host::Name(_) => None,
+    }
+}
+
+impl Engine {
+    /// An engine over admission and routing state.
+    pub fn new(guard: Arc<Guard>, router: Arc<Router>, config: EngineConfig) -> Self {
+        let uri_addrs: Box<[Option<SocketAddr>]> = router
+            .targets()
+            .uris()
+            .iter()
+            .map(|u| Uri::parse(u.as_bytes()).ok().as_ref().and_then(uri_socket_addr))
+            .collect();
+        let target_ips = uri_addrs.iter().flatten().map(SocketAddr::ip).collect();
+        let per_shard = config.max_transactions.div_ceil(TX_SHARDS as u32).max(1);
+        let hasher = [std::hash::RandomState::new(), std::hash::RandomState::new()];
+        let salt = hasher[0].hash_one(0xA5u8) & 0xffff_ffff;
+        Self {
+            guard,
+            router,
+            dialogs: Dialogs::new(config.max_dialogs, config.max_call_duration),
+            shards: (0..TX_SHARDS)
+                .map(|idx| {
+                    Mutex::new(Shard { idx, table: Table::with_capacity(per_shard), pool: Vec::new() })
+                })
+                .collect(),
+            uri_addrs,
+            target_ips,
+            config,
+            hasher,
+            salt,
+            counters: ProxyCounters::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &ProxyCounters {
+        &self.counters
+    }
+
+    /// Admission state.
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
+    }
+
+    /// Routing state.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Active dialogs.
+    pub fn active_calls(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Live transactions.
+    pub fn transactions(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).table.len()).sum()
+    }
+
+    /// Socket address of a target URI.
+    fn target_addr(&self, uri: crate::route::UriId) -> Option<SocketAddr> {
+        self.uri_addrs.get(uri.index()).copied().flatten()
+    }
+
+    fn server_key(&self, branch: &[u8], via_host: &[u8], via_port: u16, kind: u8) -> (usize, Key) {
+        let mut digest = [0u8; 16];
+        for (i, state) in self.hasher.iter().enumerate() {
+            let mut h = state.build_hasher();
+            h.write(branch);
+            h.write_u8(0xff);
+            h.write(via_host);
+            h.write_u16(via_port);
+            digest[i * 8..i * 8 + 8].copy_from_slice(&h.finish().to_le_bytes());
+        }
+        let shard = usize::from(digest[1]) % TX_SHARDS;
+        (shard, Key::new(kind, &digest).unwrap_or_else(|| unreachable!("16 bytes fit a key")))
+    }
+}
+
+/// Where an in-dialog request goes.
+struct Hop {
+    dest: SocketAddr,
+    request_uri: Option<([u8; MAX_REQUEST_URI_BYTES], usize)>,
+    pop_route: bool,
+}
+
+/// What one event's handling needs besides the engine.
+struct Ctx<'a, 's> {
+    now: Instant,
+    src: SocketAddr,
+    listen: usize,
+    local: &'a Local,
+    sink: &'a mut (dyn Sink + 's),
+    stored: &'a mut [HeaderIndexEntry],
+    /// A second scratch index, for a stored message parsed while `stored` is in use.
+    other: &'a mut [HeaderIndexEntry],
+    tags: &'a mut u64,
+}

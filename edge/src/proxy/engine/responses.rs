@@ -1,0 +1,282 @@
+//! Responses: matched by our branch, forwarded upstream; answers, BYEs, serial failover.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn on_response(&self, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
+        let Some(code) = msg.status() else { return };
+        if matches!(msg.cseq().map(|c| c.method), Ok(Method::Cancel)) {
+            // The answer to our CANCEL is hop by hop: the caller had ours already.
+            return;
+        }
+        let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()).and_then(Branch::parse) else {
+            inc(&self.counters.stray_responses);
+            return;
+        };
+        if branch.salt != self.salt {
+            inc(&self.counters.stray_responses);
+            return;
+        }
+        let Some(shard) = self.shards.get(branch.shard as usize) else { return };
+        let mut s = lock(shard);
+        let h = branch.handle;
+        let Some(tx) = s.table.get_mut(h) else {
+            inc(&self.counters.stray_responses);
+            return;
+        };
+        if branch.attempt != tx.attempt {
+            // A late answer from a branch we gave up on: only a 2xx still matters (the callee
+            // answered); pass it on so the caller can ACK and BYE it.
+            if (200..300).contains(&code) {
+                self.forward_response_up(tx, msg, ctx);
+            }
+            return;
+        }
+        let Some(client) = tx.client.as_mut() else { return };
+        let action = client.on_response(ctx.now, code);
+        match action {
+            ClientAction::PassUp if code == 100 => {}
+            ClientAction::PassUp if code < 200 => {
+                if tx.cancel_pending {
+                    tx.cancel_pending = false;
+                    send_cancel(tx, ctx.sink, &mut ctx.stored[..]);
+                }
+                self.forward_response_up(tx, msg, ctx);
+            }
+            ClientAction::PassUp => {
+                let is_invite = tx.is_invite();
+                self.forward_response_up(tx, msg, ctx);
+                if is_invite && (200..300).contains(&code) {
+                    self.on_answered(tx, msg, ctx);
+                } else if !is_invite {
+                    self.on_non_invite_final(msg, code);
+                }
+                self.release_branch_buffers(&mut s, h);
+            }
+            ClientAction::PassUpAndAck => {
+                send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]);
+                self.on_branch_end(&mut s, h, BranchEnd::Final(code), Some(msg), ctx);
+            }
+            ClientAction::ResendAck => send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]),
+            _ => {}
+        }
+        if let Some(tx) = s.table.get_mut(h) {
+            let deadline = tx.next_deadline();
+            let done = tx.done();
+            s.table.set_deadline(h, deadline);
+            if done {
+                self.remove(&mut s, h);
+            }
+        }
+    }
+
+    /// The callee answered: the call becomes a dialog holding its trunk slot.
+    pub(super) fn on_answered(&self, tx: &mut Tx, msg: &SipMessage<'_>, ctx: &Ctx<'_, '_>) {
+        if tx.answered {
+            return;
+        }
+        tx.answered = true;
+        let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
+        let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
+        let Some(hold) = tx.hold.take() else { return };
+        let dialog = Dialog {
+            trunk: hold.trunk,
+            did: hold.did,
+            started: ctx.now,
+            caller: tx.upstream,
+            callee: tx.downstream,
+            listen: tx.listen,
+        };
+        match self.dialogs.confirm(ctx.now, &DialogId { call_id, tag_a, tag_b }, dialog) {
+            Confirm::New => inc(&self.counters.calls_answered),
+            Confirm::Known => self.guard.call_ended(hold.trunk),
+            Confirm::Full => {
+                tracing::warn!("dialog table full: the call is not tracked");
+                self.guard.call_ended(hold.trunk);
+            }
+        }
+    }
+
+    /// A final response to a non-INVITE went through: a BYE's ends its dialog.
+    pub(super) fn on_non_invite_final(&self, msg: &SipMessage<'_>, code: u16) {
+        if code < 200 || !matches!(msg.cseq().map(|c| c.method), Ok(Method::Bye)) {
+            return;
+        }
+        let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
+        let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
+        if let Some(d) = self.dialogs.end(&DialogId { call_id, tag_a, tag_b }) {
+            self.guard.call_ended(d.trunk);
+            inc(&self.counters.calls_ended);
+        }
+    }
+
+    pub(super) fn forward_response_up(&self, tx: &mut Tx, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
+        let code = msg.status().unwrap_or(0);
+        let mut out = std::mem::take(&mut tx.last_response);
+        out.resize(msg.as_bytes().len(), 0);
+        match sip::strip_top_via(msg, &mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                if send_bytes(ctx.sink, tx.upstream, tx.listen, &out) {
+                    inc(&self.counters.responses_forwarded);
+                } else {
+                    inc(&self.counters.send_refused);
+                }
+                tx.server.on_send_response(ctx.now, code);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot forward response");
+                out.clear();
+            }
+        }
+        tx.last_response = out;
+    }
+
+    /// A branch ended without a usable answer or with a final: fail over or answer upstream.
+    pub(super) fn on_branch_end(
+        &self,
+        s: &mut Shard,
+        h: Handle,
+        end: BranchEnd,
+        response: Option<&SipMessage<'_>>,
+        ctx: &mut Ctx<'_, '_>,
+    ) {
+        let Some(tx) = s.table.get_mut(h) else { return };
+        let next = match (tx.route, tx.cancelled) {
+            (Some(route), false) => {
+                let tried = tx.ctx.branches_ended() + 1;
+                self.router
+                    .candidates(route.set, route.seed)
+                    .filter_map(|u| self.target_addr(u).map(|a| (u, a)))
+                    .nth(tried)
+            }
+            _ => None,
+        };
+        let decision = if tx.cancelled || tx.route.is_none() {
+            // Cancelled calls and in-dialog requests do not fail over.
+            match (end, response) {
+                (BranchEnd::Final(_), Some(_)) => Decision::ForwardThis,
+                _ => Decision::Generate408,
+            }
+        } else {
+            tx.ctx.on_branch_end(end, next.is_some())
+        };
+        if let (Some(msg), Some(best)) = (response, tx.ctx.best_index())
+            && best + 1 == tx.ctx.branches_ended()
+        {
+            tx.best.clear();
+            tx.best.extend_from_slice(msg.as_bytes());
+        }
+        match decision {
+            Decision::ForwardThis => {
+                if let Some(msg) = response {
+                    self.forward_response_up(tx, msg, ctx);
+                }
+                self.call_failed(tx);
+            }
+            Decision::TryNext => {
+                let Some((uri, dest)) = next else { return };
+                inc(&self.counters.failovers);
+                tx.attempt += 1;
+                let original = std::mem::take(&mut tx.original);
+                let target_uri = self.router.targets().uri(uri).unwrap_or_default();
+                let scratch = std::mem::take(&mut ctx.other);
+                if let Ok(orig) = sip::parse(&original, &mut *scratch) {
+                    let user = match orig.request_uri() {
+                        Some(Uri::Sip(u)) => u.user.unwrap_or_default(),
+                        Some(Uri::Tel(t)) => t.number,
+                        _ => &[],
+                    };
+                    let mut ruri = [0u8; MAX_REQUEST_URI_BYTES];
+                    let new_ruri = rewrite_request_uri(&mut ruri, user, target_uri);
+                    let shard = s.idx;
+                    self.start_branch(s, shard, h, &orig, new_ruri, dest, false, ctx);
+                }
+                ctx.other = scratch;
+                if let Some(tx) = s.table.get_mut(h) {
+                    tx.original = original;
+                }
+            }
+            Decision::ForwardStored { .. } => {
+                let best = std::mem::take(&mut tx.best);
+                let scratch = std::mem::take(&mut ctx.other);
+                if let Ok(m) = sip::parse(&best, &mut *scratch) {
+                    self.forward_response_up(tx, &m, ctx);
+                }
+                ctx.other = scratch;
+                tx.best = best;
+                self.call_failed(tx);
+            }
+            Decision::Generate408 => {
+                let code = if tx.cancelled { 487 } else { 408 };
+                self.final_from_original(s, h, code, ctx);
+            }
+        }
+    }
+
+    /// A new call that will not be answered: give its trunk slot back.
+    pub(super) fn call_failed(&self, tx: &mut Tx) {
+        if let Some(hold) = tx.hold.take() {
+            self.guard.call_ended(hold.trunk);
+        }
+    }
+
+    /// Answers the server transaction with our own final response built from the request.
+    pub(super) fn final_from_original(&self, s: &mut Shard, h: Handle, code: u16, ctx: &mut Ctx<'_, '_>) {
+        let Some(tx) = s.table.get_mut(h) else { return };
+        self.call_failed(tx);
+        if !tx.server.can_send_final() {
+            return;
+        }
+        let reason = match code {
+            408 => "Request Timeout",
+            483 => "Too Many Hops",
+            487 => "Request Terminated",
+            _ => "Server Internal Error",
+        };
+        let original = std::mem::take(&mut tx.original);
+        if let Ok(orig) = sip::parse(&original, &mut ctx.stored[..]) {
+            let mut tag = [0u8; 32];
+            let tag = next_tag(&mut tag, ctx.tags);
+            let mut out = std::mem::take(&mut tx.last_response);
+            out.resize(original.len() + 64, 0);
+            if let Ok(n) = sip::response_from_request(&orig, code, reason, Some(tag), &[], &mut out) {
+                out.truncate(n);
+                send_bytes(ctx.sink, tx.upstream, tx.listen, &out);
+                tx.server.on_send_response(ctx.now, code);
+                if code >= 500 {
+                    inc(&self.counters.replies_5xx);
+                } else {
+                    inc(&self.counters.replies_4xx);
+                }
+            } else {
+                out.clear();
+            }
+            tx.last_response = out;
+        }
+        tx.original = original;
+        let deadline = tx.next_deadline();
+        s.table.set_deadline(h, deadline);
+    }
+
+    pub(super) fn release_branch_buffers(&self, s: &mut Shard, h: Handle) {
+        let Some(tx) = s.table.get_mut(h) else { return };
+        let bufs = [
+            std::mem::take(&mut tx.original),
+            std::mem::take(&mut tx.forwarded),
+            std::mem::take(&mut tx.best),
+        ];
+        for b in bufs {
+            s.recycle(b);
+        }
+    }
+
+    pub(super) fn remove(&self, s: &mut Shard, h: Handle) {
+        if let Some((_, mut tx)) = s.table.remove(h) {
+            self.call_failed(&mut tx);
+            for b in [tx.original, tx.forwarded, tx.best, tx.last_response] {
+                s.recycle(b);
+            }
+        }
+    }
+}
