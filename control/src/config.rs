@@ -80,6 +80,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
+    /// Probe targets at all. Default: true. (Off only for peers that cannot answer OPTIONS,
+    /// such as SIPp's built-in `uas` scenario in load tests.)
+    #[serde(default = "default_health_enabled")]
+    pub enabled: bool,
     /// Seconds between probes of one URI. Default: 30 (what carriers run).
     #[serde(default = "default_health_interval")]
     pub interval_secs: u32,
@@ -101,6 +105,7 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
+            enabled: default_health_enabled(),
             interval_secs: default_health_interval(),
             timeout_ms: default_health_timeout(),
             down_after: default_down_after(),
@@ -110,6 +115,9 @@ impl Default for HealthConfig {
     }
 }
 
+fn default_health_enabled() -> bool {
+    true
+}
 fn default_health_interval() -> u32 {
     30
 }

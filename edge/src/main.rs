@@ -112,8 +112,7 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let guard = Guard::from_config(&config).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&config).context("routing")?);
     let io_config = IoConfig::from_edge(&config.edge);
-    let engine =
-        Arc::new(Engine::new(guard, router, EngineConfig::from_edge(&config.edge, io_config.workers)));
+    let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let start = Instant::now();
     let workers = io::spawn(&io_config, |idx| EdgeWorker::new(Arc::clone(&engine), idx, start))

@@ -21,6 +21,9 @@ io = "{io}"
 {extra_edge}
 [control]
 db = "sipedge.db"
+[health]
+# SIPp's built-in uas cannot answer OPTIONS probes.
+enabled = false
 [[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]

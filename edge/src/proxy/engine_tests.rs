@@ -342,3 +342,54 @@ fn a_worker_that_received_nothing_still_runs_the_timers_of_its_shards() {
     }
     assert_eq!(to_second_target, 8, "every call failed over, whichever worker owns its shard");
 }
+
+#[test]
+fn probes_take_a_silent_target_down_and_an_answer_brings_it_back() {
+    let config = Config::from_toml(CONFIG).unwrap();
+    let guard = Guard::from_config(&config).unwrap();
+    let router = Arc::new(Router::from_config(&config).unwrap());
+    let health = crate::route::HealthSettings {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        down_after: 2,
+        up_after: 1,
+        retry_after_503: control::config::RetryAfter503::default(),
+    };
+    let engine = Engine::new(guard, router, EngineConfig { health: Some(health), ..EngineConfig::default() });
+    let mut h = Harness::new();
+    h.engine = engine;
+    // Probes go to both targets; only PBX2 answers.
+    let mut probed_pbx1 = 0;
+    while h.now < h.t0 + Duration::from_millis(3_000) {
+        h.now += TICK;
+        h.engine.on_tick(&mut h.worker, h.now, &mut h.sink);
+        for (to, probe) in h.take() {
+            assert_eq!(method(&probe), "OPTIONS");
+            assert!(probe.contains("branch=z9hG4bK-hp-"));
+            if to == addr(PBX2) {
+                h.recv(PBX2, &response_to(&probe, 200, "OK", Some("hp")));
+            } else {
+                probed_pbx1 += 1;
+            }
+        }
+    }
+    assert!(probed_pbx1 >= 2, "{probed_pbx1}");
+    // PBX1 is down: a new call goes straight to PBX2.
+    let out = h.recv(CARRIER, &invite("z9hG4bKhp1", "call-hp", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX2));
+    // PBX1 answers its next probe and is up again (up_after = 1).
+    let mut back = false;
+    while !back && h.now < h.t0 + Duration::from_secs(6) {
+        h.now += TICK;
+        h.engine.on_tick(&mut h.worker, h.now, &mut h.sink);
+        for (to, probe) in h.take() {
+            if to == addr(PBX1) && method(&probe) == "OPTIONS" {
+                h.recv(PBX1, &response_to(&probe, 200, "OK", Some("hp")));
+                back = true;
+            }
+        }
+    }
+    assert!(back);
+    let out = h.recv(CARRIER, &invite("z9hG4bKhp2", "call-hp2", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX1));
+}

@@ -22,6 +22,7 @@ use control::config::Config;
 
 pub use blocks::{BlockError, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
+pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
 pub use meta::{DidMeta, MetaId};
 pub use table::{DidRoute, DidTable, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};

@@ -9,6 +9,7 @@
 //! the shards it owns (`shard % workers == worker`).
 
 mod datagram;
+mod health;
 mod requests;
 mod responses;
 mod text;
@@ -80,11 +81,14 @@ pub struct EngineConfig {
     pub max_call_duration: Duration,
     /// Worker threads (for the timer ownership of shards).
     pub workers: usize,
+    /// OPTIONS probes of the targets; `None`: off.
+    pub health: Option<crate::route::HealthSettings>,
 }
 
 impl EngineConfig {
-    /// The engine's part of `[edge]`, for `workers` I/O workers.
-    pub fn from_edge(edge: &control::config::EdgeConfig, workers: usize) -> Self {
+    /// The engine's part of a configuration (`[edge]`, `[health]`), for `workers` I/O workers.
+    pub fn from_config(config: &control::config::Config, workers: usize) -> Self {
+        let edge = &config.edge;
         let t1 = Duration::from_millis(edge.t1_ms.into());
         Self {
             timers: TimerConfig {
@@ -97,6 +101,7 @@ impl EngineConfig {
             max_dialogs: DEFAULT_MAX_DIALOGS,
             max_call_duration: Duration::from_secs(edge.max_call_secs.into()),
             workers,
+            health: config.health.enabled.then(|| crate::route::HealthSettings::from(&config.health)),
         }
     }
 }
@@ -109,6 +114,7 @@ impl Default for EngineConfig {
             max_dialogs: DEFAULT_MAX_DIALOGS,
             max_call_duration: DEFAULT_MAX_CALL_DURATION,
             workers: 1,
+            health: None,
         }
     }
 }
@@ -181,6 +187,9 @@ pub struct WorkerState {
     locals: Vec<Option<Local>>,
     tags: u64,
     next_tick: Option<Instant>,
+    /// Health scratch, reused every tick.
+    probe_due: Vec<crate::route::UriId>,
+    transitions: Vec<crate::route::health::Transition>,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +209,8 @@ impl WorkerState {
             locals: Vec::new(),
             tags: 0,
             next_tick: Some(start + TICK),
+            probe_due: Vec::new(),
+            transitions: Vec::new(),
         }
     }
 
@@ -228,6 +239,8 @@ pub struct Engine {
     hasher: [std::hash::RandomState; 2],
     salt: u64,
     counters: ProxyCounters,
+    /// Target health, created on worker 0's first tick.
+    health: Mutex<Option<crate::route::HealthTracker>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,6 +287,7 @@ impl Engine {
             hasher,
             salt,
             counters: ProxyCounters::default(),
+            health: Mutex::new(None),
         }
     }
 

@@ -9,7 +9,11 @@ impl Engine {
             // The answer to our CANCEL is hop by hop: the caller had ours already.
             return;
         }
-        let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()).and_then(Branch::parse) else {
+        let top_branch = msg.top_via().ok().and_then(|v| v.branch());
+        if top_branch.is_some_and(|b| self.on_probe_response(b, msg, ctx.now)) {
+            return;
+        }
+        let Some(branch) = top_branch.and_then(Branch::parse) else {
             inc(&self.counters.stray_responses);
             return;
         };

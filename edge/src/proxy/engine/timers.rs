@@ -46,7 +46,8 @@ impl Engine {
                 }
             }
         }
-        if *idx == 0 {
+        if w.idx == 0 {
+            self.run_health(now, w, sink);
             self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |d| {
                 self.guard.call_ended(d.trunk);
                 inc(&self.counters.calls_ended);

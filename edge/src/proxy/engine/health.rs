@@ -1,0 +1,81 @@
+//! Target health probes on the data plane's sockets: worker 0 sends an OPTIONS to each URI the
+//! tracker says is due; answers carry our probe branch and go back to the tracker, which
+//! publishes up/down to the flags routing reads.
+
+use super::*;
+use crate::route::{HealthTracker, ProbeOutcome, UriId};
+use crate::sip::HeaderKind;
+
+/// Prefix of the branch of our OPTIONS probes.
+pub(super) const PROBE_BRANCH_PREFIX: &[u8] = b"z9hG4bK-hp-";
+
+impl Engine {
+    /// Sends the probes that are due (worker 0's tick).
+    pub(super) fn run_health(&self, now: Instant, w: &mut WorkerState, sink: &mut dyn Sink) {
+        let Some(settings) = self.config.health else { return };
+        let mut health = lock(&self.health);
+        let tracker = health
+            .get_or_insert_with(|| HealthTracker::new(settings, Arc::clone(self.router.up_flags()), now));
+        w.probe_due.clear();
+        w.transitions.clear();
+        tracker.due(now, &mut w.probe_due, &mut w.transitions);
+        for &uri in &w.probe_due {
+            w.tags += 1;
+            let sent = self.target_addr(uri).is_some_and(|dest| {
+                let listen = w.locals.iter().position(|l| l.as_ref().is_some_and(|l| l.addr.is_ipv4() == dest.is_ipv4()));
+                let Some(local) = listen.and_then(|i| w.locals[i].as_ref()) else { return false };
+                let seq = w.tags;
+                sink.send_with(dest, listen.unwrap_or_default(), &mut |buf| {
+                    let n = fixed_fmt(
+                        buf,
+                        format_args!(
+                            "OPTIONS sip:{dest} SIP/2.0\r\n\
+                             Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-hp-{uri:x}-{seq:x}-{salt:x};rport\r\n\
+                             Max-Forwards: 70\r\n\
+                             From: <sip:sipedge@{host}:{port}>;tag=hp{seq:x}\r\n\
+                             To: <sip:{dest}>\r\n\
+                             Call-ID: hp-{uri:x}-{seq:x}-{salt:x}\r\n\
+                             CSeq: {seq} OPTIONS\r\n\
+                             Content-Length: 0\r\n\r\n",
+                            host = local.host,
+                            port = local.addr.port(),
+                            uri = uri.index(),
+                            salt = self.salt,
+                        ),
+                    )
+                    .len();
+                    (n > 0).then_some(n)
+                })
+            });
+            if !sent {
+                tracker.on_result(uri, now, ProbeOutcome::TransportError);
+            }
+        }
+    }
+
+    /// An answer to one of our probes (`true`), or not a probe's (`false`).
+    pub(super) fn on_probe_response(&self, branch: &[u8], msg: &SipMessage<'_>, now: Instant) -> bool {
+        let Some(rest) = branch.strip_prefix(PROBE_BRANCH_PREFIX) else { return false };
+        let mut fields = rest.split(|&b| b == b'-');
+        let hex = |f: Option<&[u8]>| {
+            f.and_then(|f| std::str::from_utf8(f).ok()).and_then(|f| u64::from_str_radix(f, 16).ok())
+        };
+        let (uri, _seq, salt) = (hex(fields.next()), fields.next(), hex(fields.next()));
+        let (Some(uri), Some(salt), Some(status)) = (uri, salt, msg.status()) else { return true };
+        let Ok(uri) = u32::try_from(uri) else { return true };
+        if salt != self.salt || uri as usize >= self.uri_addrs.len() || status < 200 {
+            return true;
+        }
+        let retry_after = msg
+            .header_value(HeaderKind::RetryAfter)
+            .and_then(|v| {
+                let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+                std::str::from_utf8(&v[..digits]).ok()?.parse::<u64>().ok()
+            })
+            .map(Duration::from_secs);
+        if let Some(tracker) = lock(&self.health).as_mut() {
+            tracker.on_result(UriId(uri), now, ProbeOutcome::Response { status, retry_after });
+        }
+        true
+    }
+}
