@@ -3,9 +3,7 @@
 //! fields intact.
 #![no_main]
 
-use edge::sip::{
-    self, ForwardOptions, HeaderIndexEntry, Method, RecordRouteSpec, SipMessage, Uri, ViaSpec,
-};
+use edge::sip::{self, ForwardOptions, HeaderIndexEntry, Method, RecordRouteSpec, SipMessage, Uri, ViaSpec};
 use libfuzzer_sys::fuzz_target;
 
 /// Output buffer for the writer: the input plus what forwarding adds.
@@ -42,11 +40,7 @@ fn exercise(msg: &SipMessage<'_>) {
     }
 }
 
-fn reparse<'b>(
-    out: &'b [u8],
-    index: &'b mut [HeaderIndexEntry],
-    what: &str,
-) -> SipMessage<'b> {
+fn reparse<'b>(out: &'b [u8], index: &'b mut [HeaderIndexEntry], what: &str) -> SipMessage<'b> {
     let m = sip::parse(out, index).unwrap_or_else(|e| panic!("{what} output does not parse: {e}"));
     m.validate().unwrap_or_else(|e| panic!("{what} output is invalid: {e}"));
     m
@@ -57,7 +51,13 @@ fn round_trip(msg: &SipMessage<'_>) {
     let mut index = [HeaderIndexEntry::EMPTY; sip::MAX_HEADERS + 4];
     if msg.is_request() {
         let opts = ForwardOptions {
-            via: ViaSpec { transport: "UDP", host: "192.0.2.1", port: 5060, branch: "z9hG4bKfuzz", rport: true },
+            via: ViaSpec {
+                transport: "UDP",
+                host: "192.0.2.1",
+                port: 5060,
+                branch: "z9hG4bKfuzz",
+                rport: true,
+            },
             request_uri: None,
             pop_route: msg.routes().next().is_some(),
             record_route: Some(RecordRouteSpec { host: "192.0.2.1", port: 5060 }),
@@ -77,11 +77,14 @@ fn round_trip(msg: &SipMessage<'_>) {
                 assert_eq!(f.max_forwards().ok().flatten(), Some(mf));
                 assert_eq!(f.routes().count() + usize::from(opts.pop_route), msg.routes().count());
             }
-            Err(sip::WriteError::MaxForwardsExhausted) => assert_eq!(msg.max_forwards().ok().flatten(), Some(0)),
+            Err(sip::WriteError::MaxForwardsExhausted) => {
+                assert_eq!(msg.max_forwards().ok().flatten(), Some(0))
+            }
             Err(e) => panic!("forward failed: {e}"),
         }
-        let n = sip::response_from_request(msg, 404, "Not Found", Some("edge1"), &["Retry-After: 5"], &mut out)
-            .expect("response fits");
+        let n =
+            sip::response_from_request(msg, 404, "Not Found", Some("edge1"), &["Retry-After: 5"], &mut out)
+                .expect("response fits");
         let r = reparse(&out[..n], &mut index, "response");
         assert_eq!(r.status(), Some(404));
         assert_eq!(r.vias().count(), msg.vias().count());
