@@ -126,36 +126,99 @@ const NAMES: &[(&str, Option<u8>, HeaderKind)] = &[
     ("Proxy-Authenticate", None, HeaderKind::ProxyAuthenticate),
 ];
 
-/// Slots of the open-addressing hash over [`NAMES`] (a power of two, over twice the names).
-const SLOTS: usize = 128;
+/// Slots of the perfect hash over [`NAMES`] (a power of two).
+const SLOTS: usize = 256;
+/// log2 of [`SLOTS`].
+const SLOT_BITS: u32 = 8;
 /// An empty slot.
 const EMPTY: u8 = u8::MAX;
+/// Longest long name, in bytes.
+const MAX_NAME_BYTES: usize = 24;
 
-const fn lower(b: u8) -> u8 {
-    b.to_ascii_lowercase()
+/// The hash key of a long name: its length and its first, second and last bytes, case folded
+/// (`| 0x20` folds ASCII letters and leaves the other token characters of these names alone).
+const fn key(len: usize, first: u8, second: u8, last: u8) -> u32 {
+    (len as u32)
+        | ((first as u32 | 0x20) << 8)
+        | ((second as u32 | 0x20) << 16)
+        | ((last as u32 | 0x20) << 24)
 }
 
-/// Hash of a long name: its length and its first and last bytes, case folded.
-const fn slot_of(len: usize, first: u8, last: u8) -> usize {
-    (len.wrapping_mul(37) ^ (lower(first) as usize).wrapping_mul(7) ^ (lower(last) as usize)) & (SLOTS - 1)
+const fn slot(key: u32, seed: u32) -> usize {
+    (key.wrapping_mul(seed) >> (32 - SLOT_BITS)) as usize
 }
 
-/// The hash table over long names, built at compile time: slot → index into [`NAMES`].
-static BY_HASH: [u8; SLOTS] = {
-    assert!(NAMES.len() * 2 < SLOTS && NAMES.len() < EMPTY as usize);
+const fn name_key(n: &[u8]) -> u32 {
+    key(n.len(), n[0], n[1], n[n.len() - 1])
+}
+
+/// Tries `seed`: the slot table when no two names share a slot.
+const fn try_seed(seed: u32) -> Option<[u8; SLOTS]> {
     let mut t = [EMPTY; SLOTS];
     let mut i = 0;
     while i < NAMES.len() {
-        let n = NAMES[i].0.as_bytes();
-        let mut s = slot_of(n.len(), n[0], n[n.len() - 1]);
-        while t[s] != EMPTY {
-            s = (s + 1) & (SLOTS - 1);
+        let s = slot(name_key(NAMES[i].0.as_bytes()), seed);
+        if t[s] != EMPTY {
+            return None;
         }
         t[s] = i as u8;
         i += 1;
     }
+    Some(t)
+}
+
+/// Seeds tried at compile time before giving up (a build error, not a run-time one).
+const SEED_TRIES: u32 = 100_000;
+
+/// The perfect hash, found at compile time: (seed, slot → index into [`NAMES`]).
+static PERFECT: (u32, [u8; SLOTS]) = {
+    assert!(NAMES.len() < EMPTY as usize);
+    let mut k = 0;
+    loop {
+        assert!(k < SEED_TRIES, "no perfect hash seed for the header names");
+        let seed = 0x9E37_79B1u32.wrapping_add(k.wrapping_mul(2));
+        if let Some(t) = try_seed(seed) {
+            break (seed, t);
+        }
+        k += 1;
+    }
+};
+
+/// The long names in lower case, for the comparison after the hash.
+static LOWER: [([u8; MAX_NAME_BYTES], usize); NAMES.len()] = {
+    let mut t = [([0u8; MAX_NAME_BYTES], 0usize); NAMES.len()];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let n = NAMES[i].0.as_bytes();
+        assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
+        let mut j = 0;
+        while j < n.len() {
+            t[i].0[j] = n[j].to_ascii_lowercase();
+            j += 1;
+        }
+        t[i].1 = n.len();
+        i += 1;
+    }
     t
 };
+
+/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case,
+/// compared eight bytes at a time. `| 0x20` folds exactly here: the only other bytes it maps
+/// onto `-` or a digit are control characters, which a token cannot hold.
+fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
+    for (x, y) in (&mut a).zip(&mut b) {
+        let word = |c: &[u8]| c.try_into().map_or(0, u64::from_le_bytes);
+        if word(x) | FOLD != word(y) {
+            return false;
+        }
+    }
+    a.remainder().iter().zip(b.remainder()).all(|(x, y)| x | 0x20 == *y)
+}
 
 /// Compact forms, built at compile time: `a`..=`z` → kind.
 static BY_LETTER: [HeaderKind; 26] = {
@@ -186,18 +249,17 @@ impl HeaderKind {
                     HeaderKind::Other
                 }
             }
-            [first, .., last] => {
-                let mut s = slot_of(name.len(), *first, *last);
-                // Terminates: under half the slots are filled, so an empty one is always reached.
-                loop {
-                    let i = BY_HASH.get(s).copied().unwrap_or(EMPTY);
-                    let Some((long, _, kind)) = NAMES.get(usize::from(i)) else {
-                        return HeaderKind::Other;
-                    };
-                    if long.as_bytes().eq_ignore_ascii_case(name) {
-                        return *kind;
+            [first, second, rest @ ..] => {
+                let last = rest.last().unwrap_or(second);
+                let s = slot(key(name.len(), *first, *second, *last), PERFECT.0);
+                let i = usize::from(PERFECT.1.get(s).copied().unwrap_or(EMPTY));
+                match (LOWER.get(i), NAMES.get(i)) {
+                    (Some((lower, len)), Some((_, _, kind)))
+                        if eq_folded(name, lower.get(..*len).unwrap_or_default()) =>
+                    {
+                        *kind
                     }
-                    s = (s + 1) & (SLOTS - 1);
+                    _ => HeaderKind::Other,
                 }
             }
         }

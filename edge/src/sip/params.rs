@@ -2,7 +2,7 @@
 //! values (`generic-param`, with LWS around `;` and `=` and quoted-string values).
 //! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
 
-use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, trim_lws};
+use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, hex_val, trim_lws};
 use super::error::{ErrorKind, Invalid};
 
 /// A checked parameter list, as it came (the bytes after the first `;`, or empty).
@@ -24,6 +24,9 @@ impl<'b> Params<'b> {
     /// Checks `raw` (the text after a first `;`) against `grammar`.
     pub(crate) fn parse(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
         let params = Params { raw };
+        if fast_check(raw, grammar) {
+            return Ok(params);
+        }
         let mut rest = raw;
         loop {
             let (one, next) = split_param(rest);
@@ -96,6 +99,51 @@ impl<'b> Iterator for ParamIter<'b> {
         self.rest = next;
         Some(name_value(one))
     }
+}
+
+/// One pass over a list without white space or quotes: true when it is valid by `grammar`
+/// (the same rules as the full check); false when the full check must decide (and report).
+fn fast_check(raw: &[u8], grammar: ParamGrammar) -> bool {
+    let mut name_len = 0usize;
+    let mut value: Option<(usize, bool, bool)> = None; // (length, all token, all hnv)
+    let mut i = 0;
+    while i <= raw.len() {
+        let b = raw.get(i).copied().unwrap_or(b';');
+        if b == b';' {
+            let value_ok = match value {
+                None => true,
+                Some((len, token, hnv)) => len > 0 && (grammar == ParamGrammar::Uri || token || hnv),
+            };
+            if name_len == 0 || !value_ok {
+                return false;
+            }
+            (name_len, value) = (0, None);
+            i += 1;
+            continue;
+        }
+        let step = if b == b'%' && grammar == ParamGrammar::Uri {
+            match (raw.get(i + 1).copied().and_then(hex_val), raw.get(i + 2).copied().and_then(hex_val)) {
+                (Some(_), Some(_)) => 3,
+                _ => return false,
+            }
+        } else {
+            1
+        };
+        match (&mut value, grammar) {
+            (None, _) if b == b'=' => value = Some((0, true, true)),
+            (None, ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => name_len += 1,
+            (None, ParamGrammar::Header) if TOKEN[b as usize] => name_len += 1,
+            (Some((len, _, _)), ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => *len += 1,
+            (Some((len, token, hnv)), ParamGrammar::Header) if TOKEN[b as usize] || HNV[b as usize] => {
+                *len += 1;
+                *token &= TOKEN[b as usize];
+                *hnv &= HNV[b as usize];
+            }
+            _ => return false,
+        }
+        i += step;
+    }
+    true
 }
 
 /// `token / host / quoted-string` (RFC 3261 `gen-value`).

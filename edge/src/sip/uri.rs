@@ -175,15 +175,18 @@ impl<'b> SipUri<'b> {
             && self.host.matches(&other.host)
             && self.port == other.port
             && MUST_MATCH.iter().all(|n| param_eq(self.params.get(n), other.params.get(n)))
-            && self.params.iter().all(|(n, v)| {
-                other
-                    .params
-                    .iter()
-                    .find(|(m, _)| unescaped_eq_ci(n, m))
-                    .is_none_or(|(_, w)| param_eq(Some(v), Some(w)))
+            // A name given twice counts by its first occurrence, on both sides alike.
+            && self.params.iter().all(|(n, _)| match first_param(&other.params, n) {
+                Some(theirs) => param_eq(first_param(&self.params, n), Some(theirs)),
+                None => true,
             })
             && opt_eq(self.headers, other.headers)
     }
+}
+
+/// The value of the first parameter whose name equals `name` once unescaped (any case).
+fn first_param<'b>(params: &Params<'b>, name: &[u8]) -> Option<Option<&'b [u8]>> {
+    params.iter().find(|(n, _)| unescaped_eq_ci(n, name)).map(|(_, v)| v)
 }
 
 impl<'b> TelUri<'b> {
@@ -295,13 +298,34 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
     if !all_in(raw, &HOSTNAME) {
         return Err(bad());
     }
-    let text = core::str::from_utf8(raw).map_err(|_| bad())?;
     if raw.last().is_some_and(u8::is_ascii_digit)
-        && let Ok(v4) = text.parse::<Ipv4Addr>()
+        && let Some(v4) = parse_ipv4(raw)
     {
         return Ok(Host::Ipv4(v4));
     }
-    Ok(Host::Name(text))
+    core::str::from_utf8(raw).map(Host::Name).map_err(|_| bad())
+}
+
+/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
+/// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
+            return None;
+        }
+        let mut n = 0u16;
+        for &d in p {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {
@@ -400,6 +424,19 @@ mod tests {
         assert_eq!(u.transport(), Some(&b"tls"[..]));
         assert_eq!(u.headers, Some(&b"Subject=hi&Priority=urgent"[..]));
 
+        for (raw, v4) in [
+            ("1.2.3.4", true),
+            ("255.255.255.255", true),
+            ("256.1.1.1", false),
+            ("1.2.3", false),
+            ("1.2.3.4.5", false),
+            ("01.2.3.4", false),
+            ("1..2.3", false),
+            ("1.2.3.x", false),
+        ] {
+            assert_eq!(parse_ipv4(raw.as_bytes()), raw.parse().ok(), "{raw}");
+            assert_eq!(parse_ipv4(raw.as_bytes()).is_some(), v4, "{raw}");
+        }
         let u = sip("sip:[::ffff:192.0.2.1]");
         assert_eq!(u.host, Host::Ipv6("::ffff:192.0.2.1".parse().unwrap()));
 
@@ -477,6 +514,9 @@ mod tests {
             assert!(!sip(a).equivalent(&sip(b)), "{a} != {b}");
         }
         assert!(unescaped_eq(b"sips%3Auser%40example.com", b"sips:user@example.com"));
+        // Found by the fuzzer: a parameter given twice must not make a URI differ from itself.
+        let twice = sip("sip:+1ip:+15551234567@198.51.100.10-5060;user=phon1.100.10-5060;user=phone");
+        assert!(twice.equivalent(&twice));
         assert!(!unescaped_eq(b"%00", b"%00%00"));
     }
 }
