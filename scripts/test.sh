@@ -14,5 +14,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== build"
 cargo build --workspace --bins
 scripts/check-rfc4475.sh target/debug/sipedge
+echo "== XDP object: the C source still compiles and passes the verdict table"
+scripts/build-xdp.sh --check
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
