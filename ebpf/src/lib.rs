@@ -16,6 +16,7 @@ mod events;
 pub mod frame;
 mod loader;
 mod maps;
+mod placement;
 pub mod policy;
 mod prefix;
 pub mod shared;
@@ -26,9 +27,10 @@ pub use error::Error;
 pub use events::DropEvents;
 pub use loader::{
     AttachMode, Attached, BPFFS_ROOT, MINIMAL_DROP_OBJECT, MINIMAL_PROGRAM, PROGRAM, SIPEDGE_XDP_OBJECT,
-    TestRunOutcome, XdpFilter, detach, is_attached, open_attached, pin_dir,
+    TestRunOutcome, XdpFilter, detach, ensure_bpffs, is_attached, open_attached, pin_dir,
 };
 pub use maps::{BlockEntry, FilterMaps, MAP_NAMES, Stats};
+pub use placement::{Placement, attach_interface, error_chain, place};
 pub use policy::Policy;
 pub use prefix::PrefixMap;
 pub use shared::Reason;

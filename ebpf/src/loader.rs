@@ -72,6 +72,28 @@ pub struct TestRunOutcome {
     pub per_run: Duration,
 }
 
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: libc::c_long = 0xcafe_4a11;
+
+/// Mounts bpffs on `/sys/fs/bpf` unless it is mounted already (a fresh machine has none).
+pub fn ensure_bpffs() -> Result<(), Error> {
+    const MOUNT_POINT: &std::ffi::CStr = c"/sys/fs/bpf";
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: MOUNT_POINT is NUL-terminated and `st` is a valid, writable statfs.
+    let r = unsafe { libc::statfs(MOUNT_POINT.as_ptr(), &mut st) };
+    if r == 0 && st.f_type == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    // SAFETY: every pointer is a NUL-terminated static string; data may be null.
+    let r =
+        unsafe { libc::mount(c"bpf".as_ptr(), MOUNT_POINT.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    if r != 0 {
+        return Err(Error::pin("/sys/fs/bpf")(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// The bpffs folder of `interface`'s pins.
 pub fn pin_dir(interface: &str) -> Result<PathBuf, Error> {
     let ok = !interface.is_empty()

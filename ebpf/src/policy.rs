@@ -209,10 +209,7 @@ mod tests {
         let mut p = Policy::default();
         p.scanner_signatures.push("x".repeat(MAX_SIG_LEN + 1));
         assert_eq!(p.validate(), Err(PolicyError::Signature { index: 8 }));
-        let p = Policy {
-            scanner_signatures: vec!["s".into(); MAX_SCANNER_SIGS + 1],
-            ..Policy::default()
-        };
+        let p = Policy { scanner_signatures: vec!["s".into(); MAX_SCANNER_SIGS + 1], ..Policy::default() };
         assert_eq!(p.validate(), Err(PolicyError::TooManySignatures));
     }
 

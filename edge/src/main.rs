@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::config::Config;
 
+mod cli;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -29,6 +31,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// The XDP filter in the kernel: attach, detach, block, unblock, stats.
+    Xdp {
+        #[command(subcommand)]
+        command: cli::xdp::XdpCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, check } => run(config, check),
+        Command::Xdp { command } => cli::xdp::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,3 @@
+//! Operator subcommands of the `sipedge` binary, one module each.
+
+pub(crate) mod xdp;
