@@ -59,6 +59,14 @@ pub enum Error {
         /// Where its pins would be.
         path: PathBuf,
     },
+    /// More allow-listed plus blocked prefixes than the source trie holds.
+    #[error("more than {max} allow-listed and blocked {family} prefixes")]
+    TooManyPrefixes {
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The trie's size.
+        max: usize,
+    },
     /// The interface name cannot be a bpffs folder name.
     #[error("invalid interface name {0:?}")]
     InterfaceName(String),

@@ -20,6 +20,7 @@ mod placement;
 pub mod policy;
 mod prefix;
 pub mod shared;
+mod srctrie;
 pub mod userspace;
 
 pub use clock::{deadline_ns, monotonic_ns};

@@ -12,18 +12,17 @@ use ipnet::IpNet;
 use crate::error::Error;
 use crate::policy::Policy;
 use crate::shared::{
-    AllowValue, BlockValue, Counter, FilterConfig, MAX_SCANNER_SIGS, PORT_TCP, PORT_UDP, REASON_COUNT,
-    Reason, ScannerSig, V4Addr, V6Addr,
+    Counter, FilterConfig, MAX_SCANNER_SIGS, MAX_SRC_ENTRIES, PORT_TCP, PORT_UDP, REASON_COUNT, Reason,
+    ScannerSig, SrcValue, V4Addr, V6Addr,
 };
+use crate::srctrie::{Own, Prefix, derive, mask};
 
 /// Names of every map the loader pins (the ring buffer and the state maps included).
-pub const MAP_NAMES: [&str; 13] = [
+pub const MAP_NAMES: [&str; 11] = [
     "config",
     "ports",
-    "allow_v4",
-    "allow_v6",
-    "block_v4",
-    "block_v6",
+    "src_v4",
+    "src_v6",
     "rate_src",
     "rate_global",
     "frags",
@@ -80,10 +79,8 @@ impl std::fmt::Display for Stats {
 pub struct FilterMaps {
     config: Array<MapData, FilterConfig>,
     ports: Array<MapData, u8>,
-    allow_v4: LpmTrie<MapData, V4Addr, AllowValue>,
-    allow_v6: LpmTrie<MapData, V6Addr, AllowValue>,
-    block_v4: LpmTrie<MapData, V4Addr, BlockValue>,
-    block_v6: LpmTrie<MapData, V6Addr, BlockValue>,
+    src_v4: LpmTrie<MapData, V4Addr, SrcValue>,
+    src_v6: LpmTrie<MapData, V6Addr, SrcValue>,
     scanner_sigs: Array<MapData, ScannerSig>,
     counters: PerCpuArray<MapData, Counter>,
 }
@@ -106,10 +103,8 @@ impl FilterMaps {
         Ok(FilterMaps {
             config: convert("config", get("config")?)?,
             ports: convert("ports", get("ports")?)?,
-            allow_v4: convert("allow_v4", get("allow_v4")?)?,
-            allow_v6: convert("allow_v6", get("allow_v6")?)?,
-            block_v4: convert("block_v4", get("block_v4")?)?,
-            block_v6: convert("block_v6", get("block_v6")?)?,
+            src_v4: convert("src_v4", get("src_v4")?)?,
+            src_v6: convert("src_v6", get("src_v6")?)?,
             scanner_sigs: convert("scanner_sigs", get("scanner_sigs")?)?,
             counters: convert("counters", get("counters")?)?,
         })
@@ -174,82 +169,101 @@ impl FilterMaps {
     /// Makes the allow-list exactly `sources` (each prefix with its trunk index): adds what is
     /// missing, removes what is no longer listed. Returns (added, removed).
     pub fn sync_allow_list(&mut self, sources: &[(IpNet, u32)]) -> Result<(usize, usize), Error> {
-        let mut want4: HashMap<(u32, V4Addr), u32> = HashMap::new();
-        let mut want6: HashMap<(u32, V6Addr), u32> = HashMap::new();
+        let (mut want4, mut want6) = (HashMap::new(), HashMap::new());
         for (net, trunk) in sources {
             match net.trunc() {
                 IpNet::V4(n) => want4.insert((n.prefix_len().into(), n.addr().octets()), *trunk),
                 IpNet::V6(n) => want6.insert((n.prefix_len().into(), n.addr().octets()), *trunk),
             };
         }
-        let (a4, r4) = sync_trie(&mut self.allow_v4, "allow_v4", want4)?;
-        let (a6, r6) = sync_trie(&mut self.allow_v6, "allow_v6", want6)?;
-        Ok((a4 + a6, r4 + r6))
+        let mut counts = (0, 0);
+        self.edit(|own4, own6| {
+            let (a4, r4) = set_allows(own4, &want4);
+            let (a6, r6) = set_allows(own6, &want6);
+            counts = (a4 + a6, r4 + r6);
+        })?;
+        Ok(counts)
     }
 
     /// Blocks `net` until `expires_ns` (`CLOCK_MONOTONIC`; 0: never).
     pub fn block(&mut self, net: IpNet, expires_ns: u64) -> Result<(), Error> {
-        let v = BlockValue { expires_ns };
-        match net.trunc() {
-            IpNet::V4(n) => self
-                .block_v4
-                .insert(&Key::new(n.prefix_len().into(), n.addr().octets()), v, 0)
-                .map_err(Error::map("block_v4")),
-            IpNet::V6(n) => self
-                .block_v6
-                .insert(&Key::new(n.prefix_len().into(), n.addr().octets()), v, 0)
-                .map_err(Error::map("block_v6")),
-        }
+        self.edit(|own4, own6| match net.trunc() {
+            IpNet::V4(n) => {
+                own4.entry((n.prefix_len().into(), n.addr().octets())).or_default().block = Some(expires_ns)
+            }
+            IpNet::V6(n) => {
+                own6.entry((n.prefix_len().into(), n.addr().octets())).or_default().block = Some(expires_ns)
+            }
+        })
     }
 
     /// Unblocks `net`; false if it was not blocked.
     pub fn unblock(&mut self, net: IpNet) -> Result<bool, Error> {
-        let r = match net.trunc() {
-            IpNet::V4(n) => self.block_v4.remove(&Key::new(n.prefix_len().into(), n.addr().octets())),
-            IpNet::V6(n) => self.block_v6.remove(&Key::new(n.prefix_len().into(), n.addr().octets())),
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
-            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(false)
-            }
-            Err(e) => Err(Error::map("block")(e)),
-        }
+        let mut found = false;
+        self.edit(|own4, own6| {
+            let slot = match net.trunc() {
+                IpNet::V4(n) => {
+                    own4.get_mut(&(n.prefix_len().into(), n.addr().octets())).map(|o| &mut o.block)
+                }
+                IpNet::V6(n) => {
+                    own6.get_mut(&(n.prefix_len().into(), n.addr().octets())).map(|o| &mut o.block)
+                }
+            };
+            found = slot.and_then(Option::take).is_some();
+        })?;
+        Ok(found)
     }
 
     /// Every blocklist entry.
     pub fn blocked(&self) -> Result<Vec<BlockEntry>, Error> {
-        let mut out = Vec::new();
-        for item in self.block_v4.iter() {
-            let (k, v) = item.map_err(Error::map("block_v4"))?;
-            let addr = IpAddr::from(k.data());
-            if let Ok(net) = IpNet::new(addr, u8::try_from(k.prefix_len()).unwrap_or(32)) {
-                out.push(BlockEntry { net, expires_ns: v.expires_ns });
-            }
-        }
-        for item in self.block_v6.iter() {
-            let (k, v) = item.map_err(Error::map("block_v6"))?;
-            let addr = IpAddr::from(k.data());
-            if let Ok(net) = IpNet::new(addr, u8::try_from(k.prefix_len()).unwrap_or(128)) {
-                out.push(BlockEntry { net, expires_ns: v.expires_ns });
-            }
-        }
-        Ok(out)
+        let (own4, own6) = (read_own(&self.src_v4, "src_v4")?, read_own(&self.src_v6, "src_v6")?);
+        let v4 = own4.into_iter().filter_map(|((len, a), o)| Some((IpAddr::from(a), len, o.block?)));
+        let v6 = own6.into_iter().filter_map(|((len, a), o)| Some((IpAddr::from(a), len, o.block?)));
+        Ok(v4
+            .chain(v6)
+            .filter_map(|(addr, len, expires_ns)| {
+                Some(BlockEntry { net: IpNet::new(addr, u8::try_from(len).ok()?).ok()?, expires_ns })
+            })
+            .collect())
     }
 
     /// Removes blocklist entries whose deadline is at or before `now_ns`; returns how many.
     pub fn sweep_expired(&mut self, now_ns: u64) -> Result<usize, Error> {
-        let expired: Vec<IpNet> = self
-            .blocked()?
-            .into_iter()
-            .filter(|e| e.expires_ns != 0 && e.expires_ns <= now_ns)
-            .map(|e| e.net)
-            .collect();
-        for net in &expired {
-            self.unblock(*net)?;
+        let mut swept = 0;
+        self.edit(|own4, own6| {
+            let expired = |o: &mut Own| {
+                if o.block.is_some_and(|e| e != 0 && e <= now_ns) {
+                    o.block = None;
+                    true
+                } else {
+                    false
+                }
+            };
+            swept = own4.values_mut().map(expired).filter(|e| *e).count()
+                + own6.values_mut().map(expired).filter(|e| *e).count();
+        })?;
+        Ok(swept)
+    }
+
+    /// Reads both source tries, lets `f` change the own listings, and writes back what changed
+    /// (new and updated entries first, removals last). O(entries) map operations.
+    fn edit(
+        &mut self,
+        f: impl FnOnce(&mut HashMap<Prefix<4>, Own>, &mut HashMap<Prefix<16>, Own>),
+    ) -> Result<(), Error> {
+        let (old4, old6) = (read_trie(&self.src_v4, "src_v4")?, read_trie(&self.src_v6, "src_v6")?);
+        let mut own4: HashMap<_, _> = old4.iter().map(|(k, v)| (*k, Own::of(v))).collect();
+        let mut own6: HashMap<_, _> = old6.iter().map(|(k, v)| (*k, Own::of(v))).collect();
+        f(&mut own4, &mut own6);
+        own4.retain(|_, o| o.is_listed());
+        own6.retain(|_, o| o.is_listed());
+        for (family, len) in [("IPv4", own4.len()), ("IPv6", own6.len())] {
+            if len > MAX_SRC_ENTRIES {
+                return Err(Error::TooManyPrefixes { family, max: MAX_SRC_ENTRIES });
+            }
         }
-        Ok(expired.len())
+        write_trie(&mut self.src_v4, "src_v4", &old4, &derive(&own4))?;
+        write_trie(&mut self.src_v6, "src_v6", &old6, &derive(&own6))
     }
 
     /// The verdict counters summed over CPUs.
@@ -272,27 +286,72 @@ pub(crate) fn open_pin(dir: &Path, name: &'static str) -> Result<Map, Error> {
     Map::from_map_data(data).map_err(Error::map(name))
 }
 
-fn sync_trie<A: aya::Pod + Eq + std::hash::Hash>(
-    trie: &mut LpmTrie<MapData, A, AllowValue>,
-    name: &'static str,
-    mut want: HashMap<(u32, A), u32>,
-) -> Result<(usize, usize), Error> {
-    let mut stale = Vec::new();
-    for item in trie.iter() {
-        let (k, v) = item.map_err(Error::map(name))?;
-        let key = (k.prefix_len(), k.data());
-        if want.get(&key) == Some(&v.trunk) {
-            want.remove(&key);
-        } else if !want.contains_key(&key) {
-            stale.push(key);
+/// Makes the own allow entries of one family exactly `want`; returns (added, removed).
+fn set_allows<const N: usize>(
+    own: &mut HashMap<Prefix<N>, Own>,
+    want: &HashMap<Prefix<N>, u32>,
+) -> (usize, usize) {
+    let mut removed = 0;
+    for (k, o) in own.iter_mut() {
+        if o.allow.is_some() && !want.contains_key(k) {
+            o.allow = None;
+            removed += 1;
         }
     }
-    for (len, data) in &stale {
-        trie.remove(&Key::new(*len, *data)).map_err(Error::map(name))?;
+    let mut added = 0;
+    for (k, trunk) in want {
+        let o = own.entry(*k).or_default();
+        if o.allow.is_none() {
+            added += 1;
+        }
+        o.allow = Some(*trunk);
     }
-    let added = want.len();
-    for ((len, data), trunk) in want {
-        trie.insert(&Key::new(len, data), AllowValue { trunk }, 0).map_err(Error::map(name))?;
+    (added, removed)
+}
+
+fn read_trie<const N: usize>(
+    trie: &LpmTrie<MapData, [u8; N], SrcValue>,
+    name: &'static str,
+) -> Result<HashMap<Prefix<N>, SrcValue>, Error>
+where
+    [u8; N]: aya::Pod,
+{
+    trie.iter()
+        .map(|item| {
+            let (k, v) = item.map_err(Error::map(name))?;
+            Ok(((k.prefix_len(), mask(k.data(), k.prefix_len())), v))
+        })
+        .collect()
+}
+
+fn read_own<const N: usize>(
+    trie: &LpmTrie<MapData, [u8; N], SrcValue>,
+    name: &'static str,
+) -> Result<HashMap<Prefix<N>, Own>, Error>
+where
+    [u8; N]: aya::Pod,
+{
+    Ok(read_trie(trie, name)?.into_iter().map(|(k, v)| (k, Own::of(&v))).collect())
+}
+
+fn write_trie<const N: usize>(
+    trie: &mut LpmTrie<MapData, [u8; N], SrcValue>,
+    name: &'static str,
+    old: &HashMap<Prefix<N>, SrcValue>,
+    new: &HashMap<Prefix<N>, SrcValue>,
+) -> Result<(), Error>
+where
+    [u8; N]: aya::Pod,
+{
+    for (&(len, addr), v) in new {
+        if old.get(&(len, addr)) != Some(v) {
+            trie.insert(&Key::new(len, addr), *v, 0).map_err(Error::map(name))?;
+        }
     }
-    Ok((added, stale.len()))
+    for &(len, addr) in old.keys() {
+        if !new.contains_key(&(len, addr)) {
+            trie.remove(&Key::new(len, addr)).map_err(Error::map(name))?;
+        }
+    }
+    Ok(())
 }

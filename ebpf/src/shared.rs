@@ -5,10 +5,16 @@
 pub const MAX_SIG_LEN: usize = 32;
 /// Scanner signatures the program holds (`MAX_SCANNER_SIGS`).
 pub const MAX_SCANNER_SIGS: usize = 16;
-/// Trunk CIDRs per family (`MAX_ALLOW_ENTRIES`).
-pub const MAX_ALLOW_ENTRIES: usize = 16_384;
-/// Blocked prefixes per family (`MAX_BLOCK_ENTRIES`).
-pub const MAX_BLOCK_ENTRIES: usize = 65_536;
+/// Allow-listed plus blocked prefixes per family (`MAX_SRC_ENTRIES`).
+pub const MAX_SRC_ENTRIES: usize = 81_920;
+/// `src_value.flags`: an allow-listed prefix covers the entry (`SRC_ALLOWED`).
+pub const SRC_ALLOWED: u32 = 1;
+/// `src_value.flags`: a blocked prefix covers the entry (`SRC_BLOCKED`).
+pub const SRC_BLOCKED: u32 = 2;
+/// `src_value.flags`: the prefix itself is allow-listed (`OWN_ALLOW`).
+pub const OWN_ALLOW: u32 = 4;
+/// `src_value.flags`: the prefix itself is blocked (`OWN_BLOCK`).
+pub const OWN_BLOCK: u32 = 8;
 /// Bytes of the UDP payload scanned for signatures (`SCAN_MAX_BYTES`).
 pub const SCAN_MAX_BYTES: usize = 1024;
 /// Offset of the UDP payload in the frame past which it is not scanned (`MAX_PAYLOAD_OFF`).
@@ -73,20 +79,18 @@ pub type V4Addr = [u8; 4];
 /// IPv6 address bytes of an LPM key.
 pub type V6Addr = [u8; 16];
 
-/// `struct allow_value`.
+/// `struct src_value`: one entry of the source tries (allow-list and blocklist together).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AllowValue {
-    /// Index of the trunk the prefix belongs to.
+pub struct SrcValue {
+    /// Effective deadline of the covering blocks (`CLOCK_MONOTONIC` ns; 0: one never expires).
+    pub block_expires_ns: u64,
+    /// This prefix's own block deadline (with [`OWN_BLOCK`]); 0: never.
+    pub own_block_expires_ns: u64,
+    /// [`SRC_ALLOWED`] | [`SRC_BLOCKED`] | [`OWN_ALLOW`] | [`OWN_BLOCK`].
+    pub flags: u32,
+    /// Trunk index of this prefix's own allow entry.
     pub trunk: u32,
-}
-
-/// `struct block_value`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BlockValue {
-    /// `CLOCK_MONOTONIC` deadline in ns; 0: never expires.
-    pub expires_ns: u64,
 }
 
 /// `struct counter`.
@@ -132,8 +136,7 @@ pub struct DropEvent {
 }
 
 const _: () = assert!(size_of::<FilterConfig>() == 72);
-const _: () = assert!(size_of::<AllowValue>() == 4);
-const _: () = assert!(size_of::<BlockValue>() == 8);
+const _: () = assert!(size_of::<SrcValue>() == 24);
 const _: () = assert!(size_of::<Counter>() == 16);
 const _: () = assert!(size_of::<ScannerSig>() == 36);
 const _: () = assert!(size_of::<DropEvent>() == 40);
@@ -142,9 +145,7 @@ const _: () = assert!(size_of::<DropEvent>() == 40);
 // implicit padding (the size assertions above pin the layouts to the C side).
 unsafe impl aya::Pod for FilterConfig {}
 // SAFETY: as above.
-unsafe impl aya::Pod for AllowValue {}
-// SAFETY: as above.
-unsafe impl aya::Pod for BlockValue {}
+unsafe impl aya::Pod for SrcValue {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Counter {}
 // SAFETY: as above.

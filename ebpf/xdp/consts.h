@@ -11,8 +11,7 @@
 #define MAX_IPV6_EXT_HDRS 6
 
 /* Map sizes (entries). */
-#define MAX_ALLOW_ENTRIES 16384  /* trunk CIDRs per family */
-#define MAX_BLOCK_ENTRIES 65536  /* blocked prefixes per family */
+#define MAX_SRC_ENTRIES 81920    /* allow-listed + blocked prefixes per family (16 Ki + 64 Ki) */
 #define MAX_RATE_SOURCES 65536   /* LRU of unknown sources with a token bucket */
 #define MAX_FRAG_TRACKED 8192    /* LRU of fragmented datagrams whose first fragment was SIP */
 #define MAX_SCANNER_SIGS 16      /* configurable scanner signatures */
@@ -31,6 +30,12 @@
 
 /* Token bucket arithmetic: tokens are kept in nano-packets so that refill is integer. */
 #define NANO_PER_PACKET 1000000000ULL
+
+/* struct src_value.flags. */
+#define SRC_ALLOWED 1 /* some allow-listed prefix covers this entry */
+#define SRC_BLOCKED 2 /* some blocked prefix covers it (until block_expires_ns) */
+#define OWN_ALLOW 4   /* this prefix itself is allow-listed */
+#define OWN_BLOCK 8   /* this prefix itself is blocked */
 
 /* Ports map value bits. */
 #define PORT_UDP 1

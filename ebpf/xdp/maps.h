@@ -24,39 +24,22 @@ struct {
 	__type(value, __u8);
 } ports SEC(".maps");
 
-/* Trunk CIDRs (allow-list), per family. */
+/* Allow-listed and blocked prefixes, per family (struct src_value). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_ALLOW_ENTRIES);
+	__uint(max_entries, MAX_SRC_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct lpm_v4_key);
-	__type(value, struct allow_value);
-} allow_v4 SEC(".maps");
+	__type(value, struct src_value);
+} src_v4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_ALLOW_ENTRIES);
+	__uint(max_entries, MAX_SRC_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct lpm_v6_key);
-	__type(value, struct allow_value);
-} allow_v6 SEC(".maps");
-
-/* Blocked prefixes with expiry, per family. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_BLOCK_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct lpm_v4_key);
-	__type(value, struct block_value);
-} block_v4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_BLOCK_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct lpm_v6_key);
-	__type(value, struct block_value);
-} block_v6 SEC(".maps");
+	__type(value, struct src_value);
+} src_v6 SEC(".maps");
 
 /* Token bucket per unknown source (LRU: a spoofing flood evicts old sources, never fails). */
 struct {

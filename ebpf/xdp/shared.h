@@ -34,15 +34,16 @@ struct lpm_v6_key {
 	__u8 addr[16];
 };
 
-/* Allow-list value: which trunk the prefix belongs to (for user space; the program only needs
- * the hit). */
-struct allow_value {
-	__u32 trunk;
-};
-
-/* Blocklist value. */
-struct block_value {
-	__u64 expires_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) deadline; 0: never expires */
+/* Value of the source tries (src_v4, src_v6), which hold the allow-list and the blocklist
+ * together so that one longest-prefix lookup answers both. Every entry is an allow-listed
+ * and/or blocked prefix itself (OWN_*); user space derives the effective flags (SRC_*) from
+ * every listed prefix that covers the entry, so the longest match carries the whole answer. */
+struct src_value {
+	__u64 block_expires_ns;     /* effective: CLOCK_MONOTONIC deadline of the covering blocks
+				     * (the latest; 0 when one never expires) */
+	__u64 own_block_expires_ns; /* this prefix's own block deadline (with OWN_BLOCK); 0: never */
+	__u32 flags;                /* SRC_ALLOWED | SRC_BLOCKED | OWN_ALLOW | OWN_BLOCK */
+	__u32 trunk;                /* trunk index of this prefix's own allow entry */
 };
 
 /* Key of an unknown source's token bucket: IPv4 address, or the /64 of an IPv6 address. */

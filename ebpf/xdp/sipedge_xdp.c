@@ -139,36 +139,17 @@ static __always_inline int bucket_take(struct bucket *b, __u64 rate_pps, __u64 b
 	return 1;
 }
 
-static __always_inline int blocked(struct pkt *p, __u64 *now)
-{
-	struct block_value *b;
-	if (p->family == 4) {
-		struct lpm_v4_key k = {.prefixlen = 32};
-		__builtin_memcpy(k.addr, p->src, 4);
-		b = bpf_map_lookup_elem(&block_v4, &k);
-	} else {
-		struct lpm_v6_key k = {.prefixlen = 128};
-		__builtin_memcpy(k.addr, p->src, 16);
-		b = bpf_map_lookup_elem(&block_v6, &k);
-	}
-	if (!b)
-		return 0;
-	if (b->expires_ns == 0)
-		return 1;
-	*now = bpf_ktime_get_ns();
-	return b->expires_ns > *now;
-}
-
-static __always_inline int allowed(struct pkt *p)
+/* The source's entry in the tries: one longest-prefix lookup for allow-list and blocklist. */
+static __always_inline struct src_value *source_entry(struct pkt *p)
 {
 	if (p->family == 4) {
 		struct lpm_v4_key k = {.prefixlen = 32};
 		__builtin_memcpy(k.addr, p->src, 4);
-		return bpf_map_lookup_elem(&allow_v4, &k) != 0;
+		return bpf_map_lookup_elem(&src_v4, &k);
 	}
 	struct lpm_v6_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, p->src, 16);
-	return bpf_map_lookup_elem(&allow_v6, &k) != 0;
+	return bpf_map_lookup_elem(&src_v6, &k);
 }
 
 /* Unknown source under the rate-limit policy: its own bucket, then the global one, then the
@@ -206,10 +187,18 @@ static __always_inline int judge_source(struct xdp_md *ctx, struct pkt *p)
 {
 	__u32 zero = 0;
 	__u64 now = 0;
-	if (blocked(p, &now))
-		return R_DROP_BLOCK;
-	if (allowed(p))
-		return R_PASS_ALLOW;
+	struct src_value *s = source_entry(p);
+	if (s) {
+		if (s->flags & SRC_BLOCKED) {
+			if (s->block_expires_ns == 0)
+				return R_DROP_BLOCK;
+			now = bpf_ktime_get_ns();
+			if (s->block_expires_ns > now)
+				return R_DROP_BLOCK;
+		}
+		if (s->flags & SRC_ALLOWED)
+			return R_PASS_ALLOW;
+	}
 	struct filter_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg || cfg->unknown_policy != UNKNOWN_RATE_LIMIT)
 		return R_DROP_UNKNOWN;
