@@ -416,3 +416,81 @@ fn frag(mut s: FrameSpec, f: Fragment) -> Vec<u8> {
     s.fragment = f;
     s.build()
 }
+
+/// Generated payloads (line lengths, CR/LF/blank lines, case, signatures at every place, cut
+/// short) through the kernel's payload scan and the model's: the verdicts must agree one by one.
+#[test]
+fn scanner_scan_agrees_on_generated_payloads() {
+    const TEST: &str = "scanner_scan_agrees_on_generated_payloads";
+    /// Generated payloads; enough to put signatures at every word alignment and in the tail.
+    const PAYLOADS: usize = 1_500;
+    let policy = Policy {
+        unknown: Unknown::RateLimit,
+        per_source: Bucket { rate_pps: ebpf::policy::MAX_RATE_PPS, burst: ebpf::policy::MAX_BURST },
+        global: Bucket { rate_pps: ebpf::policy::MAX_RATE_PPS, burst: ebpf::policy::MAX_BURST },
+        sample_every: 0,
+        ..Policy::default()
+    };
+    let mut model = model(&policy);
+    let Some(mut k) = kernel(TEST, &policy) else { return };
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng >> 17;
+        rng % n
+    };
+    let names = [
+        "User-Agent:",
+        "user-agent:",
+        "USER-AGENT:",
+        "From:",
+        "from:",
+        "Via:",
+        "Subject:",
+        "f:",
+        "User-Agen:",
+    ];
+    let values = [
+        "friendly-scanner",
+        "\"sipvicious\" <sip:1@x>",
+        "  sipcli/1.8",
+        "\tPPLSIP",
+        "sipvicious",
+        "carrier/2.0",
+        "friendly",
+        "VaxSIPUserAgen",
+    ];
+    let (mut scanners, mut clean) = (0, 0);
+    for n in 0..PAYLOADS {
+        let mut payload = b"OPTIONS sip:100@192.0.2.1 SIP/2.0".to_vec();
+        for _ in 0..next(30) {
+            payload.extend_from_slice(if next(4) == 0 { b"\n" } else { b"\r\n" });
+            match next(5) {
+                0 => {
+                    payload.extend_from_slice(names[next(names.len() as u64) as usize].as_bytes());
+                    payload.extend_from_slice(values[next(values.len() as u64) as usize].as_bytes());
+                }
+                1 if next(8) == 0 => payload.extend_from_slice(b"\r\n"), // a blank line ends the headers
+                _ => payload.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, next(90) as usize)),
+            }
+        }
+        payload.truncate(payload.len() - next(4).min(payload.len() as u64) as usize);
+        let frame = udp("192.0.2.99", SIP, &payload).build();
+        let want = model.judge_frame(&frame, monotonic_ns());
+        let before = k.maps().expect("maps").stats().expect("stats");
+        let out = k.test_run(&frame, 1).expect("test_run");
+        let after = k.maps().expect("maps").stats().expect("stats");
+        let mut expect = [0u64; REASON_COUNT];
+        expect[want as usize] = 1;
+        assert_eq!(
+            after.packets_since(&before),
+            expect,
+            "payload {n}: {:?}",
+            String::from_utf8_lossy(&payload)
+        );
+        assert_eq!(out.action, want.xdp_action());
+        if want == Reason::DropScanner { scanners += 1 } else { clean += 1 }
+    }
+    assert!(scanners > 100 && clean > 100, "both outcomes exercised: {scanners} scanners, {clean} clean");
+}
