@@ -4,7 +4,9 @@
 use ipnet::IpNet;
 
 use crate::error::Error;
-use crate::loader::{AttachMode, Attached, SIPEDGE_XDP_OBJECT, XdpFilter, ensure_bpffs, pin_dir};
+use crate::loader::{
+    AttachMode, Attached, SIPEDGE_XDP_OBJECT, XdpFilter, detach, ensure_bpffs, is_attached, pin_dir,
+};
 use crate::policy::{Policy, PolicyError};
 use crate::userspace::UserspaceFilter;
 
@@ -40,13 +42,21 @@ pub fn attach_interface(
     policy.validate()?;
     ensure_bpffs()?;
     let pins = pin_dir(interface)?;
-    let mut filter = XdpFilter::load(SIPEDGE_XDP_OBJECT, Some(&pins))?;
-    let maps = filter.maps()?;
-    maps.apply_policy(policy)?;
-    maps.sync_allow_list(allow)?;
-    maps.sweep_expired(crate::monotonic_ns())?;
-    let attached = filter.attach(interface, mode)?;
-    Ok((filter, attached))
+    let fresh = !is_attached(interface)?;
+    let result = (|| {
+        let mut filter = XdpFilter::load(SIPEDGE_XDP_OBJECT, Some(&pins))?;
+        let maps = filter.maps()?;
+        maps.apply_policy(policy)?;
+        maps.sync_allow_list(allow)?;
+        maps.sweep_expired(crate::monotonic_ns())?;
+        let attached = filter.attach(interface, mode)?;
+        Ok((filter, attached))
+    })();
+    if result.is_err() && fresh && pins.exists() {
+        // Leave no orphaned pins behind a failed first attach.
+        let _ = detach(interface);
+    }
+    result
 }
 
 /// Runs the filter in XDP on `interface` if possible, else in user space; logs which.
@@ -87,4 +97,24 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_an_interface_the_policy_runs_in_user_space() {
+        let p = place(None, AttachMode::Native, &Policy::default(), &[]).unwrap();
+        assert!(matches!(p, Placement::Userspace { ref why, .. } if why.contains("no [xdp] interface")));
+    }
+
+    #[test]
+    fn an_unusable_interface_falls_back_to_user_space_and_leaves_no_pins() {
+        const IFNAME: &str = "sxnosuchif0";
+        let p = place(Some(IFNAME), AttachMode::Native, &Policy::default(), &[]).unwrap();
+        let Placement::Userspace { why, .. } = p else { panic!("attached to a missing interface") };
+        assert!(!why.is_empty());
+        assert!(!pin_dir(IFNAME).unwrap().exists(), "pins removed after the failed attach");
+    }
 }

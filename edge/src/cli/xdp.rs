@@ -24,7 +24,9 @@ pub(crate) enum ModeArg {
 #[derive(Debug, Subcommand)]
 pub(crate) enum XdpCommand {
     /// Attach the filter (it stays attached after this command exits; state is kept across
-    /// re-attaches until `detach`).
+    /// re-attaches until `detach`). Pins live under /sys/fs/bpf/sipedge/<interface>/ of the
+    /// current mount namespace: to attach inside a network namespace use
+    /// `nsenter --net=/var/run/netns/NAME`, not `ip netns exec` (which remounts /sys).
     Attach {
         /// Interface to filter.
         #[arg(long, short)]
