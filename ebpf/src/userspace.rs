@@ -326,6 +326,31 @@ mod tests {
     }
 
     #[test]
+    fn datagram_entry_point_runs_the_same_policy() {
+        let policy = Policy {
+            unknown: Unknown::RateLimit,
+            per_source: Bucket { rate_pps: 1, burst: 1 },
+            ..Policy::default()
+        };
+        let mut f = UserspaceFilter::new(policy).unwrap();
+        f.set_allow_list(&[("203.0.113.0/24".parse().unwrap(), 0)]);
+        f.block("203.0.113.9/32".parse().unwrap(), 0);
+        let now = 100 * NANO_PER_PACKET;
+        let ok = b"OPTIONS sip:1@x SIP/2.0\r\nUser-Agent: carrier\r\n\r\n";
+        let scan = b"OPTIONS sip:1@x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n";
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(f.judge_datagram(ip("203.0.113.1"), Transport::Udp, 5060, ok, now), Reason::PassAllow);
+        assert_eq!(f.judge_datagram(ip("203.0.113.9"), Transport::Udp, 5060, ok, now), Reason::DropBlock);
+        assert_eq!(f.judge_datagram(ip("192.0.2.1"), Transport::Udp, 53, ok, now), Reason::PassNonSip);
+        assert_eq!(f.judge_datagram(ip("192.0.2.1"), Transport::Tcp, 5061, ok, now), Reason::PassRate);
+        assert_eq!(f.judge_datagram(ip("192.0.2.1"), Transport::Tcp, 5061, ok, now), Reason::DropRateSource);
+        assert_eq!(f.judge_datagram(ip("192.0.2.2"), Transport::Udp, 5060, scan, now), Reason::DropScanner);
+        assert_eq!(f.sweep(now), 1, "a permanent block stays");
+        assert!(f.unblock("203.0.113.9/32".parse().unwrap()));
+        assert_eq!(f.judge_datagram(ip("203.0.113.9"), Transport::Udp, 5060, ok, now), Reason::PassAllow);
+    }
+
+    #[test]
     fn ipv6_sources_share_a_bucket_per_64() {
         assert_eq!(
             rate_key("2001:db8:1:2:aaaa::1".parse().unwrap()),
