@@ -11,7 +11,7 @@ packages=(
   iproute2        # ip netns / veth for the XDP and proxy topologies
   linux-libc-dev  # linux/bpf.h, linux/if_ether.h ...
 )
-[[ ${SIPEDGE_BENCH:-} == 1 ]] && packages+=(kamailio kamailio-extra-modules nftables valgrind)
+[[ ${SIPEDGE_BENCH:-} == 1 ]] && packages+=(kamailio kamailio-extra-modules nftables valgrind ethtool)
 
 missing=()
 for p in "${packages[@]}"; do

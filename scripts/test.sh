@@ -14,6 +14,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== build"
 cargo build --workspace --bins
 scripts/check-rfc4475.sh target/debug/sipedge
+echo "== XDP object: the C source still compiles and passes the verdict table"
+scripts/build-xdp.sh --check
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -43,6 +43,11 @@ enum Command {
     /// DID routing: check the route decision for numbers.
     #[command(subcommand)]
     Did(cli::did::DidCommand),
+    /// The XDP filter in the kernel: attach, detach, block, unblock, stats.
+    Xdp {
+        #[command(subcommand)]
+        command: cli::xdp::XdpCommand,
+    },
     /// SIP message tools.
     Sip {
         #[command(subcommand)]
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
             return cli::sip_lint::run(&files, json);
         }
         Command::Did(command) => cli::did::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Xdp { command } => cli::xdp::run(command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -2,3 +2,4 @@
 
 pub(crate) mod did;
 pub(crate) mod sip_lint;
+pub(crate) mod xdp;

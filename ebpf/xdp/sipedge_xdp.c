@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sipedge XDP filter. For traffic to a configured SIP port, in order: blocklist -> drop;
+ * allow-list -> pass; otherwise the unknown-source policy (drop, or a per-source token bucket
+ * under a global budget, with a scanner-signature check on what the buckets admit). Everything
+ * else passes untouched. Every verdict leaves through finish(), which counts it by reason.
+ * ebpf/src/userspace.rs is the same policy in Rust; one packet table tests both. */
+#include "consts.h"
+#include "shared.h"
+#include "maps.h"
+#include "parsing.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Offsets past these are not scanned (see scan_payload). */
+#define MAX_PAYLOAD_OFF 512
+/* Callers stay below this; the verifier needs the bound on a global function's argument. */
+#define MAX_LINE_OFF (MAX_PAYLOAD_OFF + SCAN_MAX_BYTES + HDR_UA_LEN + MAX_VALUE_SKIP)
+/* A power-of-two mask at least MAX_LINE_OFF: after the range check, masking tells the verifier
+ * the bound even where the compiler tested a different copy of the register. */
+#define OFF_MASK 0x7ff
+_Static_assert(MAX_LINE_OFF <= OFF_MASK, "OFF_MASK must cover MAX_LINE_OFF");
+/* x & mask, computed where the compiler cannot drop the mask as redundant. */
+#define BOUNDED(x, mask)                                                                   \
+	({                                                                                 \
+		__u32 v_ = (x);                                                            \
+		asm volatile("" : "+r"(v_));                                               \
+		v_ & (mask);                                                               \
+	})
+
+/* 1 when the bytes at frame offset off start with signature sig (case-insensitive).
+ * A global function: the verifier checks it once, not once per call site. */
+__noinline int match_sig(struct xdp_md *ctx, __u32 off, __u32 sig_index)
+{
+	struct scanner_sig *sig = bpf_map_lookup_elem(&scanner_sigs, &sig_index);
+	if (!sig || sig->len == 0 || sig->len > MAX_SIG_LEN || off > MAX_LINE_OFF)
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *p = data + BOUNDED(off, OFF_MASK);
+	for (__u32 i = 0; i < MAX_SIG_LEN; i++) {
+		if (i >= sig->len)
+			return 1;
+		if ((void *)(p + i + 1) > end)
+			return 0;
+		if (fold(p[i]) != sig->bytes[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* Folded header names whose values are matched. */
+static const char HDR_UA[HDR_UA_LEN] = "user-agent:";
+static const char HDR_FROM[HDR_FROM_LEN] = "from:";
+
+/* 1 when the header line at frame offset off is a User-Agent or From whose value starts with a
+ * configured scanner signature. */
+__noinline int match_line(struct xdp_md *ctx, __u32 off, __u32 nsigs)
+{
+	if (off > MAX_LINE_OFF)
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *p = data + BOUNDED(off, OFF_MASK);
+	if ((void *)(p + HDR_UA_LEN + MAX_VALUE_SKIP) > end)
+		return 0;
+	__u32 vlen = 0;
+	int ua = 1, from = 1;
+#pragma unroll
+	for (int i = 0; i < HDR_UA_LEN; i++)
+		ua &= fold(p[i]) == (__u8)HDR_UA[i];
+#pragma unroll
+	for (int i = 0; i < HDR_FROM_LEN; i++)
+		from &= fold(p[i]) == (__u8)HDR_FROM[i];
+	if (ua)
+		vlen = HDR_UA_LEN;
+	else if (from)
+		vlen = HDR_FROM_LEN;
+	else
+		return 0;
+	__u32 v = off + vlen;
+#pragma unroll
+	for (int i = 0; i < MAX_VALUE_SKIP; i++) {
+		__u8 b = p[vlen + i];
+		if (b != ' ' && b != '\t' && b != '"')
+			break;
+		v++;
+	}
+	for (__u32 s = 0; s < MAX_SCANNER_SIGS; s++) {
+		if (s >= nsigs)
+			break;
+		if (match_sig(ctx, v, s))
+			return 1;
+	}
+	return 0;
+}
+
+/* Newline at payload index i (frame offset off + i): -1 at the blank line that ends the
+ * headers, 1 when the next line carries a signature, 0 otherwise. The caller has checked that
+ * p[i + 1] is inside the packet. Lines that cannot be User-Agent or From (first letter other
+ * than u/f) are skipped without a call. */
+static __always_inline int at_newline(struct xdp_md *ctx, __u32 off, __u32 i, __u8 next, __u32 nsigs)
+{
+	if (next == '\r' || next == '\n')
+		return -1;
+	next |= 0x20;
+	if (next != 'u' && next != 'f')
+		return 0;
+	return match_line(ctx, off + i + 1, nsigs);
+}
+
+#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define WORD 8
+
+/* 1 when a header line of the UDP payload at frame offset off carries a scanner signature.
+ * Reads at most SCAN_MAX_BYTES and stops at the blank line that ends the headers. Words of
+ * 8 bytes without a newline are skipped with one test (SWAR); the rest goes byte by byte. */
+__noinline int scan_payload(struct xdp_md *ctx, __u32 off, __u32 nsigs)
+{
+	if (off > MAX_PAYLOAD_OFF || nsigs == 0)
+		return 0;
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u8 *p = data + BOUNDED(off, OFF_MASK);
+	__u32 i = 0;
+	for (__u32 w = 0; w < SCAN_MAX_BYTES / WORD - 1; w++) {
+		i = w * WORD;
+		if ((void *)(p + i + WORD + 1) > end)
+			break;
+		__u64 x = *(__u64 *)(p + i) ^ NEWLINES;
+		if (((x - ONES) & ~x & HIGHS) == 0)
+			continue;
+#pragma unroll
+		for (__u32 b = 0; b < WORD; b++) {
+			if (p[i + b] != '\n')
+				continue;
+			int r = at_newline(ctx, off, i + b, p[i + b + 1], nsigs);
+			if (r)
+				return r > 0;
+		}
+		i += WORD;
+	}
+	/* The tail (fewer than WORD + 1 bytes left, or the last word of the window): bytewise. */
+	for (__u32 k = 0; k < 2 * WORD; k++, i++) {
+		if (i + 1 >= SCAN_MAX_BYTES || (void *)(p + i + 2) > end)
+			return 0;
+		if (p[i] != '\n')
+			continue;
+		int r = at_newline(ctx, off, i, p[i + 1], nsigs);
+		if (r)
+			return r > 0;
+	}
+	return 0;
+}
+
+/* Takes one token from bucket b (refilled at rate_pps up to burst); 1 when admitted. */
+static __always_inline int bucket_take(struct bucket *b, __u64 rate_pps, __u64 burst,
+				       __u64 full_ns, __u64 now)
+{
+	__u64 cap = burst * NANO_PER_PACKET;
+	__u64 elapsed = now > b->last_ns ? now - b->last_ns : 0;
+	__u64 tokens = b->tokens_nano;
+	if (elapsed >= full_ns)
+		tokens = cap;
+	else
+		tokens += elapsed * rate_pps;
+	if (tokens > cap)
+		tokens = cap;
+	b->last_ns = now;
+	if (tokens < NANO_PER_PACKET) {
+		b->tokens_nano = tokens;
+		return 0;
+	}
+	b->tokens_nano = tokens - NANO_PER_PACKET;
+	return 1;
+}
+
+/* The source's entry in the tries: one longest-prefix lookup for allow-list and blocklist. */
+static __always_inline struct src_value *source_entry(struct pkt *p)
+{
+	if (p->family == 4) {
+		struct lpm_v4_key k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, p->src, 4);
+		return bpf_map_lookup_elem(&src_v4, &k);
+	}
+	struct lpm_v6_key k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, p->src, 16);
+	return bpf_map_lookup_elem(&src_v6, &k);
+}
+
+/* Unknown source under the rate-limit policy: its own bucket, then the global one, then the
+ * scanner check (so a flood that the buckets refuse never pays for the payload scan). */
+static __always_inline int rate_limit(struct xdp_md *ctx, struct pkt *p,
+				      struct filter_config *cfg, __u64 now)
+{
+	if (now == 0)
+		now = bpf_ktime_get_ns();
+	struct rate_key k = {.family = p->family};
+	/* IPv4: the address; IPv6: its /64. */
+	__builtin_memcpy(k.addr, p->src, 8);
+	if (p->family == 4)
+		__builtin_memset(k.addr + 4, 0, 4);
+	struct bucket *b = bpf_map_lookup_elem(&rate_src, &k);
+	if (b) {
+		if (!bucket_take(b, cfg->src_rate_pps, cfg->src_burst, cfg->src_full_ns, now))
+			return R_DROP_RATE_SOURCE;
+	} else {
+		struct bucket fresh = {};
+		if (!bucket_take(&fresh, cfg->src_rate_pps, cfg->src_burst, cfg->src_full_ns, now))
+			return R_DROP_RATE_SOURCE;
+		bpf_map_update_elem(&rate_src, &k, &fresh, BPF_ANY);
+	}
+	__u32 zero = 0;
+	struct bucket *g = bpf_map_lookup_elem(&rate_global, &zero);
+	if (!g || !bucket_take(g, cfg->global_rate_pps, cfg->global_burst, cfg->global_full_ns, now))
+		return R_DROP_RATE_GLOBAL;
+	if (p->proto == IPPROTO_UDP && scan_payload(ctx, p->payload_off, cfg->scanner_count))
+		return R_DROP_SCANNER;
+	return R_PASS_RATE;
+}
+
+static __always_inline int judge_source(struct xdp_md *ctx, struct pkt *p)
+{
+	__u32 zero = 0;
+	__u64 now = 0;
+	struct src_value *s = source_entry(p);
+	if (s) {
+		if (s->flags & SRC_BLOCKED) {
+			if (s->block_expires_ns == 0)
+				return R_DROP_BLOCK;
+			now = bpf_ktime_get_ns();
+			if (s->block_expires_ns > now)
+				return R_DROP_BLOCK;
+		}
+		if (s->flags & SRC_ALLOWED)
+			return R_PASS_ALLOW;
+	}
+	struct filter_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg || cfg->unknown_policy != UNKNOWN_RATE_LIMIT)
+		return R_DROP_UNKNOWN;
+	return rate_limit(ctx, p, cfg, now);
+}
+
+static __always_inline void frag_key_of(struct frag_key *k, struct pkt *p)
+{
+	k->family = p->family;
+	k->id = p->frag_id;
+	__builtin_memcpy(k->src, p->src, 16);
+	__builtin_memcpy(k->dst, p->dst, 16);
+}
+
+/* A non-first fragment: judged by its datagram's first fragment, if that went to a SIP port. */
+static __always_inline int judge_later_fragment(struct pkt *p)
+{
+	struct frag_key k = {};
+	frag_key_of(&k, p);
+	struct frag_value *v = bpf_map_lookup_elem(&frags, &k);
+	if (!v)
+		return R_PASS_NON_SIP; /* first fragment unseen or not SIP */
+	__u32 zero = 0;
+	struct filter_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && cfg->frag_policy == FRAG_DROP)
+		return R_DROP_FRAG;
+	return v->reason >= R_DROP_BLOCK ? R_DROP_FRAG : R_PASS_FRAG;
+}
+
+/* Parses the frame into p. A global function: verified once, apart from the policy code.
+ * Returns PARSE_OK (p complete), PARSE_TRUNCATED, PARSE_OTHER (not IP), or PARSE_NOT_L4 (IP,
+ * but neither UDP nor TCP). */
+__noinline int parse_packet(struct xdp_md *ctx, struct pkt *p)
+{
+	if (!p)
+		return PARSE_TRUNCATED;
+	void *data = (void *)(long)ctx->data;
+	struct cursor c = {.pos = data, .end = (void *)(long)ctx->data_end};
+	__be16 proto;
+	if (parse_eth(&c, &proto) != PARSE_OK)
+		return PARSE_TRUNCATED;
+	int r;
+	if (proto == bpf_htons(ETH_P_IP))
+		r = parse_ipv4(&c, p);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		r = parse_ipv6(&c, p);
+	else
+		return PARSE_OTHER;
+	if (r != PARSE_OK || p->frag == FRAG_LATER)
+		return r;
+	r = parse_l4(&c, p);
+	if (r == PARSE_OTHER)
+		return PARSE_NOT_L4;
+	p->payload_off = c.pos - data;
+	return r;
+}
+
+static __always_inline int judge(struct xdp_md *ctx, struct pkt *p)
+{
+	int r = parse_packet(ctx, p);
+	if (r == PARSE_OTHER || r == PARSE_NOT_L4)
+		return R_PASS_NON_SIP;
+	if (r != PARSE_OK)
+		return R_PASS_MALFORMED;
+	if (p->frag == FRAG_LATER)
+		return judge_later_fragment(p);
+	__u32 port = p->dport;
+	__u8 *bits = bpf_map_lookup_elem(&ports, &port);
+	__u8 want = p->proto == IPPROTO_UDP ? PORT_UDP : PORT_TCP;
+	if (!bits || !(*bits & want))
+		return R_PASS_NON_SIP;
+	int reason = judge_source(ctx, p);
+	if (p->frag == FRAG_FIRST) {
+		struct frag_key k = {};
+		struct frag_value v = {.reason = reason};
+		frag_key_of(&k, p);
+		bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+	}
+	return reason;
+}
+
+/* Samples one drop in sample_every per CPU into the ring buffer. */
+static __always_inline void report_drop(struct pkt *p, __u32 reason)
+{
+	__u32 zero = 0;
+	struct filter_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 *n = bpf_map_lookup_elem(&sample_ctr, &zero);
+	if (!cfg || !n || cfg->sample_every == 0)
+		return;
+	if (++*n < cfg->sample_every)
+		return;
+	*n = 0;
+	struct drop_event ev = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.family = p->family,
+		.reason = reason,
+		.sport = p->sport,
+		.dport = p->dport,
+		.proto = p->proto,
+	};
+	__builtin_memcpy(ev.addr, p->src, 16);
+	bpf_ringbuf_output(&drop_events, &ev, sizeof(ev), 0);
+}
+
+/* The one exit: count the verdict by reason, sample drops, return the action. */
+static __always_inline int finish(struct xdp_md *ctx, struct pkt *p, __u32 reason)
+{
+	__u32 key = reason;
+	struct counter *c = bpf_map_lookup_elem(&counters, &key);
+	if (c) {
+		c->packets++;
+		c->bytes += ctx->data_end - ctx->data;
+	}
+	if (reason < R_DROP_BLOCK)
+		return XDP_PASS;
+	report_drop(p, reason);
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int sipedge_xdp(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+	return finish(ctx, &p, judge(ctx, &p));
+}
