@@ -119,13 +119,29 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let router = Arc::new(Router::from_config(&config).context("routing")?);
     let io_config = IoConfig::from_edge(&config.edge);
     let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
+    let (policy, allow) = cli::xdp::policy_of(&config);
+    let mode = match config.xdp.as_ref().map(|x| x.mode) {
+        Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
+        _ => ebpf::AttachMode::Native,
+    };
+    let placement = ebpf::place(config.xdp.as_ref().map(|x| x.interface.as_str()), mode, &policy, &allow)
+        .context("the packet filter policy")?;
+    let filter = match &placement {
+        ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
+        ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
+    };
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let start = Instant::now();
     let workers = io::spawn(&io_config, |idx| EdgeWorker::new(Arc::clone(&engine), idx, start))
         .context("starting the UDP workers")?;
     let addrs: Vec<String> = workers.local_addrs().iter().map(|a| format!("udp:{a}")).collect();
     // One line on stdout says the edge is up and where (tests and scripts read it).
-    println!("sipedge: listening {} ({} workers, {})", addrs.join(" "), io_config.workers, workers.backend());
+    println!(
+        "sipedge: listening {} ({} workers, {}; filter: {filter})",
+        addrs.join(" "),
+        io_config.workers,
+        workers.backend()
+    );
     let signal = signals.forever().next();
     tracing::info!(?signal, "stopping");
     let counters = workers.counters();
