@@ -91,7 +91,7 @@ impl Harness {
     }
 
     fn take(&mut self) -> Vec<(SocketAddr, String)> {
-        self.sink.sent.drain(..).map(|(a, b)| (a, String::from_utf8(b).unwrap())).collect()
+        self.sink.sent.drain(..).map(|(a, b)| (a, String::from_utf8_lossy(&b).into_owned())).collect()
     }
 
     /// Advances virtual time to `t0 + at`, ticking every TICK.
@@ -392,4 +392,47 @@ fn probes_take_a_silent_target_down_and_an_answer_brings_it_back() {
     assert!(back);
     let out = h.recv(CARRIER, &invite("z9hG4bKhp2", "call-hp2", "+15551230000", 70));
     assert_eq!(out[1].0, addr(PBX1));
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mutated(base: String, at: usize, byte: u8, cut: usize) -> Vec<u8> {
+        let mut b = base.into_bytes();
+        let at = at % b.len();
+        b[at] = byte;
+        b.truncate(b.len() - cut % b.len());
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary and mutated datagrams from a trunk, a target and a stranger, with ticks in
+        /// between: the engine answers or drops, never panics, and its tables stay bounded.
+        #[test]
+        fn any_datagram_is_handled_without_panic(
+            raw in proptest::collection::vec(any::<u8>(), 0..1500),
+            at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>(),
+            from in 0usize..3,
+        ) {
+            let mut h = Harness::new();
+            let src = [CARRIER, PBX1, "198.18.0.1:5060"][from];
+            h.recv(src, std::str::from_utf8(&raw).unwrap_or(""));
+            h.engine.on_datagram(&mut h.worker, h.now, addr(src), 0, &raw, &mut h.sink);
+            let inv = invite("z9hG4bKp1", "call-p", "+15551230000", 70);
+            let out = h.recv(CARRIER, &inv);
+            let m = mutated(inv.clone(), at, byte, cut);
+            h.engine.on_datagram(&mut h.worker, h.now, addr(CARRIER), 0, &m, &mut h.sink);
+            if let Some((_, fwd)) = out.get(1) {
+                let resp = mutated(response_to(fwd, 180, "Ringing", Some("t")), at, byte, cut);
+                h.engine.on_datagram(&mut h.worker, h.now, addr(PBX1), 0, &resp, &mut h.sink);
+            }
+            // Retransmission and failover timers run too.
+            h.advance_to(Duration::from_secs(2));
+            prop_assert!(h.engine.transactions() <= 3);
+        }
+    }
 }
