@@ -1,0 +1,105 @@
+//! Operations routes: metrics, OpenAPI, stats, audit log, export and import.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, ApiError, ApiQuery, AppState, OPENAPI};
+use crate::config::{Config, ConfigError};
+use crate::metrics::CONTENT_TYPE;
+use crate::store::{AuditEntry, Counts, Diff, Listing, Page};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.plane.metrics().encode())
+}
+
+pub(super) async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Serialize)]
+pub(super) struct Stats {
+    /// Version of the snapshot in force.
+    policy_version: u64,
+    /// Stored objects.
+    counts: Counts,
+    /// Seconds since the API started.
+    uptime_secs: u64,
+}
+
+pub(super) async fn stats(State(s): State<AppState>) -> ApiResult<Json<Stats>> {
+    let counts = s.read(|st| st.counts()).await?;
+    Ok(Json(Stats {
+        policy_version: s.plane.publisher().current().version,
+        counts,
+        uptime_secs: s.started.elapsed().as_secs(),
+    }))
+}
+
+/// Filters of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AuditQuery {
+    object: Option<String>,
+    key: Option<String>,
+}
+
+pub(super) async fn audit(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<Listing<AuditEntry>>> {
+    s.read(move |st| st.audit(q.object.as_deref(), q.key.as_deref(), &page)).await.map(Json)
+}
+
+pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let plane = s.plane.clone();
+    let config = s.read(move |st| st.export(plane.base())).await?;
+    let text = toml::to_string(&config).map_err(|e| ApiError::Internal(format!("TOML: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/toml")], text))
+}
+
+/// `POST /v1/import?dry_run=true`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ImportQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// The diff of an import, whether it was applied, and the version that carries it.
+#[derive(Debug, Serialize)]
+pub(super) struct Imported {
+    diff: Diff,
+    applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+}
+
+pub(super) async fn import(
+    State(s): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    body: Bytes,
+) -> ApiResult<Json<Imported>> {
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::field("body", "not UTF-8"))?;
+    let config = match Config::from_toml(text) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid(errors)) => return Err(ApiError::BadRequest(errors)),
+        Err(e) => return Err(ApiError::field("body", e.to_string())),
+    };
+    if q.dry_run {
+        let diff = s.read(move |st| st.diff_config(&config)).await?;
+        return Ok(Json(Imported { diff, applied: false, version: None }));
+    }
+    s.write(move |st| {
+        let (diff, committed) = st.import_config(&actor, &config)?;
+        Ok((Imported { diff, applied: true, version: Some(committed.version) }, committed))
+    })
+    .await
+    .map(Json)
+}
