@@ -10,3 +10,6 @@ pub mod server;
 pub mod store;
 
 pub use server::{ControlHandle, ServeError, serve};
+
+#[cfg(test)]
+mod testutil;

@@ -77,7 +77,7 @@ impl IntoResponse for ApiError {
 
 /// The field a serde error is about: its path, or the name in "missing field `x`".
 fn serde_field(path: &str, message: &str) -> String {
-    if path != "." && !path.is_empty() {
+    if path != "." && path != "?" && !path.is_empty() {
         return path.to_owned();
     }
     let quoted = message.split('`').nth(1);

@@ -173,7 +173,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
-        let field = if path == "." {
+        let field = if path == "." || path == "?" {
             message.split('`').nth(1).filter(|_| message.contains("field")).unwrap_or("body").to_owned()
         } else {
             path

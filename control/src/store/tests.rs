@@ -1,31 +1,8 @@
 //! Store tests on real database files in a temporary directory.
 
-use std::path::PathBuf;
-
 use super::*;
 use crate::config::{Did, DidStatus, Target, Trunk};
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("sipedge-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    pub(crate) fn db(&self) -> PathBuf {
-        self.0.join("store.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::testutil::TempDir;
 
 const SEED: &str = r#"
 [control]
