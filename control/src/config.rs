@@ -308,7 +308,7 @@ pub struct Did {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// `in-use` (routed) or `free` (held in inventory, not routed: calls get 404). Default: `in-use`.
-    #[serde(default, skip_serializing_if = "DidStatus::is_in_use")]
+    #[serde(default)]
     pub status: DidStatus,
     /// Date (`YYYY-MM-DD`, UTC) the number became free; set by the store when status turns `free`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,10 +372,6 @@ impl DidStatus {
             Self::InUse => "in-use",
             Self::Free => "free",
         }
-    }
-
-    fn is_in_use(&self) -> bool {
-        *self == Self::InUse
     }
 }
 

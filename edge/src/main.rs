@@ -1,5 +1,7 @@
 //! `sipedge`: the SIP edge binary. Starts the planes (`run`) and carries the operator commands.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +31,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Operate a running sipedge through its control API.
+    Ctl(Box<cli::ctl::Ctl>),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, check } => run(config, check),
+        Command::Ctl(ctl) => cli::ctl::run(*ctl),
     };
     match result {
         Ok(code) => code,
@@ -71,5 +76,11 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     if check {
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::bail!("the proxy is not built yet: only `run --check` works in this version")
+    let control = control::serve(&config).context("control plane")?;
+    if let Some(token) = &control.admin_token {
+        println!("admin API token (shown once; also in {}): {token}", control.token_file.display());
+    }
+    tracing::warn!(api = %control.addr, "the proxy is not built yet: serving the control plane only");
+    control.wait().context("control plane")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,3 @@
+//! Operator commands of the `sipedge` binary.
+
+pub(crate) mod ctl;
