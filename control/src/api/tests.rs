@@ -403,3 +403,71 @@ fn publish_latency_of_api_changes() {
         "publish latency over the API (request sent → snapshot visible): mean {mean:?}, worst {worst:?} over {CHANGES} changes"
     );
 }
+
+/// The issue's scale: a bulk import of 1,000,000 DIDs over the API (streamed CSV, one
+/// transaction), the full reload the data plane does after it, then 1,000 single changes with
+/// their commit → visible latency while the million DIDs are stored. A measurement (prints
+/// figures, asserts only correctness): `cargo test -p control --release -- --ignored --nocapture
+/// million`.
+#[test]
+#[ignore = "measurement at scale (about a minute); run with --ignored --nocapture"]
+fn million_dids_then_a_thousand_changes() {
+    const ROWS: u64 = 1_000_000;
+    const CHANGES: u32 = 1_000;
+    let api = start();
+    let mut csv = String::with_capacity(40 * ROWS as usize);
+    csv.push_str("number,target,customer\n");
+    for i in 0..ROWS {
+        csv.push_str(&format!("+3120{i:07},pbx{},c{}\n", 1 + i % 2, i % 100));
+    }
+    let t = Instant::now();
+    let r = api.call(Method::POST, "/v1/dids/import", Some(&csv), Some(&api.token));
+    let import = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["created"].as_u64(), Some(ROWS));
+    let t = Instant::now();
+    let routed = api.handle.publisher().routed_dids().unwrap();
+    let reload = t.elapsed();
+    assert_eq!(routed.dids.len() as u64, ROWS + 1);
+    assert_eq!(routed.version, api.version());
+
+    let publisher = api.handle.publisher();
+    let mut events = publisher.subscribe();
+    let mut latencies = Vec::with_capacity(CHANGES as usize);
+    for i in 0..CHANGES {
+        let number = format!("+3120{:07}", u64::from(i) * 997 % ROWS);
+        let sent = Instant::now();
+        let r = if i % 2 == 0 {
+            api.send(Method::PUT, &format!("/v1/dids/{}", number.replace('+', "%2B")), &json!({"target": "pbx2"}))
+        } else {
+            api.call(Method::DELETE, &format!("/v1/dids/{}", number.replace('+', "%2B")), None, Some(&api.token))
+        };
+        assert!(r.status == 200 || r.status == 204 || r.status == 404, "{} {}", r.status, r.body);
+        if r.status == 404 {
+            continue;
+        }
+        let deadline = Instant::now() + EVENT_WAIT;
+        loop {
+            match events.try_recv() {
+                Ok(e) if matches!(&e.change, PolicyChange::Did { number: n, .. } if *n == number) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    assert!(Instant::now() < deadline, "no event for {number}");
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() - 1) * p / 100];
+    eprintln!(
+        "1M DIDs: import {import:?} ({:.0} rows/s), full reload {reload:?}; {} single changes over the API \
+         (request sent → snapshot visible): p50 {:?}, p99 {:?}, max {:?}",
+        ROWS as f64 / import.as_secs_f64(),
+        latencies.len(),
+        pct(50),
+        pct(99),
+        pct(100)
+    );
+}
