@@ -76,6 +76,21 @@ fn ctl_drives_a_live_api() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no token"));
 
+    // A second token, used through the environment, is the actor of its changes.
+    let bot = ok(&ctl(&config, &["token", "add", "noc-bot"])).trim().to_owned();
+    assert!(bot.starts_with("sipedge_") && bot != token, "{bot}");
+    let out = Command::new(tests::sipedge_bin())
+        .args(["ctl", "--config"])
+        .arg(&config)
+        .args(["did", "rm", "+18003569377"])
+        .env("SIPEDGE_TOKEN", &bot)
+        .output()
+        .unwrap();
+    ok(&out);
+    let audit = ok(&ctl(&config, &["audit", "--object", "did", "--key", "+18003569377"]));
+    assert!(audit.lines().last().unwrap().contains("noc-bot"), "{audit}");
+    assert!(ok(&ctl(&config, &["token", "list"])).contains("noc-bot"));
+
     // Bulk import from a file.
     let csv = dir.0.join("dids.csv");
     let mut text = String::from("number,target,customer,group,tag\n");
@@ -87,7 +102,7 @@ fn ctl_drives_a_live_api() {
     assert!(out.contains("imported 10000 rows (10000 new, 0 updated)"), "{out}");
     let listed = ok(&ctl(&config, &["--json", "did", "list", "--all"]));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(listed["items"].as_array().unwrap().len(), 10_002);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 10_001, "the seeded DID and the imported ones");
 
     // Blocklist, limits, trunks, audit.
     ok(&ctl(&config, &["block", "add", "192.0.2.7", "--ttl", "600", "--reason", "SIP scanner"]));

@@ -7,10 +7,10 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, ApiError, ApiQuery, AppState, OPENAPI};
+use super::{Actor, ApiError, ApiJson, ApiQuery, AppState, OPENAPI};
 use crate::config::{Config, ConfigError};
 use crate::metrics::CONTENT_TYPE;
-use crate::store::{AuditEntry, Counts, Diff, Listing, Page};
+use crate::store::{AuditEntry, Counts, Diff, Listing, Page, TokenInfo};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -102,4 +102,36 @@ pub(super) async fn import(
     })
     .await
     .map(Json)
+}
+
+pub(super) async fn list_tokens(State(s): State<AppState>) -> ApiResult<Json<Listing<TokenInfo>>> {
+    let items = s.read(|st| st.list_tokens()).await?;
+    Ok(Json(Listing { items, next: None }))
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewToken {
+    name: String,
+}
+
+/// A created token: shown once, never stored in clear.
+#[derive(Debug, Serialize)]
+pub(super) struct CreatedToken {
+    name: String,
+    token: String,
+}
+
+pub(super) async fn create_token(
+    State(s): State<AppState>,
+    Extension(Actor(actor)): Extension<Actor>,
+    ApiJson(new): ApiJson<NewToken>,
+) -> ApiResult<(axum::http::StatusCode, Json<CreatedToken>)> {
+    let plane = s.plane.clone();
+    let name = new.name.clone();
+    let token = tokio::task::spawn_blocking(move || plane.create_token(&actor, &new.name))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok((axum::http::StatusCode::CREATED, Json(CreatedToken { name, token })))
 }

@@ -93,6 +93,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/stats", get(admin::stats)),
         ("/v1/audit", get(admin::audit)),
         ("/v1/export", get(admin::export)),
+        ("/v1/tokens", get(admin::list_tokens).post(admin::create_token)),
         ("/v1/import", post(admin::import).layer(DefaultBodyLimit::max(MAX_TOML_BODY_BYTES))),
         ("/v1/trunks", get(resources::list_trunks).post(resources::create_trunk)),
         (

@@ -141,6 +141,20 @@ fn every_route_but_healthz_needs_the_token() {
     let r = api.call(Method::GET, "/v1/trunks", None, Some(&format!("{}x", api.token)));
     assert_eq!(r.status, 401);
     assert_eq!(api.get("/v1/trunks").status, 200);
+
+    // A second token works at once and is the actor of what it changes.
+    let r = api.send(Method::POST, "/v1/tokens", &json!({"name": "noc-bot"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let bot = r.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.send(Method::POST, "/v1/tokens", &json!({"name": "noc-bot"})).status, 409);
+    assert_eq!(api.send(Method::POST, "/v1/tokens", &json!({"name": "no spaces"})).fields(), ["name"]);
+    let r = api.call(Method::PUT, "/v1/dids/%2B15551230042", Some(r#"{"target": "pbx1"}"#), Some(&bot));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let audit = api.get("/v1/audit?object=did&key=%2B15551230042").json();
+    assert_eq!(audit["items"][0]["actor"], "noc-bot");
+    let names = api.get("/v1/tokens").json();
+    assert_eq!(names["items"].as_array().unwrap().len(), 2);
+    assert!(!names.to_string().contains(&bot), "tokens are never listed");
 }
 
 #[test]
@@ -438,9 +452,18 @@ fn million_dids_then_a_thousand_changes() {
         let number = format!("+3120{:07}", u64::from(i) * 997 % ROWS);
         let sent = Instant::now();
         let r = if i % 2 == 0 {
-            api.send(Method::PUT, &format!("/v1/dids/{}", number.replace('+', "%2B")), &json!({"target": "pbx2"}))
+            api.send(
+                Method::PUT,
+                &format!("/v1/dids/{}", number.replace('+', "%2B")),
+                &json!({"target": "pbx2"}),
+            )
         } else {
-            api.call(Method::DELETE, &format!("/v1/dids/{}", number.replace('+', "%2B")), None, Some(&api.token))
+            api.call(
+                Method::DELETE,
+                &format!("/v1/dids/{}", number.replace('+', "%2B")),
+                None,
+                Some(&api.token),
+            )
         };
         assert!(r.status == 200 || r.status == 204 || r.status == 404, "{} {}", r.status, r.body);
         if r.status == 404 {

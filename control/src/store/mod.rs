@@ -25,7 +25,7 @@ pub use dids::{CsvImport, DidQuery, MAX_IMPORT_ERRORS, MAX_IMPORT_ROWS, vanity_t
 pub use objects::{
     AclEntry, BlockRequest, Blocked as BlockedRow, Limits, MAX_BLOCK_TTL_SECS, NumberBlock, WriteMode,
 };
-pub use tokens::{TOKEN_PREFIX, hash_token, token_file_for};
+pub use tokens::{TOKEN_PREFIX, TokenInfo, hash_token, token_file_for};
 pub use transfer::{Diff, DiffEntry, DiffOp, MAX_DIFF_ENTRIES};
 
 /// How long a connection waits for another connection's write lock before failing.

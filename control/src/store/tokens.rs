@@ -16,6 +16,15 @@ pub const TOKEN_PREFIX: &str = "sipedge_";
 /// Random bytes in a token (256 bits).
 const TOKEN_RANDOM_BYTES: usize = 32;
 
+/// An API token as listed: its name and when it was created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenInfo {
+    /// Name (the audit log's actor).
+    pub name: String,
+    /// Creation time (UTC).
+    pub created: String,
+}
+
 /// Lower-case hex SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -113,6 +122,14 @@ impl Store {
 }
 
 impl Store {
+    /// Every token's name and creation time (never the token), by name.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT name, created FROM api_token ORDER BY name")?;
+        Ok(stmt
+            .query_map([], |r| Ok(TokenInfo { name: r.get(0)?, created: r.get(1)? }))?
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Every token as (SHA-256 hex, name).
     pub fn token_hashes(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT sha256, name FROM api_token")?;

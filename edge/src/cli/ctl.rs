@@ -71,6 +71,9 @@ enum CtlCommand {
     /// Trunk limits (CPS, concurrent calls).
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// API tokens: `token add NAME` prints a new token once; `token list` shows names.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Policy version and object counts.
     Stats,
     /// The audit log.
@@ -341,6 +344,17 @@ enum RangeCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokenCmd {
+    /// List token names.
+    List,
+    /// Create a token (printed once: store it now).
+    Add {
+        /// Name, recorded as the actor of every change made with the token.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum LimitsCmd {
     /// List every trunk's limits.
     List {
@@ -394,6 +408,7 @@ const LIMITS_COLUMNS: Columns = &[
     ("MAX CALLS", "max_calls"),
     ("OVER CAPACITY", "over_capacity_code"),
 ];
+const TOKEN_COLUMNS: Columns = &[("NAME", "name"), ("CREATED", "created")];
 const AUDIT_COLUMNS: Columns = &[
     ("ID", "id"),
     ("AT", "at"),
@@ -633,6 +648,21 @@ impl Client {
             CtlCommand::Block(cmd) => self.block(cmd),
             CtlCommand::Range(cmd) => self.range(cmd),
             CtlCommand::Limits(cmd) => self.limits(cmd),
+            CtlCommand::Token(TokenCmd::List) => self.list(
+                "/v1/tokens",
+                Vec::new(),
+                PageArgs { limit: None, after: None, all: false },
+                TOKEN_COLUMNS,
+            ),
+            CtlCommand::Token(TokenCmd::Add { name }) => {
+                let created = self.send_json("POST", "/v1/tokens", &json!({ "name": name }))?;
+                if self.json {
+                    println!("{created:#}");
+                } else {
+                    println!("{}", cell(&created["token"]));
+                }
+                Ok(())
+            }
             CtlCommand::Stats => {
                 let stats = self.get("/v1/stats")?;
                 if self.json {
