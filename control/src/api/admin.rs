@@ -42,18 +42,21 @@ pub(super) async fn stats(State(s): State<AppState>) -> ApiResult<Json<Stats>> {
     }))
 }
 
-/// Filters of `GET /v1/audit`.
+/// Filters and page of `GET /v1/audit`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
     object: Option<String>,
     key: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
 }
 
 pub(super) async fn audit(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<AuditQuery>,
-    ApiQuery(page): ApiQuery<Page>,
 ) -> ApiResult<Json<Listing<AuditEntry>>> {
+    let page = Page { limit: q.limit, after: q.after };
     s.read(move |st| st.audit(q.object.as_deref(), q.key.as_deref(), &page)).await.map(Json)
 }
 
@@ -66,6 +69,7 @@ pub(super) async fn export(State(s): State<AppState>) -> ApiResult<impl IntoResp
 
 /// `POST /v1/import?dry_run=true`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ImportQuery {
     #[serde(default)]
     dry_run: bool,

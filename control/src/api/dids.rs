@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use futures_util::TryStreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{Actor, ApiError, ApiJson, ApiQuery, AppState, MAX_CSV_BODY_BYTES, typed, with_path_key};
@@ -18,11 +18,36 @@ use crate::store::{CsvImport, DidQuery, Listing, Page, WriteMode};
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// `GET /v1/dids` parameters: the filters and the page, unknown ones refused (a misspelt filter
+/// must not silently list everything).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Search {
+    number: Option<String>,
+    prefix: Option<String>,
+    customer: Option<String>,
+    group: Option<String>,
+    status: Option<String>,
+    target: Option<String>,
+    vanity: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
 pub(super) async fn search(
     State(s): State<AppState>,
-    ApiQuery(query): ApiQuery<DidQuery>,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(q): ApiQuery<Search>,
 ) -> ApiResult<Json<Listing<Did>>> {
+    let query = DidQuery {
+        number: q.number,
+        prefix: q.prefix,
+        customer: q.customer,
+        group: q.group,
+        status: q.status,
+        target: q.target,
+        vanity: q.vanity,
+    };
+    let page = Page { limit: q.limit, after: q.after };
     s.read(move |st| st.search_dids(&query, &page)).await.map(Json)
 }
 

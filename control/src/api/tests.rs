@@ -188,6 +188,8 @@ fn bad_input_names_each_field_and_applies_nothing() {
     assert_eq!(api.get("/v1/dids?limit=0").fields(), ["limit"]);
     assert_eq!(api.get("/v1/dids?limit=many").fields(), ["limit"]);
     assert_eq!(api.get("/v1/dids?vanity=1800*").fields(), ["vanity"]);
+    assert_eq!(api.get("/v1/dids?custmer=acme").fields(), ["custmer"], "a misspelt filter is refused");
+    assert_eq!(api.get("/v1/trunks?page=2").fields(), ["page"]);
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(super::MAX_JSON_BODY_BYTES));
     assert_eq!(api.call(Method::POST, "/v1/targets", Some(&huge), Some(&api.token)).status, 413);
     let r = api.send(Method::POST, "/v1/blocklist", &json!({"cidr": "192.0.2.1/24", "reason": "", "ttl": 0}));

@@ -93,6 +93,7 @@ impl StoreError {
 
 /// A page request: at most `limit` items whose key sorts after `after`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     /// Items per page (default [`DEFAULT_PAGE_LIMIT`], at most [`MAX_PAGE_LIMIT`]).
     pub limit: Option<usize>,
