@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The configuration used when `sipedge run` gets no `--config`: a demo on loopback.
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -44,9 +44,13 @@ pub const MAX_DID_META_BYTES: usize = 256;
 pub const HEALTH_INTERVAL_SECS: std::ops::RangeInclusive<u32> = 1..=3_600;
 /// Most consecutive results `down_after` / `up_after` may ask for.
 pub const MAX_HEALTH_COUNT: u32 = 100;
+/// Longest name (trunk, target), in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest free-text field (DID customer, group, tag, description; block reason), in bytes.
+pub const MAX_TEXT_BYTES: usize = 256;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Data-plane settings.
@@ -56,6 +60,7 @@ pub struct Config {
     #[serde(default)]
     pub control: ControlConfig,
     /// The XDP filter; absent: XDP off, user-space filter only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpConfig>,
     /// Carrier or customer interconnects.
     #[serde(default, rename = "trunk")]
@@ -72,12 +77,15 @@ pub struct Config {
     /// OPTIONS health probes to target URIs.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Blocked sources (dropped by the XDP filter and in user space).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocklist: Vec<BlockEntry>,
 }
 
 /// `[health]`: OPTIONS probes to every target URI. A URI is down after `down_after` consecutive
 /// failures and up again after `up_after` consecutive successes, so detection takes
 /// `down_after × interval_secs`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Probe targets at all. Default: true. (Off only for peers that cannot answer OPTIONS,
@@ -133,7 +141,7 @@ fn default_up_after() -> u32 {
 
 /// How a health probe answered `503` with `Retry-After` counts. A `503` without it, and every
 /// other 5xx, is always a failure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RetryAfter503 {
     /// A failure like any other 5xx.
@@ -146,13 +154,14 @@ pub enum RetryAfter503 {
 }
 
 /// `[edge]`: listen addresses, workers, I/O backend.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeConfig {
     /// Listen addresses, `udp:`, `tcp:` or `tls:` then a socket address. Default: `udp:127.0.0.1:5060`.
     #[serde(default = "default_listen")]
     pub listen: Vec<ListenAddr>,
     /// Worker threads; default: the number of cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
     /// I/O backend. Default: `uring` (falls back to `portable` where io_uring is unavailable).
     #[serde(default)]
@@ -214,7 +223,7 @@ fn default_listen() -> Vec<ListenAddr> {
 }
 
 /// `[control]`: REST API address and database path.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// REST API and `/metrics`. Default: `127.0.0.1:8080` (loopback only).
@@ -240,7 +249,7 @@ fn default_db() -> PathBuf {
 }
 
 /// `[xdp]`: the kernel filter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
     /// Interface to attach to.
@@ -254,7 +263,7 @@ pub struct XdpConfig {
 }
 
 /// XDP attach mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum XdpMode {
     /// In the driver (falls back to `skb` where the driver cannot).
@@ -265,7 +274,7 @@ pub enum XdpMode {
 }
 
 /// Policy for SIP traffic from sources outside every trunk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnknownSources {
     /// Dropped without a reply.
@@ -276,7 +285,7 @@ pub enum UnknownSources {
 }
 
 /// I/O backend of the UDP workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoBackend {
     /// io_uring (multishot receive, buffer ring, batched send).
@@ -337,6 +346,12 @@ impl fmt::Display for ListenAddr {
     }
 }
 
+impl Serialize for ListenAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -345,7 +360,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 }
 
 /// `[[trunk]]`: a carrier or customer interconnect, identified by its source addresses.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trunk {
     /// Unique name.
@@ -368,6 +383,7 @@ pub struct Trunk {
     #[serde(default = "default_international_prefix")]
     pub international_prefix: String,
     /// Target for emergency numbers; without it emergency numbers get 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency_target: Option<String>,
     /// Answer to a new call over `max_calls`: 503 (default) or 486 Busy Here.
     #[serde(default = "default_over_capacity_code")]
@@ -405,7 +421,7 @@ fn default_min_national_digits() -> u8 {
 }
 
 /// `[[target]]`: where calls for DIDs go; URIs are tried in order, or shared by weight.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Unique name.
@@ -420,8 +436,11 @@ pub struct Target {
     pub overflow: Option<String>,
 }
 
-/// `[[did]]`: one exact DID.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[[did]]`: one exact DID and its inventory fields.
+///
+/// Build one with [`Did::new`] and set the inventory fields you need; only `number` and
+/// `target` matter for routing, and only DIDs with status `in-use` are routed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Did {
     /// E.164 number with `+`.
@@ -430,18 +449,134 @@ pub struct Did {
     pub target: String,
     /// Concurrent calls to this DID (1..=1048575). Absent: no per-DID limit.
     pub max_calls: Option<u32>,
-    /// Customer owning the number.
+    /// Customer the number is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
-    /// Group (e.g. a number pool or department).
+    /// Group (e.g. a department or a queue) within the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// The CRM tag the carrier maps the number to.
+    /// Free-form tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
-    /// Free text.
+    /// `in-use` (routed) or `free` (held in inventory, not routed: calls get 404). Default: `in-use`.
+    #[serde(default)]
+    pub status: DidStatus,
+    /// Date (`YYYY-MM-DD`, UTC) the number became free; set by the store when status turns `free`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_since: Option<String>,
+    /// Operator's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
+impl Did {
+    /// An in-use DID routed to `target`, with no inventory fields.
+    pub fn new(number: impl Into<String>, target: impl Into<String>) -> Self {
+        Self { number: number.into(), target: target.into(), ..Self::default() }
+    }
+
+    /// Checks this DID alone (not its target reference); field names are relative (`number`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Err(why) = check_e164(&self.number) {
+            errors.push(FieldError::new("number", why));
+        }
+        if self.target.is_empty() {
+            errors.push(FieldError::new("target", "is required"));
+        }
+        for (field, value) in [
+            ("customer", &self.customer),
+            ("group", &self.group),
+            ("tag", &self.tag),
+            ("description", &self.description),
+        ] {
+            if let Some(v) = value
+                && let Err(why) = check_text(v)
+            {
+                errors.push(FieldError::new(field, why));
+            }
+        }
+        if let Some(d) = &self.free_since
+            && let Err(why) = check_date(d)
+        {
+            errors.push(FieldError::new("free_since", why));
+        }
+        errors
+    }
+}
+
+/// Inventory status of a DID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DidStatus {
+    /// Assigned and routed.
+    #[default]
+    InUse,
+    /// In the inventory but not routed.
+    Free,
+}
+
+impl DidStatus {
+    /// The contract spelling: `in-use` or `free`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InUse => "in-use",
+            Self::Free => "free",
+        }
+    }
+}
+
+impl FromStr for DidStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "in-use" => Ok(Self::InUse),
+            "free" => Ok(Self::Free),
+            other => Err(format!("{other:?} is not a status (in-use or free)")),
+        }
+    }
+}
+
+/// `[[blocklist]]`: a blocked source CIDR, dropped before any SIP processing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockEntry {
+    /// Blocked source network.
+    pub cidr: IpNet,
+    /// Why it is blocked (shown in the audit log and the API).
+    pub reason: String,
+    /// When the block ends, RFC 3339 UTC (`2026-11-22T00:00:00Z`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl BlockEntry {
+    /// Checks this entry alone; field names are relative (`cidr`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if self.cidr.trunc() != self.cidr {
+            errors.push(FieldError::new(
+                "cidr",
+                format!("{} has host bits set (did you mean {}?)", self.cidr, self.cidr.trunc()),
+            ));
+        }
+        if self.reason.trim().is_empty() {
+            errors.push(FieldError::new("reason", "is required"));
+        } else if let Err(why) = check_text(&self.reason) {
+            errors.push(FieldError::new("reason", why));
+        }
+        if let Some(e) = &self.expires
+            && let Err(why) = check_timestamp(e)
+        {
+            errors.push(FieldError::new("expires", why));
+        }
+        errors
+    }
+}
+
 /// `[[did_range]]`: a prefix block (`prefix`) or an explicit inclusive range (`first`, `last`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DidRange {
     /// E.164 prefix with `+`: every number under it.
@@ -455,12 +590,26 @@ pub struct DidRange {
 }
 
 /// One reason a configuration is refused, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// Path of the field, e.g. `trunk[0].sources[1]`.
     pub field: String,
     /// Why it is refused.
     pub reason: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+
+    /// The same error with its field under `prefix` (`cps` under `trunk[0]` → `trunk[0].cps`).
+    pub fn under(self, prefix: &str) -> Self {
+        let field =
+            if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        Self { field, reason: self.reason }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -545,14 +694,12 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let f = format!("target[{i}]");
-            check_name(&mut err, &f, &t.name, &mut seen);
-            if t.uris.is_empty() || t.uris.len() > MAX_URIS_PER_TARGET {
-                err(format!("{f}.uris"), format!("needs 1..={MAX_URIS_PER_TARGET} URIs"));
+            for e in t.check() {
+                let e = e.under(&f);
+                err(e.field, e.reason);
             }
-            for (j, uri) in t.uris.iter().enumerate() {
-                if let Err(why) = check_target_uri(uri) {
-                    err(format!("{f}.uris[{j}]"), why);
-                }
+            if !seen.insert(t.name.as_str()) {
+                err(format!("{f}.name"), format!("{:?} is used twice", t.name));
             }
             if let Some(w) = &t.weights {
                 if w.len() != t.uris.len() {
@@ -594,47 +741,20 @@ impl Config {
             err("trunk".into(), format!("at most {MAX_TRUNKS} trunks"));
         }
         let mut seen = HashSet::new();
+        let mut claimed: std::collections::HashMap<IpNet, &str> = std::collections::HashMap::new();
         for (i, t) in self.trunks.iter().enumerate() {
             let f = format!("trunk[{i}]");
-            check_name(&mut err, &f, &t.name, &mut seen);
-            if t.sources.is_empty() || t.sources.len() > MAX_SOURCES_PER_TRUNK {
-                err(format!("{f}.sources"), format!("needs 1..={MAX_SOURCES_PER_TRUNK} CIDRs"));
+            for e in t.check() {
+                let e = e.under(&f);
+                err(e.field, e.reason);
+            }
+            if !seen.insert(t.name.as_str()) {
+                err(format!("{f}.name"), format!("{:?} is used twice", t.name));
             }
             for (j, net) in t.sources.iter().enumerate() {
-                if net.trunc() != *net {
-                    err(
-                        format!("{f}.sources[{j}]"),
-                        format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-                    );
+                if let Some(other) = claimed.insert(*net, &t.name) {
+                    err(format!("{f}.sources[{j}]"), format!("{net} is already a source of trunk {other:?}"));
                 }
-            }
-            if !(1..=MAX_CPS).contains(&t.cps) {
-                err(format!("{f}.cps"), format!("{} is outside 1..={MAX_CPS}", t.cps));
-            }
-            if !(1..=MAX_CALLS).contains(&t.max_calls) {
-                err(format!("{f}.max_calls"), format!("{} is outside 1..={MAX_CALLS}", t.max_calls));
-            }
-            if t.country_code.is_empty()
-                || t.country_code.len() > 3
-                || !all_digits(&t.country_code)
-                || t.country_code.starts_with('0')
-            {
-                err(format!("{f}.country_code"), "must be 1 to 3 digits, not starting with 0".into());
-            }
-            if t.national_prefix.len() > 4 || !all_digits(&t.national_prefix) {
-                err(format!("{f}.national_prefix"), "must be 0 to 4 digits".into());
-            }
-            if t.international_prefix.is_empty()
-                || t.international_prefix.len() > 4
-                || !all_digits(&t.international_prefix)
-            {
-                err(format!("{f}.international_prefix"), "must be 1 to 4 digits".into());
-            }
-            if !matches!(t.over_capacity_code, 486 | 503) {
-                err(
-                    format!("{f}.over_capacity_code"),
-                    format!("{} must be 503 or 486", t.over_capacity_code),
-                );
             }
             if let Some(e) = &t.emergency_target
                 && !targets.contains(e.as_str())
@@ -665,9 +785,13 @@ impl Config {
         let mut numbers = HashSet::new();
         for (i, d) in self.dids.iter().enumerate() {
             let f = format!("did[{i}]");
-            if let Err(why) = check_e164(&d.number) {
-                err(format!("{f}.number"), why);
-            } else if !numbers.insert(d.number.as_str()) {
+            let problems = d.check();
+            let number_ok = !problems.iter().any(|e| e.field == "number");
+            for e in problems {
+                let e = e.under(&f);
+                err(e.field, e.reason);
+            }
+            if number_ok && !numbers.insert(d.number.as_str()) {
                 err(format!("{f}.number"), format!("{} is listed twice", d.number));
             }
             if !targets.contains(d.target.as_str()) {
@@ -691,30 +815,23 @@ impl Config {
         }
         for (i, r) in self.did_ranges.iter().enumerate() {
             let f = format!("did_range[{i}]");
-            match (&r.prefix, &r.first, &r.last) {
-                (Some(p), None, None) => {
-                    if let Err(why) = check_e164(p) {
-                        err(format!("{f}.prefix"), why);
-                    }
-                }
-                (None, Some(first), Some(last)) => {
-                    let a = check_e164(first).map_err(|why| err(format!("{f}.first"), why));
-                    let b = check_e164(last).map_err(|why| err(format!("{f}.last"), why));
-                    if a.is_ok() && b.is_ok() {
-                        if first.len() != last.len() {
-                            err(
-                                format!("{f}.last"),
-                                "first and last must have the same number of digits".into(),
-                            );
-                        } else if first > last {
-                            err(format!("{f}.last"), format!("{last} is below first {first}"));
-                        }
-                    }
-                }
-                _ => err(f.clone(), "give either prefix, or first and last".into()),
+            for e in r.check() {
+                let e = e.under(&f);
+                err(e.field, e.reason);
             }
             if !targets.contains(r.target.as_str()) {
                 err(format!("{f}.target"), format!("no target named {:?}", r.target));
+            }
+        }
+        let mut blocked = HashSet::new();
+        for (i, b) in self.blocklist.iter().enumerate() {
+            let f = format!("blocklist[{i}]");
+            for e in b.check() {
+                let e = e.under(&f);
+                err(e.field, e.reason);
+            }
+            if !blocked.insert(b.cidr) {
+                err(format!("{f}.cidr"), format!("{} is listed twice", b.cidr));
             }
         }
 
@@ -722,19 +839,158 @@ impl Config {
     }
 }
 
+impl Target {
+    /// Checks this target alone; field names are relative (`uris[0]`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Err(why) = check_name(&self.name) {
+            errors.push(FieldError::new("name", why));
+        }
+        if self.uris.is_empty() || self.uris.len() > MAX_URIS_PER_TARGET {
+            errors.push(FieldError::new("uris", format!("needs 1..={MAX_URIS_PER_TARGET} URIs")));
+        }
+        for (j, uri) in self.uris.iter().enumerate() {
+            if let Err(why) = check_target_uri(uri) {
+                errors.push(FieldError::new(format!("uris[{j}]"), why));
+            }
+        }
+        errors
+    }
+}
+
+impl Trunk {
+    /// Checks this trunk alone (not its emergency target reference, nor sources claimed by
+    /// other trunks); field names are relative (`cps`, `sources[1]`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut err = |field: String, reason: String| errors.push(FieldError { field, reason });
+        if let Err(why) = check_name(&self.name) {
+            err("name".into(), why);
+        }
+        if self.sources.is_empty() || self.sources.len() > MAX_SOURCES_PER_TRUNK {
+            err("sources".into(), format!("needs 1..={MAX_SOURCES_PER_TRUNK} CIDRs"));
+        }
+        let mut seen = HashSet::new();
+        for (j, net) in self.sources.iter().enumerate() {
+            if net.trunc() != *net {
+                err(
+                    format!("sources[{j}]"),
+                    format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                );
+            } else if !seen.insert(*net) {
+                err(format!("sources[{j}]"), format!("{net} is listed twice"));
+            }
+        }
+        if !(1..=MAX_CPS).contains(&self.cps) {
+            err("cps".into(), format!("{} is outside 1..={MAX_CPS}", self.cps));
+        }
+        if !(1..=MAX_CALLS).contains(&self.max_calls) {
+            err("max_calls".into(), format!("{} is outside 1..={MAX_CALLS}", self.max_calls));
+        }
+        if self.country_code.is_empty()
+            || self.country_code.len() > 3
+            || !all_digits(&self.country_code)
+            || self.country_code.starts_with('0')
+        {
+            err("country_code".into(), "must be 1 to 3 digits, not starting with 0".into());
+        }
+        if self.national_prefix.len() > 4 || !all_digits(&self.national_prefix) {
+            err("national_prefix".into(), "must be 0 to 4 digits".into());
+        }
+        if self.international_prefix.is_empty()
+            || self.international_prefix.len() > 4
+            || !all_digits(&self.international_prefix)
+        {
+            err("international_prefix".into(), "must be 1 to 4 digits".into());
+        }
+        if !matches!(self.over_capacity_code, 486 | 503) {
+            err("over_capacity_code".into(), format!("{} must be 503 or 486", self.over_capacity_code));
+        }
+        errors
+    }
+}
+
+impl DidRange {
+    /// Checks this block alone (not its target reference); field names are relative (`last`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut err = |field: &str, reason: String| errors.push(FieldError::new(field, reason));
+        match (&self.prefix, &self.first, &self.last) {
+            (Some(p), None, None) => {
+                if let Err(why) = check_e164(p) {
+                    err("prefix", why);
+                }
+            }
+            (None, Some(first), Some(last)) => {
+                let a = check_e164(first).map_err(|why| err("first", why));
+                let b = check_e164(last).map_err(|why| err("last", why));
+                if a.is_ok() && b.is_ok() {
+                    if first.len() != last.len() {
+                        err("last", "first and last must have the same number of digits".into());
+                    } else if first > last {
+                        err("last", format!("{last} is below first {first}"));
+                    }
+                }
+            }
+            _ => err("", "give either prefix, or first and last".into()),
+        }
+        if self.target.is_empty() {
+            err("target", "is required".into());
+        }
+        errors
+    }
+}
+
 fn all_digits(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn check_name(err: &mut impl FnMut(String, String), f: &str, name: &str, seen: &mut HashSet<String>) {
+/// A trunk or target name: 1 to [`MAX_NAME_BYTES`] of `[A-Za-z0-9._-]`.
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_NAME_BYTES
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
-        err(format!("{f}.name"), format!("{name:?} must be 1 to 64 of [A-Za-z0-9._-]"));
-    } else if !seen.insert(name.to_owned()) {
-        err(format!("{f}.name"), format!("{name:?} is used twice"));
+    if ok { Ok(()) } else { Err(format!("{name:?} must be 1 to {MAX_NAME_BYTES} of [A-Za-z0-9._-]")) }
+}
+
+/// Free text: at most [`MAX_TEXT_BYTES`] bytes, no control characters.
+pub fn check_text(text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(format!("longer than {MAX_TEXT_BYTES} bytes"));
     }
+    if text.chars().any(char::is_control) {
+        return Err("contains control characters".into());
+    }
+    Ok(())
+}
+
+/// A calendar date `YYYY-MM-DD`.
+pub fn check_date(date: &str) -> Result<(), String> {
+    let b = date.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+    let month = date.get(5..7).and_then(|m| m.parse::<u8>().ok()).unwrap_or(0);
+    let day = date.get(8..10).and_then(|d| d.parse::<u8>().ok()).unwrap_or(0);
+    if shape && (1..=12).contains(&month) && (1..=31).contains(&day) {
+        Ok(())
+    } else {
+        Err(format!("{date:?} is not a date YYYY-MM-DD"))
+    }
+}
+
+/// A UTC timestamp `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, the form the store writes).
+pub fn check_timestamp(ts: &str) -> Result<(), String> {
+    let bad = || format!("{ts:?} is not a UTC time YYYY-MM-DDTHH:MM:SSZ");
+    let (date, time) = ts.split_once('T').ok_or_else(bad)?;
+    check_date(date).map_err(|_| bad())?;
+    let time = time.strip_suffix('Z').ok_or_else(bad)?;
+    let parts: Vec<&str> = time.split(':').collect();
+    let limits = [23, 59, 60];
+    let ok = parts.len() == 3
+        && parts.iter().zip(limits).all(|(p, max)| {
+            p.len() == 2 && p.bytes().all(|c| c.is_ascii_digit()) && p.parse::<u8>().is_ok_and(|v| v <= max)
+        });
+    if ok { Ok(()) } else { Err(bad()) }
 }
 
 /// An E.164 number as the contract writes it: `+`, then 1 to 15 digits, the first not 0.
@@ -750,7 +1006,7 @@ pub fn check_e164(number: &str) -> Result<(), String> {
 }
 
 /// A target URI: `sip:HOST[:PORT][;params]` with HOST an IP address or hostname.
-fn check_target_uri(uri: &str) -> Result<(), String> {
+pub fn check_target_uri(uri: &str) -> Result<(), String> {
     let rest = uri.strip_prefix("sip:").ok_or_else(|| format!("{uri:?} must be a sip: URI"))?;
     let hostport = rest.split(';').next().unwrap_or_default();
     let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);

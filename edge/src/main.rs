@@ -1,5 +1,7 @@
 //! `sipedge`: the SIP edge binary. Starts the planes (`run`) and carries the operator commands.
 
+mod cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,8 +17,6 @@ use edge::proxy::{EdgeWorker, Engine, EngineConfig};
 use edge::route::Router;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-
-mod cli;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         command: cli::xdp::XdpCommand,
     },
+    /// Operate a running sipedge through its control API.
+    Ctl(Box<cli::ctl::Ctl>),
     /// SIP message tools.
     Sip {
         #[command(subcommand)]
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         }
         Command::Did(command) => cli::did::run(command).map(|()| ExitCode::SUCCESS),
         Command::Xdp { command } => cli::xdp::run(command).map(|()| ExitCode::SUCCESS),
+        Command::Ctl(ctl) => cli::ctl::run(*ctl),
     };
     match result {
         Ok(code) => code,
@@ -115,11 +118,23 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     if check {
         return Ok(ExitCode::SUCCESS);
     }
-    let guard = Guard::from_config(&config).context("trunk sources")?;
-    let router = Arc::new(Router::from_config(&config).context("routing")?);
+    // The control plane first: it seeds an empty store from the file; from then on the store's
+    // committed state is what the data plane serves.
+    let control = control::serve(&config).context("control plane")?;
+    let publisher = control.publisher();
+    let mut live = publisher.current().config.clone();
+    live.dids = publisher
+        .routed_dids()
+        .context("loading the routed DIDs")?
+        .dids
+        .into_iter()
+        .map(|(number, target)| control::config::Did::new(number, target))
+        .collect();
+    let guard = Guard::from_config(&live).context("trunk sources")?;
+    let router = Arc::new(Router::from_config(&live).context("routing")?);
     let io_config = IoConfig::from_edge(&config.edge);
     let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
-    let (policy, allow) = cli::xdp::policy_of(&config);
+    let (policy, allow) = cli::xdp::policy_of(&live);
     let mode = match config.xdp.as_ref().map(|x| x.mode) {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
         _ => ebpf::AttachMode::Native,
@@ -137,15 +152,20 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let addrs: Vec<String> = workers.local_addrs().iter().map(|a| format!("udp:{a}")).collect();
     // One line on stdout says the edge is up and where (tests and scripts read it).
     println!(
-        "sipedge: listening {} ({} workers, {}; filter: {filter})",
+        "sipedge: listening {} ({} workers, {}; filter: {filter}; api: http://{})",
         addrs.join(" "),
         io_config.workers,
-        workers.backend()
+        workers.backend(),
+        control.addr
     );
+    if let Some(token) = &control.admin_token {
+        println!("admin API token (shown once; also in {}): {token}", control.token_file.display());
+    }
     let signal = signals.forever().next();
     tracing::info!(?signal, "stopping");
     let counters = workers.counters();
     workers.shutdown().context("stopping the UDP workers")?;
+    control.shutdown().context("stopping the control plane")?;
     tracing::info!(?counters, active_calls = engine.active_calls(), "stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,7 @@ io = "{io}"
 {extra_edge}
 [control]
 db = "sipedge.db"
+api = "127.0.0.1:0"
 [health]
 # SIPp's built-in uas cannot answer OPTIONS probes.
 enabled = false

@@ -1,0 +1,134 @@
+//! Policy snapshots: what the data plane routes and admits by, published after every commit.
+//!
+//! The store is the source of truth. After each committed change the control plane builds a new
+//! immutable [`Policy`] (trunks, targets, number blocks, blocklist: small) and swaps it in with
+//! [`arc_swap::ArcSwap`], then sends a [`PolicyEvent`] saying what changed:
+//!
+//! - [`PolicyChange::Did`]: one DID was added, changed, freed or deleted — apply it in place;
+//! - [`PolicyChange::Dids`]: many DIDs changed (bulk import, config import) — load the whole set
+//!   with [`Publisher::routed_dids`], build the table aside, swap it;
+//! - [`PolicyChange::Admission`]: trunks, ACLs, limits, targets, blocks or the blocklist changed —
+//!   rebuild admission from [`Publisher::current`] and swap it;
+//! - [`PolicyChange::Rebuild`]: both of the above (a configuration import).
+//!
+//! Exact DIDs (up to millions) are not in the snapshot: copying them on every change would cost
+//! more than the change. A consumer subscribes first, then loads the full set (which carries its
+//! version), then applies the events whose version is newer. A receiver that lags behind the
+//! event buffer ([`EVENT_BUFFER`]) gets `RecvError::Lagged` and must reload the full set.
+//! In-flight dialogs are not affected by any of this: they keep the route they were given.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+/// Policy events buffered per subscriber before it lags and must reload.
+pub const EVENT_BUFFER: usize = 65_536;
+
+/// One immutable snapshot of the routing and admission state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Monotonic version; every commit increments it (it survives restarts: it is in the store).
+    pub version: u64,
+    /// Trunks (with their sources: the allow-list and their limits), targets and number blocks,
+    /// plus the file-only sections (`edge`, `control`, `xdp`) of the running configuration.
+    /// `config.dids` is always empty: exact DIDs come from [`Publisher::routed_dids`] and events.
+    pub config: Config,
+    /// Blocked sources in force, with their expiry as Unix seconds (`None`: never).
+    pub blocklist: Vec<Blocked>,
+}
+
+/// A blocked source network as the filters need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked {
+    /// The network.
+    pub cidr: IpNet,
+    /// Unix time (seconds) when the block ends; `None`: never.
+    pub expires_unix: Option<u64>,
+}
+
+/// What one commit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyChange {
+    /// One DID: `target` is where it now routes, `None` when it was deleted or freed.
+    Did {
+        /// The E.164 number.
+        number: String,
+        /// Its target, or `None`: no longer routed (404).
+        target: Option<String>,
+    },
+    /// Many DIDs: reload the whole set ([`Publisher::routed_dids`]).
+    Dids,
+    /// Trunks, ACLs, limits, targets, number blocks or the blocklist: rebuild from the snapshot.
+    Admission,
+    /// Everything may have changed (configuration import): rebuild admission and reload DIDs.
+    Rebuild,
+    /// Nothing the data plane uses (tokens); the version still moves.
+    None,
+}
+
+/// A change and the policy version it produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEvent {
+    /// Version after the change.
+    pub version: u64,
+    /// What changed.
+    pub change: PolicyChange,
+}
+
+/// The full set of routed (in-use) DIDs at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedDids {
+    /// The policy version this set belongs to.
+    pub version: u64,
+    /// `(number, target)` pairs, numbers in E.164 with `+`, sorted by number.
+    pub dids: Vec<(String, String)>,
+}
+
+/// Publishes snapshots and change events. Shared by the control plane (writer) and the data
+/// plane (readers).
+#[derive(Debug)]
+pub struct Publisher {
+    current: ArcSwap<Policy>,
+    events: broadcast::Sender<PolicyEvent>,
+    db: PathBuf,
+}
+
+impl Publisher {
+    /// A publisher starting at `initial`, reading full DID sets from the store at `db`.
+    pub fn new(initial: Policy, db: PathBuf) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self { current: ArcSwap::from_pointee(initial), events, db }
+    }
+
+    /// The current snapshot (wait-free).
+    pub fn current(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+
+    /// A stream of changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PolicyEvent> {
+        self.events.subscribe()
+    }
+
+    /// The whole routed DID set and its version, read from the store in one read transaction on
+    /// a connection of its own (blocking: call it off any async or packet thread).
+    pub fn routed_dids(&self) -> Result<RoutedDids, StoreError> {
+        Store::open(&self.db)?.routed_dids()
+    }
+
+    /// Swaps in `policy` and announces `change` (the writer calls this after each commit, under
+    /// its write lock, so versions are published in order).
+    pub(crate) fn publish(&self, policy: Policy, change: PolicyChange) {
+        let version = policy.version;
+        self.current.store(Arc::new(policy));
+        // No subscriber is not an error: the data plane may not be running.
+        let _ = self.events.send(PolicyEvent { version, change });
+    }
+}
