@@ -130,11 +130,11 @@ pub fn import<R: Read>(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .trim(csv::Trim::All)
         .buffer_capacity(READ_BUFFER_BYTES)
         .from_reader(input);
     let header = reader.byte_headers().map_err(|source| ImportError::Csv { line: 1, source })?.clone();
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).to_ascii_lowercase()).collect();
+    let names: Vec<String> =
+        header.iter().map(|h| String::from_utf8_lossy(h.trim_ascii()).to_ascii_lowercase()).collect();
     if names.len() < 2 || names.len() > COLUMNS.len() || names.iter().zip(COLUMNS).any(|(n, c)| n != c) {
         return Err(ImportError::Header(names.join(",")));
     }
@@ -189,13 +189,16 @@ fn load_row(
         return Err(format!("expected 2 to {} fields, found {}", COLUMNS.len(), record.len()));
     }
     let text = |i: usize| -> Result<Option<&str>, String> {
-        let Some(field) = record.get(i).filter(|f| !f.is_empty()) else { return Ok(None) };
+        let Some(field) = record.get(i).map(<[u8]>::trim_ascii).filter(|f| !f.is_empty()) else {
+            return Ok(None);
+        };
         if field.len() > MAX_DID_META_BYTES {
             return Err(format!("{} is longer than {MAX_DID_META_BYTES} bytes", COLUMNS[i]));
         }
         std::str::from_utf8(field).map(Some).map_err(|_| format!("{} is not UTF-8", COLUMNS[i]))
     };
-    let raw = record.get(0).unwrap_or_default();
+    // Fields are trimmed here rather than by the reader, whose trimming copies every record.
+    let raw = record.get(0).unwrap_or_default().trim_ascii();
     let number = raw.strip_prefix(b"+").and_then(E164::from_digits).ok_or_else(|| {
         format!("{:?} is not an E.164 number (+ then 1 to 15 digits)", String::from_utf8_lossy(raw))
     })?;
