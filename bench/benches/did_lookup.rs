@@ -131,6 +131,17 @@ fn rss_bytes() -> u64 {
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
 }
 
+/// Anonymous memory backed by transparent huge pages in this process, in bytes.
+fn huge_page_bytes() -> u64 {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("AnonHugePages:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
 /// The naive baseline: normalise into a `String`, look up in a `HashMap<String, _>`.
 fn naive_route(map: &HashMap<String, DidRoute>, user: &[u8]) -> Option<DidRoute> {
     let digits: String = user.iter().filter(|b| b.is_ascii_digit()).map(|&b| char::from(b)).collect();
@@ -173,6 +184,7 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
     let memory = table.memory();
     let rss_table = rss_bytes().saturating_sub(rss_before);
     router.replace_table(Arc::new(table));
+    eprintln!("[{label}] huge pages in use: {} MiB", huge_page_bytes() >> 20);
     eprintln!(
         "[{label}] loaded {} rows in {load_secs:.2} s; exact map {} B + metadata {} B ({} records) \
          = {:.1} bytes/DID; RSS grew {:.1} bytes/DID",
