@@ -6,6 +6,13 @@
 //! lookups never wait for a bulk import, which builds a whole new table aside and swaps it in
 //! ([`Router::replace_table`]); single upserts and deletes go to the live table
 //! ([`Router::table`]) while lookups run.
+//!
+//! Use from the proxy: build once with [`Router::from_config`] (and a bulk CSV through
+//! [`csv_import`] into a [`DidTableBuilder`], then [`Router::replace_table`]); each worker takes
+//! a [`Router::reader`] and calls [`RouteReader::route`] with the trunk, the Request-URI user
+//! part and a `tel:` URI's `phone-context`; for a DID or emergency decision,
+//! [`Router::candidates`] gives the URIs to try in order (empty: answer 503). A
+//! [`health::HealthTracker`] over [`Router::up_flags`] drives the OPTIONS probes.
 
 pub mod blocks;
 pub mod csv_import;
