@@ -187,13 +187,13 @@ impl Router {
     /// [`RouteReader`] instead, which skips the `arc-swap` load.
     pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
         decide(&self.trunks, trunk, user, phone_context, |n| {
-            lookup(&self.table.load(), &self.blocks.load(), n)
+            lookup(&self.table.load(), || self.blocks.load_full(), n)
         })
     }
 
     /// Looks an E.164 number up: exact DID, then range, then longest prefix.
     pub fn lookup(&self, number: E164) -> RouteDecision {
-        lookup(&self.table.load(), &self.blocks.load(), number)
+        lookup(&self.table.load(), || self.blocks.load_full(), number)
     }
 
     /// A reader for one worker thread: it keeps the current table and blocks and re-checks
@@ -251,13 +251,14 @@ impl RouteReader {
     #[inline]
     pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
         let (table, blocks) = (&mut self.table, &mut self.blocks);
-        decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), blocks.load(), n))
+        decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n))
     }
 
     /// As [`Router::lookup`].
     #[inline]
     pub fn lookup(&mut self, number: E164) -> RouteDecision {
-        lookup(self.table.load(), self.blocks.load(), number)
+        let blocks = &mut self.blocks;
+        lookup(self.table.load(), || &**blocks.load(), number)
     }
 }
 
@@ -283,11 +284,16 @@ fn decide(
 }
 
 #[inline]
-fn lookup(table: &DidTable, blocks: &Blocks, number: E164) -> RouteDecision {
+/// Exact table first; the blocks are fetched only when it misses.
+fn lookup<B: std::ops::Deref<Target = Blocks>>(
+    table: &DidTable,
+    blocks: impl FnOnce() -> B,
+    number: E164,
+) -> RouteDecision {
     if let Some(route) = table.get(number.key()) {
         return RouteDecision::Did { number, route, matched: MatchKind::Exact };
     }
-    match blocks.lookup(number) {
+    match blocks().lookup(number) {
         Some(BlockMatch::Range(route)) => RouteDecision::Did { number, route, matched: MatchKind::Range },
         Some(BlockMatch::Prefix(route, len)) => {
             RouteDecision::Did { number, route, matched: MatchKind::Prefix(len) }
