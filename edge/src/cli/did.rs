@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use control::config::Config;
 use edge::route::csv_import::{self, ImportOptions};
-use edge::route::{DidTable, MatchKind, RouteDecision, Router, SetId, insert_config_dids};
+use edge::route::{DidTableBuilder, MatchKind, RouteDecision, Router, SetId, insert_config_dids};
 
 /// `sipedge did …`
 #[derive(Debug, Subcommand)]
@@ -59,7 +59,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     if let Some(csv) = &args.csv {
         let started = Instant::now();
         let rows = csv_import::count_lines(csv)?;
-        let mut table = DidTable::with_capacity(rows + config.dids.len());
+        let mut table = DidTableBuilder::with_capacity(rows + config.dids.len());
         insert_config_dids(&config, router.targets(), &mut table)?;
         let options = ImportOptions { skip_bad_rows: args.skip_bad_rows };
         let report = csv_import::import_file(csv, router.targets(), &mut table, options)
@@ -67,6 +67,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         for bad in &report.bad {
             eprintln!("skipped {bad}");
         }
+        let table = table.build();
         let memory = table.memory();
         eprintln!(
             "loaded {} rows ({} skipped) in {:.2} s; {} exact DIDs, {:.1} bytes/DID",

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::e164::E164;
 use super::meta::DidMeta;
-use super::table::{DidTable, TableError};
+use super::table::{DidTableBuilder, TableError};
 use super::targets::TargetSets;
 
 /// Columns, in order; the first two are required.
@@ -107,11 +107,11 @@ pub fn count_lines(path: &Path) -> Result<usize, ImportError> {
     }
 }
 
-/// Loads a CSV file into `table` (built aside by the caller, sized by [`count_lines`]).
+/// Loads a CSV file into `table` (a new table's builder, sized by [`count_lines`]).
 pub fn import_file(
     path: &Path,
     targets: &TargetSets,
-    table: &mut DidTable,
+    table: &mut DidTableBuilder,
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let file = File::open(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
@@ -124,17 +124,17 @@ pub fn import<R: Read>(
     input: R,
     len_bytes: u64,
     targets: &TargetSets,
-    table: &mut DidTable,
+    table: &mut DidTableBuilder,
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
-        .trim(csv::Trim::All)
         .buffer_capacity(READ_BUFFER_BYTES)
         .from_reader(input);
     let header = reader.byte_headers().map_err(|source| ImportError::Csv { line: 1, source })?.clone();
-    let names: Vec<String> = header.iter().map(|h| String::from_utf8_lossy(h).to_ascii_lowercase()).collect();
+    let names: Vec<String> =
+        header.iter().map(|h| String::from_utf8_lossy(h.trim_ascii()).to_ascii_lowercase()).collect();
     if names.len() < 2 || names.len() > COLUMNS.len() || names.iter().zip(COLUMNS).any(|(n, c)| n != c) {
         return Err(ImportError::Header(names.join(",")));
     }
@@ -180,18 +180,25 @@ pub fn import<R: Read>(
     Ok(report)
 }
 
-fn load_row(record: &csv::ByteRecord, targets: &TargetSets, table: &mut DidTable) -> Result<(), String> {
+fn load_row(
+    record: &csv::ByteRecord,
+    targets: &TargetSets,
+    table: &mut DidTableBuilder,
+) -> Result<(), String> {
     if record.len() < 2 || record.len() > COLUMNS.len() {
         return Err(format!("expected 2 to {} fields, found {}", COLUMNS.len(), record.len()));
     }
     let text = |i: usize| -> Result<Option<&str>, String> {
-        let Some(field) = record.get(i).filter(|f| !f.is_empty()) else { return Ok(None) };
+        let Some(field) = record.get(i).map(<[u8]>::trim_ascii).filter(|f| !f.is_empty()) else {
+            return Ok(None);
+        };
         if field.len() > MAX_DID_META_BYTES {
             return Err(format!("{} is longer than {MAX_DID_META_BYTES} bytes", COLUMNS[i]));
         }
         std::str::from_utf8(field).map(Some).map_err(|_| format!("{} is not UTF-8", COLUMNS[i]))
     };
-    let raw = record.get(0).unwrap_or_default();
+    // Fields are trimmed here rather than by the reader, whose trimming copies every record.
+    let raw = record.get(0).unwrap_or_default().trim_ascii();
     let number = raw.strip_prefix(b"+").and_then(E164::from_digits).ok_or_else(|| {
         format!("{:?} is not an E.164 number (+ then 1 to 15 digits)", String::from_utf8_lossy(raw))
     })?;
@@ -207,6 +214,7 @@ fn load_row(record: &csv::ByteRecord, targets: &TargetSets, table: &mut DidTable
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::table::DidTable;
     use control::config::Config;
 
     fn targets() -> TargetSets {
@@ -215,10 +223,10 @@ mod tests {
     }
 
     fn load(csv: &str, skip_bad_rows: bool) -> (DidTable, Result<ImportReport, ImportError>) {
-        let mut table = DidTable::with_capacity(16);
+        let mut table = DidTableBuilder::with_capacity(16);
         let result =
             import(csv.as_bytes(), csv.len() as u64, &targets(), &mut table, ImportOptions { skip_bad_rows });
-        (table, result)
+        (table.build(), result)
     }
 
     const GOOD: &str = "number,target,customer,group,tag\n\
@@ -295,7 +303,7 @@ mod tests {
         let path = dir.join("dids.csv");
         std::fs::write(&path, GOOD).unwrap();
         assert_eq!(count_lines(&path).unwrap(), 4);
-        let mut table = DidTable::with_capacity(4);
+        let mut table = DidTableBuilder::with_capacity(4);
         let report = import_file(&path, &targets(), &mut table, ImportOptions::default()).unwrap();
         assert_eq!(report.loaded, 3);
         std::fs::remove_dir_all(&dir).unwrap();

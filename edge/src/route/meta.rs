@@ -46,7 +46,7 @@ pub struct DidMeta<'a> {
 pub struct MetaFull;
 
 /// Interned strings and records.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MetaStore {
     strings: Vec<Box<str>>,
     string_ids: HashMap<Box<str>, StrId, RandomState>,

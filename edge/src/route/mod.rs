@@ -6,6 +6,13 @@
 //! lookups never wait for a bulk import, which builds a whole new table aside and swaps it in
 //! ([`Router::replace_table`]); single upserts and deletes go to the live table
 //! ([`Router::table`]) while lookups run.
+//!
+//! Use from the proxy: build once with [`Router::from_config`] (and a bulk CSV through
+//! [`csv_import`] into a [`DidTableBuilder`], then [`Router::replace_table`]); each worker takes
+//! a [`Router::reader`] and calls [`RouteReader::route`] with the trunk, the Request-URI user
+//! part and a `tel:` URI's `phone-context`; for a DID or emergency decision,
+//! [`Router::candidates`] gives the URIs to try in order (empty: answer 503). A
+//! [`health::HealthTracker`] over [`Router::up_flags`] drives the OPTIONS probes.
 
 pub mod blocks;
 pub mod csv_import;
@@ -24,7 +31,7 @@ pub use blocks::{BlockError, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
 pub use meta::{DidMeta, MetaId};
-pub use table::{DidRoute, DidTable, MemoryReport, TableError};
+pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
 
 /// The id of a trunk (its index in the configuration's `[[trunk]]` list).
@@ -134,11 +141,11 @@ struct TrunkPlan {
 /// The routing state.
 #[derive(Debug)]
 pub struct Router {
-    trunks: Box<[TrunkPlan]>,
+    trunks: Arc<[TrunkPlan]>,
     targets: Arc<TargetSets>,
     up: Arc<UpFlags>,
-    table: ArcSwap<DidTable>,
-    blocks: ArcSwap<Blocks>,
+    table: Arc<ArcSwap<DidTable>>,
+    blocks: Arc<ArcSwap<Blocks>>,
 }
 
 impl Router {
@@ -157,16 +164,17 @@ impl Router {
             };
             trunks.push(TrunkPlan { name: t.name.as_str().into(), plan, emergency });
         }
-        let mut table = DidTable::with_capacity(config.dids.len());
+        let mut table = DidTableBuilder::with_capacity(config.dids.len());
         insert_config_dids(config, &targets, &mut table)?;
+        let table = table.build();
         let blocks = build_blocks(config, &targets)?;
         let up = Arc::new(UpFlags::all_up(targets.uris().len()));
         Ok(Self {
             trunks: trunks.into(),
             targets,
             up,
-            table: ArcSwap::from_pointee(table),
-            blocks: ArcSwap::from_pointee(blocks),
+            table: Arc::new(ArcSwap::from_pointee(table)),
+            blocks: Arc::new(ArcSwap::from_pointee(blocks)),
         })
     }
 
@@ -176,34 +184,26 @@ impl Router {
     }
 
     /// Routes a call: normalises `user` (and a `tel:` URI's `phone-context`) by the trunk's
-    /// plan, then looks the number up. Allocation-free.
-    #[inline]
+    /// plan, then looks the number up. Allocation-free. Workers on the hot path use a
+    /// [`RouteReader`] instead, which skips the `arc-swap` load.
     pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
-        let Some(t) = self.trunks.get(trunk.0 as usize) else {
-            return RouteDecision::Refuse(RefuseReason::UnknownTrunk);
-        };
-        match t.plan.normalise(user, phone_context) {
-            Normalised::Number(n) => self.lookup(n),
-            Normalised::Emergency => match t.emergency {
-                Some(target) => RouteDecision::Emergency { target },
-                None => RouteDecision::Refuse(RefuseReason::NoEmergencyTarget),
-            },
-            Normalised::Refused(r) => RouteDecision::Refuse(RefuseReason::Number(r)),
-        }
+        decide(&self.trunks, trunk, user, phone_context, |n| {
+            lookup(&self.table.load(), || self.blocks.load_full(), n)
+        })
     }
 
     /// Looks an E.164 number up: exact DID, then range, then longest prefix.
-    #[inline]
     pub fn lookup(&self, number: E164) -> RouteDecision {
-        if let Some(route) = self.table.load().get(number.key()) {
-            return RouteDecision::Did { number, route, matched: MatchKind::Exact };
-        }
-        match self.blocks.load().lookup(number) {
-            Some(BlockMatch::Range(route)) => RouteDecision::Did { number, route, matched: MatchKind::Range },
-            Some(BlockMatch::Prefix(route, len)) => {
-                RouteDecision::Did { number, route, matched: MatchKind::Prefix(len) }
-            }
-            None => RouteDecision::Refuse(RefuseReason::UnknownDid),
+        lookup(&self.table.load(), || self.blocks.load_full(), number)
+    }
+
+    /// A reader for one worker thread: it keeps the current table and blocks and re-checks
+    /// them with one plain load per call, so lookups share no written cache line.
+    pub fn reader(&self) -> RouteReader {
+        RouteReader {
+            trunks: self.trunks.clone(),
+            table: arc_swap::Cache::new(self.table.clone()),
+            blocks: arc_swap::Cache::new(self.blocks.clone()),
         }
     }
 
@@ -239,11 +239,75 @@ impl Router {
     }
 }
 
+/// One worker's handle on the routing state (see [`Router::reader`]); sees every swap.
+#[derive(Debug)]
+pub struct RouteReader {
+    trunks: Arc<[TrunkPlan]>,
+    table: arc_swap::Cache<Arc<ArcSwap<DidTable>>, Arc<DidTable>>,
+    blocks: arc_swap::Cache<Arc<ArcSwap<Blocks>>, Arc<Blocks>>,
+}
+
+impl RouteReader {
+    /// As [`Router::route`].
+    #[inline]
+    pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
+        let (table, blocks) = (&mut self.table, &mut self.blocks);
+        decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n))
+    }
+
+    /// As [`Router::lookup`].
+    #[inline]
+    pub fn lookup(&mut self, number: E164) -> RouteDecision {
+        let blocks = &mut self.blocks;
+        lookup(self.table.load(), || &**blocks.load(), number)
+    }
+}
+
+#[inline]
+fn decide(
+    trunks: &[TrunkPlan],
+    trunk: TrunkId,
+    user: &[u8],
+    phone_context: Option<&[u8]>,
+    lookup: impl FnOnce(E164) -> RouteDecision,
+) -> RouteDecision {
+    let Some(t) = trunks.get(trunk.0 as usize) else {
+        return RouteDecision::Refuse(RefuseReason::UnknownTrunk);
+    };
+    match t.plan.normalise(user, phone_context) {
+        Normalised::Number(n) => lookup(n),
+        Normalised::Emergency => match t.emergency {
+            Some(target) => RouteDecision::Emergency { target },
+            None => RouteDecision::Refuse(RefuseReason::NoEmergencyTarget),
+        },
+        Normalised::Refused(r) => RouteDecision::Refuse(RefuseReason::Number(r)),
+    }
+}
+
+#[inline]
+/// Exact table first; the blocks are fetched only when it misses.
+fn lookup<B: std::ops::Deref<Target = Blocks>>(
+    table: &DidTable,
+    blocks: impl FnOnce() -> B,
+    number: E164,
+) -> RouteDecision {
+    if let Some(route) = table.get(number.key()) {
+        return RouteDecision::Did { number, route, matched: MatchKind::Exact };
+    }
+    match blocks().lookup(number) {
+        Some(BlockMatch::Range(route)) => RouteDecision::Did { number, route, matched: MatchKind::Range },
+        Some(BlockMatch::Prefix(route, len)) => {
+            RouteDecision::Did { number, route, matched: MatchKind::Prefix(len) }
+        }
+        None => RouteDecision::Refuse(RefuseReason::UnknownDid),
+    }
+}
+
 /// Inserts the configuration's `[[did]]` entries into `table`.
 pub fn insert_config_dids(
     config: &Config,
     targets: &TargetSets,
-    table: &mut DidTable,
+    table: &mut DidTableBuilder,
 ) -> Result<(), BuildError> {
     for (i, d) in config.dids.iter().enumerate() {
         let field = format!("did[{i}]");
@@ -420,12 +484,20 @@ target = "psap"
         for _ in 0..500 {
             r.table().upsert(n, queue, None, &DidMeta::default()).unwrap();
             r.table().remove(n);
-            let mut fresh = DidTable::with_capacity(1);
+            let mut fresh = DidTableBuilder::with_capacity(1);
             fresh.insert_new(n, queue, None, &DidMeta::default()).unwrap();
-            r.replace_table(Arc::new(fresh));
+            r.replace_table(Arc::new(fresh.build()));
         }
         reader.join().unwrap();
         assert_eq!(target_of(&r, r.route(us, b"5551240100", None)), Some("queue"));
+        let mut worker = r.reader();
+        assert_eq!(target_of(&r, worker.route(us, b"5551240100", None)), Some("queue"));
+        r.replace_table(Arc::new(DidTable::default()));
+        assert_eq!(
+            target_of(&r, worker.route(us, b"5551240100", None)),
+            Some("pbx1"),
+            "the reader sees the swap"
+        );
         r.replace_blocks(Arc::new(Blocks::default()));
         assert_eq!(r.route(us, b"5551990000", None), RouteDecision::Refuse(RefuseReason::UnknownDid));
     }

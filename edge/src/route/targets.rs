@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use ahash::RandomState;
 use control::config::Target;
 
 use super::table::MAX_TARGET_SETS;
@@ -88,7 +89,7 @@ impl UpFlags {
 #[derive(Debug)]
 pub struct TargetSets {
     sets: Vec<Set>,
-    by_name: HashMap<Box<str>, SetId>,
+    by_name: HashMap<Box<str>, SetId, RandomState>,
     uris: Vec<Box<str>>,
 }
 
@@ -98,7 +99,7 @@ impl TargetSets {
         if targets.len() > MAX_TARGET_SETS {
             return Err(TargetError::TooMany);
         }
-        let by_name: HashMap<Box<str>, SetId> =
+        let by_name: HashMap<Box<str>, SetId, RandomState> =
             targets.iter().enumerate().map(|(i, t)| (t.name.as_str().into(), SetId(i as u32))).collect();
         let mut uris: Vec<Box<str>> = Vec::new();
         let mut uri_ids: HashMap<String, UriId> = HashMap::new();
