@@ -14,7 +14,7 @@ use control::config::Config;
 use edge::guard::Guard;
 use edge::io::{self, IoConfig};
 use edge::proxy::{EdgeWorker, Engine, EngineConfig};
-use edge::route::Router;
+use edge::route::{self, Router};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -122,16 +122,19 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     // committed state is what the data plane serves.
     let control = control::serve(&config).context("control plane")?;
     let publisher = control.publisher();
-    let mut live = publisher.current().config.clone();
-    live.dids = publisher
-        .routed_dids()
-        .context("loading the routed DIDs")?
-        .dids
-        .into_iter()
-        .map(|(number, target)| control::config::Did::new(number, target))
-        .collect();
+    // Subscribe before loading, so that no change falls between the load and the follower.
+    let events = publisher.subscribe();
+    let live = publisher.current().config.clone();
     let guard = Guard::from_config(&live).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&live).context("routing")?);
+    let loaded = route::live::reload_dids(&router, &publisher, &live).context("loading the routed DIDs")?;
+    {
+        let (router, publisher, live) = (Arc::clone(&router), Arc::clone(&publisher), live.clone());
+        std::thread::Builder::new()
+            .name("live-changes".into())
+            .spawn(move || route::live::follow(&router, &publisher, &live, loaded, events))
+            .context("starting the live-change thread")?;
+    }
     let io_config = IoConfig::from_edge(&config.edge);
     let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
     let (policy, allow) = cli::xdp::policy_of(&live);

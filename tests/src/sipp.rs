@@ -41,6 +41,10 @@ pub struct Edge {
     pub addr: SocketAddr,
     /// The folder holding its configuration.
     pub dir: tempfile::TempDir,
+    /// The control API's address.
+    pub api: Option<SocketAddr>,
+    /// The admin token printed at the first start of a new store.
+    pub token: Option<String>,
 }
 
 impl Edge {
@@ -79,7 +83,16 @@ impl Edge {
             .find_map(|w| w.strip_prefix("udp:"))
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from sipedge: {line}"));
-        Edge { child, addr, dir }
+        let api = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .and_then(|a| a.trim_end_matches(')').parse().ok());
+        let token = rx
+            .recv_timeout(Duration::from_secs(1))
+            .ok()
+            .filter(|l| l.starts_with("admin API token"))
+            .and_then(|l| l.rsplit(' ').next().map(str::to_owned));
+        Edge { child, addr, dir, api, token }
     }
 
     /// Whether the process is still running.

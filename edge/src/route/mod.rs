@@ -18,6 +18,7 @@ pub mod blocks;
 pub mod csv_import;
 pub mod e164;
 pub mod health;
+pub mod live;
 pub mod meta;
 pub mod table;
 pub mod targets;
