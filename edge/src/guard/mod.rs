@@ -3,6 +3,7 @@
 //! all; every refusal is counted by reason.
 
 mod acl;
+mod did_calls;
 mod limits;
 
 use std::net::IpAddr;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use control::config::Config;
 
 pub use acl::{OverlapError, SourceAcl, TrunkIdx};
+pub use did_calls::DidCalls;
 pub use limits::{LimitRefusal, RETRY_AFTER_MIN_SECS, TrunkLimits};
 
 /// Why admission refused a request, and what the caller gets.
@@ -56,6 +58,8 @@ pub struct TrunkCounters {
     pub refused_cps: AtomicU64,
     /// Refused: over concurrent calls.
     pub refused_concurrency: AtomicU64,
+    /// Refused: over the called DID's concurrent calls.
+    pub refused_did_concurrency: AtomicU64,
 }
 
 /// The admission policy built from one configuration; shared by all workers.
@@ -64,6 +68,7 @@ pub struct Guard {
     acl: SourceAcl,
     trunks: Vec<TrunkState>,
     unknown_source: AtomicU64,
+    did_calls: DidCalls,
 }
 
 impl Guard {
@@ -86,7 +91,7 @@ impl Guard {
                 counters: TrunkCounters::default(),
             })
             .collect();
-        Ok(Arc::new(Self { acl, trunks, unknown_source: AtomicU64::new(0) }))
+        Ok(Arc::new(Self { acl, trunks, unknown_source: AtomicU64::new(0), did_calls: DidCalls::default() }))
     }
 
     /// The trunk a datagram's source belongs to, or [`Refusal::UnknownSource`] (counted).
@@ -118,6 +123,30 @@ impl Guard {
                 Err(Refusal::Concurrency { code: t.concurrency_code })
             }
         }
+    }
+
+    /// Admits a new call on a DID limited to `max` concurrent calls; on refusal the trunk slot
+    /// taken by [`Self::admit_call`] is given back and the trunk's refusal code applies.
+    pub fn admit_did_call(&self, trunk: TrunkIdx, did: u64, max: u32) -> Result<(), Refusal> {
+        if self.did_calls.try_admit(did, max) {
+            return Ok(());
+        }
+        self.call_ended(trunk);
+        let t = self.trunk(trunk);
+        if let Some(t) = t {
+            t.counters.refused_did_concurrency.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(Refusal::Concurrency { code: t.map_or(503, |t| t.concurrency_code) })
+    }
+
+    /// A call admitted on a limited DID ended or failed.
+    pub fn did_call_ended(&self, did: u64) {
+        self.did_calls.release(did);
+    }
+
+    /// Calls active on a limited DID.
+    pub fn did_active(&self, did: u64) -> u32 {
+        self.did_calls.active(did)
     }
 
     /// A call admitted by [`Self::admit_call`] ended or failed.

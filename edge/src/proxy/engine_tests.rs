@@ -24,6 +24,10 @@ uris = ["sip:198.51.100.10:5060", "sip:198.51.100.11:5060"]
 [[did]]
 number = "+15551230000"
 target = "pbx"
+[[did]]
+number = "+15551230001"
+target = "pbx"
+max_calls = 1
 "#;
 
 const LOCAL: &str = "203.0.113.1:5060";
@@ -435,4 +439,21 @@ mod properties {
             prop_assert!(h.engine.transactions() <= 3);
         }
     }
+}
+
+#[test]
+fn a_did_over_its_concurrent_call_limit_gets_503_until_a_call_ends() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKd1", "call-d1", "+15551230001", 70));
+    assert_eq!(out[1].0, addr(PBX1), "the first call goes through");
+    let fwd = out[1].1.clone();
+    let out = h.recv(CARRIER, &invite("z9hG4bKd2", "call-d2", "+15551230001", 70));
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [503], "the DID is busy");
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 1, "the refused call gave its trunk slot back");
+    let other = h.recv(CARRIER, &invite("z9hG4bKd3", "call-d3", "+15551230000", 70));
+    assert_eq!(other[1].0, addr(PBX1), "other DIDs are not limited");
+    h.recv(PBX1, &response_to(&fwd, 486, "Busy Here", Some("b")));
+    assert_eq!(h.engine.guard().did_active(15551230001), 0);
+    let out = h.recv(CARRIER, &invite("z9hG4bKd4", "call-d4", "+15551230001", 70));
+    assert_eq!(out[1].0, addr(PBX1), "the slot is free again");
 }

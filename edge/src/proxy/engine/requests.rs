@@ -135,12 +135,27 @@ impl Engine {
                 engine.guard.call_ended(trunk);
             }
         };
-        let (set, did) = match self.router.route(TrunkId(trunk), user, phone_context) {
-            RouteDecision::Did { number, route, .. } => (route.set(), number.key()),
-            RouteDecision::Emergency { target } => (target, 0),
+        let (set, did, did_limit) = match self.router.route(TrunkId(trunk), user, phone_context) {
+            RouteDecision::Did { number, route, .. } => (route.set(), number.key(), route.max_calls()),
+            RouteDecision::Emergency { target } => (target, 0, None),
             RouteDecision::Refuse(r) => {
                 release(self);
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
+            }
+        };
+        let limited_did = did_limit.filter(|_| is_invite).map(|_| did);
+        if let (Some(max), true) = (did_limit, is_invite)
+            && let Err(Refusal::Concurrency { code }) = self.guard.admit_did_call(trunk, did, max)
+        {
+            let reason = if code == 486 { "Busy Here" } else { "Service Unavailable" };
+            return self.reply(msg, code, reason, &[], ctx);
+        }
+        let release = |engine: &Self| {
+            if is_invite {
+                engine.guard.call_ended(trunk);
+            }
+            if let Some(did) = limited_did {
+                engine.guard.did_call_ended(did);
             }
         };
         let seed = self.hasher[1].hash_one(msg.call_id().unwrap_or_default());
@@ -152,7 +167,7 @@ impl Engine {
             let header = retry_after(&mut ra, ALL_DOWN_RETRY_AFTER_SECS);
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
         };
-        let hold = is_invite.then_some(Hold { trunk, did });
+        let hold = is_invite.then_some(Hold { trunk, did, limited_did });
         let server = if is_invite {
             Server::Invite(InviteServer::start(self.config.timers))
         } else {
