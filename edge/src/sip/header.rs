@@ -202,22 +202,46 @@ static LOWER: [([u8; MAX_NAME_BYTES], usize); NAMES.len()] = {
     t
 };
 
-/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case,
-/// compared eight bytes at a time. `| 0x20` folds exactly here: the only other bytes it maps
-/// onto `-` or a digit are control characters, which a token cannot hold.
+/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case.
+/// `| 0x20` folds exactly here: the only other bytes it maps onto `-` or a digit are control
+/// characters, which a token cannot hold. Names of 8 bytes or more compare eight bytes at a time,
+/// the last word overlapping the one before; shorter names as two overlapping halves.
 fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
+    const FOLD8: u64 = 0x2020_2020_2020_2020;
+    const FOLD4: u32 = 0x2020_2020;
+    const FOLD2: u16 = 0x2020;
     if name.len() != lower.len() {
         return false;
     }
-    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
-    for (x, y) in (&mut a).zip(&mut b) {
-        let word = |c: &[u8]| c.try_into().map_or(0, u64::from_le_bytes);
-        if word(x) | FOLD != word(y) {
-            return false;
+    let (mut a, mut b) = (name, lower);
+    if a.len() >= 8 {
+        while let (Some((x, ra)), Some((y, rb))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+            if u64::from_le_bytes(*x) | FOLD8 != u64::from_le_bytes(*y) {
+                return false;
+            }
+            (a, b) = (ra, rb);
         }
+        return match (name.last_chunk::<8>(), lower.last_chunk::<8>()) {
+            (Some(x), Some(y)) => u64::from_le_bytes(*x) | FOLD8 == u64::from_le_bytes(*y),
+            _ => false,
+        };
     }
-    a.remainder().iter().zip(b.remainder()).all(|(x, y)| x | 0x20 == *y)
+    if a.len() >= 4 {
+        return match (a.first_chunk::<4>(), b.first_chunk::<4>(), a.last_chunk::<4>(), b.last_chunk::<4>()) {
+            (Some(x1), Some(y1), Some(x2), Some(y2)) => {
+                u32::from_le_bytes(*x1) | FOLD4 == u32::from_le_bytes(*y1)
+                    && u32::from_le_bytes(*x2) | FOLD4 == u32::from_le_bytes(*y2)
+            }
+            _ => false,
+        };
+    }
+    match (a.first_chunk::<2>(), b.first_chunk::<2>(), a.last_chunk::<2>(), b.last_chunk::<2>()) {
+        (Some(x1), Some(y1), Some(x2), Some(y2)) => {
+            u16::from_le_bytes(*x1) | FOLD2 == u16::from_le_bytes(*y1)
+                && u16::from_le_bytes(*x2) | FOLD2 == u16::from_le_bytes(*y2)
+        }
+        _ => a.iter().zip(b).all(|(x, y)| x | 0x20 == *y),
+    }
 }
 
 /// Compact forms, built at compile time: `a`..=`z` → kind.
@@ -306,6 +330,17 @@ mod tests {
                 assert_eq!(HeaderKind::from_name(&[c.to_ascii_uppercase()]), *kind);
             }
             assert_eq!(kind.name(), *long);
+        }
+    }
+
+    #[test]
+    fn one_changed_byte_is_another_name() {
+        for (long, _, kind) in NAMES {
+            for i in 0..long.len() {
+                let mut n = long.as_bytes().to_vec();
+                n[i] = if n[i] == b'x' { b'y' } else { b'x' };
+                assert_ne!(HeaderKind::from_name(&n), *kind, "{}", String::from_utf8_lossy(&n));
+            }
         }
     }
 

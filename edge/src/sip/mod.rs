@@ -188,7 +188,10 @@ pub fn parse_with_limits<'b>(
             }
             _ => {}
         }
-        let name_len = rest.iter().position(|&b| !TOKEN[b as usize]).unwrap_or(rest.len());
+        let mut name_len = 0;
+        while rest.get(name_len).is_some_and(|&b| TOKEN[b as usize]) {
+            name_len += 1;
+        }
         if name_len == 0 {
             return err(ErrorKind::HeaderName, pos, "header name is not a token");
         }

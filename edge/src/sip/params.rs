@@ -2,7 +2,10 @@
 //! values (`generic-param`, with LWS around `;` and `=` and quoted-string values).
 //! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
 
-use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, hex_val, trim_lws};
+use super::chars::{
+    HNV, IN_HNV, IN_PARAMCHAR, IN_TOKEN, LWS, PARAM_CLASS, PARAM_SEP, PARAMCHAR, TOKEN, all_escaped_in,
+    all_in, trim_lws,
+};
 use super::error::{ErrorKind, Invalid};
 
 /// A checked parameter list, as it came (the bytes after the first `;`, or empty).
@@ -101,49 +104,43 @@ impl<'b> Iterator for ParamIter<'b> {
     }
 }
 
-/// One pass over a list without white space or quotes: true when it is valid by `grammar`
-/// (the same rules as the full check); false when the full check must decide (and report).
+/// One pass over a list without white space, quotes or `%` escapes: true when it is valid by
+/// `grammar` (the same rules as the full check); false when the full check must decide (and
+/// report). Each name and value keeps the AND of its bytes' [`PARAM_CLASS`] bits: a name is
+/// valid when all its bytes share the name class, a header value when they are all token or
+/// all `hnv` characters, a URI value when they are all `paramchar`.
 fn fast_check(raw: &[u8], grammar: ParamGrammar) -> bool {
-    let mut name_len = 0usize;
-    let mut value: Option<(usize, bool, bool)> = None; // (length, all token, all hnv)
-    let mut i = 0;
-    while i <= raw.len() {
-        let b = raw.get(i).copied().unwrap_or(b';');
-        if b == b';' {
-            let value_ok = match value {
-                None => true,
-                Some((len, token, hnv)) => len > 0 && (grammar == ParamGrammar::Uri || token || hnv),
-            };
-            if name_len == 0 || !value_ok {
-                return false;
-            }
-            (name_len, value) = (0, None);
-            i += 1;
+    let (name_class, value_class) = match grammar {
+        ParamGrammar::Uri => (IN_PARAMCHAR, IN_PARAMCHAR),
+        ParamGrammar::Header => (IN_TOKEN, IN_TOKEN | IN_HNV),
+    };
+    const ALL: u8 = u8::MAX;
+    let mut acc = ALL;
+    let mut len = 0usize;
+    let mut in_value = false;
+    for &b in raw {
+        let c = PARAM_CLASS[b as usize];
+        if c & PARAM_SEP == 0 {
+            acc &= c;
+            len += 1;
             continue;
         }
-        let step = if b == b'%' && grammar == ParamGrammar::Uri {
-            match (raw.get(i + 1).copied().and_then(hex_val), raw.get(i + 2).copied().and_then(hex_val)) {
-                (Some(_), Some(_)) => 3,
-                _ => return false,
-            }
-        } else {
-            1
-        };
-        match (&mut value, grammar) {
-            (None, _) if b == b'=' => value = Some((0, true, true)),
-            (None, ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => name_len += 1,
-            (None, ParamGrammar::Header) if TOKEN[b as usize] => name_len += 1,
-            (Some((len, _, _)), ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => *len += 1,
-            (Some((len, token, hnv)), ParamGrammar::Header) if TOKEN[b as usize] || HNV[b as usize] => {
-                *len += 1;
-                *token &= TOKEN[b as usize];
-                *hnv &= HNV[b as usize];
-            }
-            _ => return false,
+        let need = if in_value { value_class } else { name_class };
+        if len == 0 || acc & need == 0 {
+            return false;
         }
-        i += step;
+        if b == b'=' {
+            if in_value {
+                return false;
+            }
+            in_value = true;
+        } else {
+            in_value = false;
+        }
+        (acc, len) = (ALL, 0);
     }
-    true
+    let need = if in_value { value_class } else { name_class };
+    len > 0 && acc & need != 0
 }
 
 /// `token / host / quoted-string` (RFC 3261 `gen-value`).

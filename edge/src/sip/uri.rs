@@ -204,7 +204,7 @@ impl<'b> TelUri<'b> {
 fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     // userinfo ends at the first '@': no part of the user, password, host, params or headers
     // may hold a bare '@'.
-    let (userinfo, hostport_etc) = match rest.iter().position(|&b| b == b'@') {
+    let (userinfo, hostport_etc) = match memchr::memchr(b'@', rest) {
         Some(at) => (rest.get(..at), rest.get(at + 1..).unwrap_or_default()),
         None => (None, rest),
     };
@@ -226,7 +226,7 @@ fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     };
     let (hostport, after) = split_hostport(hostport_etc);
     let (host, port) = parse_hostport(hostport)?;
-    let (params_raw, headers) = match after.iter().position(|&b| b == b'?') {
+    let (params_raw, headers) = match memchr::memchr(b'?', after) {
         Some(q) => (after.get(..q).unwrap_or_default(), after.get(q + 1..)),
         None => (after, None),
     };
@@ -295,13 +295,14 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
         let text = core::str::from_utf8(inner).map_err(|_| bad())?;
         return text.parse::<Ipv6Addr>().map(Host::Ipv6).map_err(|_| bad());
     }
-    if !all_in(raw, &HOSTNAME) {
-        return Err(bad());
-    }
+    // An IPv4 address is made of host name characters only, so it needs no class check.
     if raw.last().is_some_and(u8::is_ascii_digit)
         && let Some(v4) = parse_ipv4(raw)
     {
         return Ok(Host::Ipv4(v4));
+    }
+    if !all_in(raw, &HOSTNAME) {
+        return Err(bad());
     }
     core::str::from_utf8(raw).map(Host::Name).map_err(|_| bad())
 }
@@ -309,23 +310,34 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
 /// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    /// Most digits in one octet.
+    const MAX_OCTET_DIGITS: usize = 3;
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
+    let mut k = 0usize; // octets completed
+    let mut n = 0u16; // value of the octet being read
+    let mut digits = 0usize; // its digits so far
+    for &b in s {
+        if b.is_ascii_digit() {
+            if digits == MAX_OCTET_DIGITS || (digits == 1 && n == 0) {
+                return None; // four digits, or a leading zero
+            }
+            n = n * 10 + u16::from(b - b'0');
+            digits += 1;
+        } else if b == b'.' && digits > 0 {
+            *octets.get_mut(k)? = u8::try_from(n).ok()?;
+            (k, n, digits) = (k + 1, 0, 0);
+            if k == octets.len() {
+                return None; // a fourth dot
+            }
+        } else {
             return None;
         }
-        let mut n = 0u16;
-        for &d in p {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u16::from(d - b'0');
-        }
-        *octet = u8::try_from(n).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if digits == 0 || k != octets.len() - 1 {
+        return None;
+    }
+    *octets.get_mut(k)? = u8::try_from(n).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {
