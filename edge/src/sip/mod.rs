@@ -219,7 +219,14 @@ pub fn parse_with_limits<'b>(
                 _ => break nl,
             }
         };
-        let value = trim_lws(buf.get(p..eol).unwrap_or_default());
+        // Drop the usual SP after the colon and the CR before the LF first, so that the trim
+        // below usually finds nothing to do.
+        let mut value_from = p;
+        while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
+            value_from += 1;
+        }
+        let value_to = if eol > value_from && buf.get(eol - 1) == Some(&b'\r') { eol - 1 } else { eol };
+        let value = trim_lws(buf.get(value_from..value_to).unwrap_or_default());
         let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
         let kind = HeaderKind::from_name(buf.get(pos..pos + name_len).unwrap_or_default());
         let Some(slot) = index.get_mut(count) else {
@@ -419,9 +426,7 @@ impl<'b> SipMessage<'b> {
     /// The Call-ID (`word [ "@" word ]`).
     pub fn call_id(&self) -> Result<&'b [u8], ParseError> {
         let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
-        let mut parts = v.splitn(2, |&b| b == b'@');
-        let ok = parts.all(|w| all_in(w, &WORD) && !w.contains(&b'@'));
-        if ok {
+        if call_id_ok(v) {
             Ok(v)
         } else {
             Err(Invalid::new(v, ErrorKind::HeaderValue, "malformed Call-ID").within(self.buf))
@@ -554,6 +559,23 @@ impl<'b> SipMessage<'b> {
             }
         }
         Ok(())
+    }
+}
+
+/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+fn call_id_ok(v: &[u8]) -> bool {
+    let mut at = None;
+    for (i, &b) in v.iter().enumerate() {
+        if !WORD[b as usize] {
+            if b != b'@' || at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        }
+    }
+    match at {
+        None => !v.is_empty(),
+        Some(i) => i > 0 && i + 1 < v.len(),
     }
 }
 

@@ -166,6 +166,19 @@ pub(crate) fn quoted_ok(inner: &[u8]) -> bool {
 
 /// Splits at the first `;` outside a quoted string.
 fn split_param(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // Before the first `"` every `;` splits.
+    for (i, &b) in s.iter().enumerate() {
+        match b {
+            b';' => return (s.get(..i).unwrap_or_default(), s.get(i + 1..)),
+            b'"' => return split_param_quoted(s),
+            _ => {}
+        }
+    }
+    (s, None)
+}
+
+/// [`split_param`] for a list holding a quoted string.
+fn split_param_quoted(s: &[u8]) -> (&[u8], Option<&[u8]>) {
     let mut in_quotes = false;
     let mut i = 0;
     while let Some(&b) = s.get(i) {

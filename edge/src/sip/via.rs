@@ -72,25 +72,35 @@ impl<'b> Via<'b> {
         for (name, value) in self.params {
             let at = name;
             let bad = |why| Err(Invalid::new(at, ErrorKind::HeaderValue, why));
-            if name.eq_ignore_ascii_case(b"branch") {
-                if !value.is_some_and(|v| all_in(v, &TOKEN)) {
-                    return bad("Via branch is not a token");
+            // Dispatch on the length first: most parameters are none of these.
+            match name.len() {
+                6 if name.eq_ignore_ascii_case(b"branch") => {
+                    if !value.is_some_and(|v| all_in(v, &TOKEN)) {
+                        return bad("Via branch is not a token");
+                    }
                 }
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                match value.map(|v| parse_decimal(v, u8::MAX.into())) {
-                    Some(Ok(_)) => {}
-                    _ => return bad("Via ttl is not 0..=255"),
+                3 if name.eq_ignore_ascii_case(b"ttl") => {
+                    match value.map(|v| parse_decimal(v, u8::MAX.into())) {
+                        Some(Ok(_)) => {}
+                        _ => return bad("Via ttl is not 0..=255"),
+                    }
                 }
-            } else if name.eq_ignore_ascii_case(b"received") {
-                if !value.is_some_and(is_address) {
-                    return bad("Via received is not an address");
+                8 if name.eq_ignore_ascii_case(b"received") => {
+                    if !value.is_some_and(is_address) {
+                        return bad("Via received is not an address");
+                    }
                 }
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                if value.is_some_and(|v| parse_port(v).is_err()) {
-                    return bad("Via rport is not a port");
+                5 if name.eq_ignore_ascii_case(b"rport") => {
+                    if value.is_some_and(|v| parse_port(v).is_err()) {
+                        return bad("Via rport is not a port");
+                    }
                 }
-            } else if name.eq_ignore_ascii_case(b"maddr") && value.is_none_or(|v| parse_host(v).is_err()) {
-                return bad("Via maddr is not a host");
+                5 if name.eq_ignore_ascii_case(b"maddr") => {
+                    if value.is_none_or(|v| parse_host(v).is_err()) {
+                        return bad("Via maddr is not a host");
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
