@@ -70,37 +70,28 @@ impl<'b> Via<'b> {
 
     fn check_params(&self) -> Result<(), Invalid> {
         for (name, value) in self.params {
-            let at = name;
-            let bad = |why| Err(Invalid::new(at, ErrorKind::HeaderValue, why));
             // Dispatch on the length first: most parameters are none of these.
-            match name.len() {
+            let (ok, why) = match name.len() {
                 6 if name.eq_ignore_ascii_case(b"branch") => {
-                    if !value.is_some_and(|v| all_in(v, &TOKEN)) {
-                        return bad("Via branch is not a token");
-                    }
+                    (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
                 }
-                3 if name.eq_ignore_ascii_case(b"ttl") => {
-                    match value.map(|v| parse_decimal(v, u8::MAX.into())) {
-                        Some(Ok(_)) => {}
-                        _ => return bad("Via ttl is not 0..=255"),
-                    }
-                }
+                3 if name.eq_ignore_ascii_case(b"ttl") => (
+                    value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()),
+                    "Via ttl is not 0..=255",
+                ),
                 8 if name.eq_ignore_ascii_case(b"received") => {
-                    if !value.is_some_and(is_address) {
-                        return bad("Via received is not an address");
-                    }
+                    (value.is_some_and(is_address), "Via received is not an address")
                 }
                 5 if name.eq_ignore_ascii_case(b"rport") => {
-                    if value.is_some_and(|v| parse_port(v).is_err()) {
-                        return bad("Via rport is not a port");
-                    }
+                    (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
                 }
                 5 if name.eq_ignore_ascii_case(b"maddr") => {
-                    if value.is_none_or(|v| parse_host(v).is_err()) {
-                        return bad("Via maddr is not a host");
-                    }
+                    (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
                 }
-                _ => {}
+                _ => (true, ""),
+            };
+            if !ok {
+                return Err(Invalid::new(name, ErrorKind::HeaderValue, why));
             }
         }
         Ok(())
