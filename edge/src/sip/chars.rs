@@ -101,9 +101,11 @@ pub(crate) const IN_HNV: u8 = 2;
 pub(crate) const IN_PARAMCHAR: u8 = 4;
 /// Bit of [`PARAM_CLASS`]: the byte is `;` or `=`, a separator of parameter lists.
 pub(crate) const PARAM_SEP: u8 = 8;
+/// Bit of [`PARAM_CLASS`]: the byte is `"`, which opens a quoted string in header parameters.
+pub(crate) const PARAM_QUOTE: u8 = 16;
 
 /// [`TOKEN`], [`HNV`] and [`PARAMCHAR`] in one table (bits [`IN_TOKEN`], [`IN_HNV`],
-/// [`IN_PARAMCHAR`]), plus [`PARAM_SEP`], so that one load classifies a byte of a parameter list.
+/// [`IN_PARAMCHAR`]), plus [`PARAM_SEP`] and [`PARAM_QUOTE`], so that one load classifies a byte of a parameter list.
 pub(crate) static PARAM_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -120,6 +122,9 @@ pub(crate) static PARAM_CLASS: [u8; 256] = {
         }
         if i == b';' as usize || i == b'=' as usize {
             c |= PARAM_SEP;
+        }
+        if i == b'"' as usize {
+            c |= PARAM_QUOTE;
         }
         t[i] = c;
         i += 1;

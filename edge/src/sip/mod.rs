@@ -28,6 +28,7 @@ mod limits;
 mod list;
 mod nameaddr;
 mod params;
+mod scan;
 mod startline;
 mod uri;
 mod via;
@@ -163,7 +164,8 @@ pub fn parse_with_limits<'b>(
     let max_line = limits.max_header_line_bytes;
     let mut pos = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     let start_offset = pos;
-    let Some(nl) = memchr::memchr(b'\n', buf.get(pos..).unwrap_or_default()) else {
+    let mut lfs = scan::LfScanner::new(buf);
+    let Some(nl) = lfs.find(pos).map(|lf| lf - pos) else {
         return err(ErrorKind::Incomplete, buf.len(), "no end of start line");
     };
     if nl > max_line {
@@ -207,10 +209,9 @@ pub fn parse_with_limits<'b>(
         // The line ends at the first LF not followed by SP or HTAB (RFC 3261 §7.3.1 folding).
         let mut scan = p;
         let eol = loop {
-            let Some(nl) = memchr::memchr(b'\n', buf.get(scan..).unwrap_or_default()) else {
+            let Some(nl) = lfs.find(scan) else {
                 return err(ErrorKind::Incomplete, buf.len(), "header line without end");
             };
-            let nl = scan + nl;
             if nl - pos > max_line {
                 return err(ErrorKind::HeaderLineTooLong, pos, "header line too long");
             }

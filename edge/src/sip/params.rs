@@ -3,8 +3,8 @@
 //! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
 
 use super::chars::{
-    HNV, IN_HNV, IN_PARAMCHAR, IN_TOKEN, LWS, PARAM_CLASS, PARAM_SEP, PARAMCHAR, TOKEN, all_escaped_in,
-    all_in, trim_lws,
+    HNV, IN_HNV, IN_PARAMCHAR, IN_TOKEN, LWS, PARAM_CLASS, PARAM_QUOTE, PARAM_SEP, PARAMCHAR, TOKEN,
+    all_escaped_in, all_in, trim_lws,
 };
 use super::error::{ErrorKind, Invalid};
 
@@ -98,9 +98,47 @@ pub struct ParamIter<'b> {
 impl<'b> Iterator for ParamIter<'b> {
     type Item = (&'b [u8], Option<&'b [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
-        let (one, next) = split_param(self.rest?);
-        self.rest = next;
-        Some(name_value(one))
+        let s = self.rest?;
+        // One pass to the first `;` and the first `=` before it, unless a quote comes first.
+        let stop = |from: usize| {
+            let mut i = from;
+            while s.get(i).is_some_and(|&b| PARAM_CLASS[b as usize] & (PARAM_SEP | PARAM_QUOTE) == 0) {
+                i += 1;
+            }
+            (i, s.get(i).copied())
+        };
+        let (eq, value) = match stop(0) {
+            (semi, Some(b';')) => {
+                self.rest = s.get(semi + 1..);
+                return Some((trim_lws(s.get(..semi).unwrap_or_default()), None));
+            }
+            (end, None) => {
+                self.rest = None;
+                return Some((trim_lws(s.get(..end).unwrap_or_default()), None));
+            }
+            (eq, Some(b'=')) => (eq, stop(eq + 1)),
+            _ => (0, (0, Some(b'"'))),
+        };
+        let value_end = match value {
+            (semi, Some(b';')) => {
+                self.rest = s.get(semi + 1..);
+                semi
+            }
+            (end, None) => {
+                self.rest = None;
+                end
+            }
+            // Another `=` or a quote: the general split decides.
+            _ => {
+                let (one, next) = split_param(s);
+                self.rest = next;
+                return Some(name_value(one));
+            }
+        };
+        Some((
+            trim_lws(s.get(..eq).unwrap_or_default()),
+            Some(trim_lws(s.get(eq + 1..value_end).unwrap_or_default())),
+        ))
     }
 }
 
@@ -235,6 +273,24 @@ mod tests {
         assert_eq!(p.get("rport"), Some(None));
         assert_eq!(p.get("x"), Some(Some(&b"\"a;b\""[..])));
         assert_eq!(p.iter().count(), 3);
+    }
+
+    proptest::proptest! {
+        /// The one-pass iterator yields what splitting at `;` (outside quotes) and then at the
+        /// first `=` yields.
+        #[test]
+        fn iteration_matches_split_then_name_value(raw in proptest::collection::vec(
+            proptest::sample::select(b"a=;\" \\\t".to_vec()), 0..24)) {
+            let mut want = Vec::new();
+            let mut rest = (!raw.is_empty()).then_some(&raw[..]);
+            while let Some(r) = rest {
+                let (one, next) = split_param(r);
+                want.push(name_value(one));
+                rest = next;
+            }
+            let got: Vec<_> = Params { raw: &raw }.iter().collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
