@@ -26,10 +26,17 @@ pub(crate) enum ParamGrammar {
 impl<'b> Params<'b> {
     /// Checks `raw` (the text after a first `;`) against `grammar`.
     pub(crate) fn parse(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
-        let params = Params { raw };
         if fast_check(raw, grammar) {
-            return Ok(params);
+            return Ok(Params { raw });
         }
+        Self::parse_slow(raw, grammar)
+    }
+
+    /// [`Self::parse`] for lists with white space, quotes or escapes, and for errors.
+    #[cold]
+    #[inline(never)]
+    fn parse_slow(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
+        let params = Params { raw };
         let mut rest = raw;
         loop {
             let (one, next) = split_param(rest);

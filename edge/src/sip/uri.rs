@@ -226,8 +226,12 @@ fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     };
     let (hostport, after) = split_hostport(hostport_etc);
     let (host, port) = parse_hostport(hostport)?;
-    let (params_raw, headers) = match memchr::memchr(b'?', after) {
-        Some(q) => (after.get(..q).unwrap_or_default(), after.get(q + 1..)),
+    let (params_raw, headers) = match after.first() {
+        Some(b';') => match after.iter().position(|&b| b == b'?') {
+            Some(q) => (after.get(..q).unwrap_or_default(), after.get(q + 1..)),
+            None => (after, None),
+        },
+        Some(_) => (&[][..], after.get(1..)), // `?` (what split_hostport stops at)
         None => (after, None),
     };
     let params = match params_raw.split_first() {
@@ -310,34 +314,26 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
 /// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    /// Most digits in one octet.
-    const MAX_OCTET_DIGITS: usize = 3;
+    let digit = |b: u8| u16::from(b - b'0');
     let mut octets = [0u8; 4];
-    let mut k = 0usize; // octets completed
-    let mut n = 0u16; // value of the octet being read
-    let mut digits = 0usize; // its digits so far
-    for &b in s {
-        if b.is_ascii_digit() {
-            if digits == MAX_OCTET_DIGITS || (digits == 1 && n == 0) {
-                return None; // four digits, or a leading zero
+    let mut rest = s;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        // Longest match first; a leading zero only stands alone.
+        let (value, used) = match rest {
+            [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
+                (digit(*a) * 100 + digit(*b) * 10 + digit(*c), 3)
             }
-            n = n * 10 + u16::from(b - b'0');
-            digits += 1;
-        } else if b == b'.' && digits > 0 {
-            *octets.get_mut(k)? = u8::try_from(n).ok()?;
-            (k, n, digits) = (k + 1, 0, 0);
-            if k == octets.len() {
-                return None; // a fourth dot
-            }
-        } else {
-            return None;
+            [a @ b'1'..=b'9', b @ b'0'..=b'9', ..] => (digit(*a) * 10 + digit(*b), 2),
+            [a @ b'0'..=b'9', ..] => (digit(*a), 1),
+            _ => return None,
+        };
+        *octet = u8::try_from(value).ok()?;
+        rest = rest.get(used..)?;
+        if k + 1 < 4 {
+            rest = rest.strip_prefix(b".")?;
         }
     }
-    if digits == 0 || k != octets.len() - 1 {
-        return None;
-    }
-    *octets.get_mut(k)? = u8::try_from(n).ok()?;
-    Some(Ipv4Addr::from(octets))
+    rest.is_empty().then_some(Ipv4Addr::from(octets))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {
@@ -445,6 +441,14 @@ mod tests {
             ("01.2.3.4", false),
             ("1..2.3", false),
             ("1.2.3.x", false),
+            ("0.0.0.0", true),
+            ("10.0.100.99", true),
+            ("1.2.3.04", false),
+            ("1.2.3.4.", false),
+            (".1.2.3", false),
+            ("1234.1.1.1", false),
+            ("1.2.3.2555", false),
+            ("", false),
         ] {
             assert_eq!(parse_ipv4(raw.as_bytes()), raw.parse().ok(), "{raw}");
             assert_eq!(parse_ipv4(raw.as_bytes()).is_some(), v4, "{raw}");
