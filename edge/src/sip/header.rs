@@ -171,7 +171,7 @@ const fn try_seed(seed: u32) -> Option<[u8; SLOTS]> {
 const SEED_TRIES: u32 = 100_000;
 
 /// The perfect hash, found at compile time: (seed, slot → index into [`NAMES`]).
-static PERFECT: (u32, [u8; SLOTS]) = {
+const PERFECT: (u32, [u8; SLOTS]) = {
     assert!(NAMES.len() < EMPTY as usize);
     let mut k = 0;
     loop {
@@ -184,20 +184,35 @@ static PERFECT: (u32, [u8; SLOTS]) = {
     }
 };
 
-/// The long names in lower case, for the comparison after the hash.
-static LOWER: [([u8; MAX_NAME_BYTES], usize); NAMES.len()] = {
-    let mut t = [([0u8; MAX_NAME_BYTES], 0usize); NAMES.len()];
-    let mut i = 0;
-    while i < NAMES.len() {
-        let n = NAMES[i].0.as_bytes();
-        assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
-        let mut j = 0;
-        while j < n.len() {
-            t[i].0[j] = n[j].to_ascii_lowercase();
-            j += 1;
+/// One slot of [`BY_SLOT`]: a long name in lower case (`len` bytes of `lower`) and its kind;
+/// an empty slot has `len` 0, which no name of two bytes or more matches.
+#[derive(Clone, Copy)]
+struct Slot {
+    lower: [u8; MAX_NAME_BYTES],
+    len: usize,
+    kind: HeaderKind,
+}
+
+/// The perfect hash's slots with what the comparison after the hash needs, so that a lookup
+/// loads one entry.
+static BY_SLOT: [Slot; SLOTS] = {
+    let mut t = [Slot { lower: [0; MAX_NAME_BYTES], len: 0, kind: HeaderKind::Other }; SLOTS];
+    let mut s = 0;
+    while s < SLOTS {
+        let i = PERFECT.1[s];
+        if i != EMPTY {
+            let (name, _, kind) = NAMES[i as usize];
+            let n = name.as_bytes();
+            assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
+            let mut j = 0;
+            while j < n.len() {
+                t[s].lower[j] = n[j].to_ascii_lowercase();
+                j += 1;
+            }
+            t[s].len = n.len();
+            t[s].kind = kind;
         }
-        t[i].1 = n.len();
-        i += 1;
+        s += 1;
     }
     t
 };
@@ -276,13 +291,8 @@ impl HeaderKind {
             [first, second, rest @ ..] => {
                 let last = rest.last().unwrap_or(second);
                 let s = slot(key(name.len(), *first, *second, *last), PERFECT.0);
-                let i = usize::from(PERFECT.1.get(s).copied().unwrap_or(EMPTY));
-                match (LOWER.get(i), NAMES.get(i)) {
-                    (Some((lower, len)), Some((_, _, kind)))
-                        if eq_folded(name, lower.get(..*len).unwrap_or_default()) =>
-                    {
-                        *kind
-                    }
+                match BY_SLOT.get(s) {
+                    Some(e) if eq_folded(name, e.lower.get(..e.len).unwrap_or_default()) => e.kind,
                     _ => HeaderKind::Other,
                 }
             }
