@@ -106,46 +106,41 @@ impl<'b> Iterator for ParamIter<'b> {
     type Item = (&'b [u8], Option<&'b [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.rest?;
-        // One pass to the first `;` and the first `=` before it, unless a quote comes first.
-        let stop = |from: usize| {
-            let mut i = from;
-            while s.get(i).is_some_and(|&b| PARAM_CLASS[b as usize] & (PARAM_SEP | PARAM_QUOTE) == 0) {
-                i += 1;
+        // One pass to the first `;`, noting the first `=`; a quote or a second `=` leaves it
+        // to the general split.
+        let mut i = 0;
+        let mut eq = None;
+        while let Some(&b) = s.get(i) {
+            if PARAM_CLASS[b as usize] & (PARAM_SEP | PARAM_QUOTE) != 0 {
+                if b == b';' {
+                    break;
+                }
+                if b == b'"' || eq.is_some() {
+                    return Some(self.next_general(s));
+                }
+                eq = Some(i);
             }
-            (i, s.get(i).copied())
-        };
-        let (eq, value) = match stop(0) {
-            (semi, Some(b';')) => {
-                self.rest = s.get(semi + 1..);
-                return Some((trim_lws(s.get(..semi).unwrap_or_default()), None));
-            }
-            (end, None) => {
-                self.rest = None;
-                return Some((trim_lws(s.get(..end).unwrap_or_default()), None));
-            }
-            (eq, Some(b'=')) => (eq, stop(eq + 1)),
-            _ => (0, (0, Some(b'"'))),
-        };
-        let value_end = match value {
-            (semi, Some(b';')) => {
-                self.rest = s.get(semi + 1..);
-                semi
-            }
-            (end, None) => {
-                self.rest = None;
-                end
-            }
-            // Another `=` or a quote: the general split decides.
-            _ => {
-                let (one, next) = split_param(s);
-                self.rest = next;
-                return Some(name_value(one));
-            }
-        };
-        Some((
-            trim_lws(s.get(..eq).unwrap_or_default()),
-            Some(trim_lws(s.get(eq + 1..value_end).unwrap_or_default())),
-        ))
+            i += 1;
+        }
+        self.rest = s.get(i + 1..);
+        let one = s.get(..i).unwrap_or_default();
+        Some(match eq {
+            None => (trim_lws(one), None),
+            Some(e) => (
+                trim_lws(one.get(..e).unwrap_or_default()),
+                Some(trim_lws(one.get(e + 1..).unwrap_or_default())),
+            ),
+        })
+    }
+}
+
+impl<'b> ParamIter<'b> {
+    /// [`Iterator::next`] for parameters with quotes or a second `=`.
+    #[cold]
+    fn next_general(&mut self, s: &'b [u8]) -> (&'b [u8], Option<&'b [u8]>) {
+        let (one, next) = split_param(s);
+        self.rest = next;
+        name_value(one)
     }
 }
 

@@ -61,8 +61,12 @@ impl<'b> Via<'b> {
             Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
             Some(_) => return Err(bad(c.rest(), "garbage after Via sent-by")),
         };
-        let transport =
-            core::str::from_utf8(transport).map_err(|_| bad(raw, "Via transport is not a token"))?;
+        let transport = match transport {
+            b"UDP" => "UDP",
+            b"TCP" => "TCP",
+            b"TLS" => "TLS",
+            other => core::str::from_utf8(other).map_err(|_| bad(raw, "Via transport is not a token"))?,
+        };
         let via = Via { raw, protocol, version, transport, host, port, params };
         via.check_params()?;
         Ok(via)
