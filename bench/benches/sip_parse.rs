@@ -5,10 +5,14 @@
 //! tag, Max-Forwards.
 //!
 //! Run: `cargo bench -p bench --bench sip_parse`
+//!
+//! For instruction counts, `SIP_PARSE_LOOP=sipedge:N` (or `rsip:N`) makes the binary parse the
+//! message N times with the same functions and exit without criterion, for callgrind:
+//! `SIP_PARSE_LOOP=sipedge:3000 valgrind --tool=callgrind target/release/deps/sip_parse-<hash>`.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use edge::sip::{self, ForwardOptions, HeaderIndexEntry, MAX_HEADERS, RecordRouteSpec, ViaSpec};
 use rsip::prelude::{HeadersExt, ToTypedHeader, UntypedHeader};
 
@@ -102,4 +106,24 @@ fn write(c: &mut Criterion) {
 }
 
 criterion_group!(benches, parse, write);
-criterion_main!(benches);
+
+/// Runs `SIP_PARSE_LOOP` (`side:iterations`) when set, else the criterion benches.
+fn main() {
+    let Ok(spec) = std::env::var("SIP_PARSE_LOOP") else {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        return;
+    };
+    let (side, n) = spec.split_once(':').expect("SIP_PARSE_LOOP is side:iterations");
+    let n: usize = n.parse().expect("SIP_PARSE_LOOP iterations is a number");
+    let bytes = carrier_invite();
+    let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
+    for _ in 0..n {
+        let fields = match side {
+            "sipedge" => sipedge_fields(black_box(&bytes), &mut index),
+            "rsip" => rsip_fields(black_box(&bytes)),
+            other => panic!("SIP_PARSE_LOOP side {other:?} is not sipedge or rsip"),
+        };
+        black_box(fields.expect("the carrier INVITE parses"));
+    }
+}

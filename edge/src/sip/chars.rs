@@ -93,6 +93,45 @@ pub(crate) static TEL: ByteClass = class(true, b"-_.!~*'()[]/:&+$;=%#");
 /// one of these bytes is linear white space there.
 pub(crate) static LWS: ByteClass = class(false, b" \t\r\n");
 
+/// Bit of [`PARAM_CLASS`]: the byte is in [`TOKEN`].
+pub(crate) const IN_TOKEN: u8 = 1;
+/// Bit of [`PARAM_CLASS`]: the byte is in [`HNV`].
+pub(crate) const IN_HNV: u8 = 2;
+/// Bit of [`PARAM_CLASS`]: the byte is in [`PARAMCHAR`] (`%` excluded: escapes are checked apart).
+pub(crate) const IN_PARAMCHAR: u8 = 4;
+/// Bit of [`PARAM_CLASS`]: the byte is `;` or `=`, a separator of parameter lists.
+pub(crate) const PARAM_SEP: u8 = 8;
+/// Bit of [`PARAM_CLASS`]: the byte is `"`, which opens a quoted string in header parameters.
+pub(crate) const PARAM_QUOTE: u8 = 16;
+
+/// [`TOKEN`], [`HNV`] and [`PARAMCHAR`] in one table (bits [`IN_TOKEN`], [`IN_HNV`],
+/// [`IN_PARAMCHAR`]), plus [`PARAM_SEP`] and [`PARAM_QUOTE`], so that one load classifies a byte of a parameter list.
+pub(crate) static PARAM_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = 0;
+        if TOKEN[i] {
+            c |= IN_TOKEN;
+        }
+        if HNV[i] {
+            c |= IN_HNV;
+        }
+        if PARAMCHAR[i] {
+            c |= IN_PARAMCHAR;
+        }
+        if i == b';' as usize || i == b'=' as usize {
+            c |= PARAM_SEP;
+        }
+        if i == b'"' as usize {
+            c |= PARAM_QUOTE;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
 /// True for SP and HTAB.
 pub(crate) const fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
@@ -133,6 +172,13 @@ pub(crate) fn all_escaped_in(s: &[u8], class: &ByteClass) -> bool {
 
 /// Trims linear white space from both ends.
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    // Most values have no white space at either end: two table loads decide.
+    if let (Some(&f), Some(&l)) = (s.first(), s.last())
+        && !LWS[f as usize]
+        && !LWS[l as usize]
+    {
+        return s;
+    }
     let start = s.iter().position(|&b| !LWS[b as usize]).unwrap_or(s.len());
     let end = s.iter().rposition(|&b| !LWS[b as usize]).map_or(start, |p| p + 1);
     s.get(start..end).unwrap_or_default()

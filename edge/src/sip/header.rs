@@ -171,7 +171,7 @@ const fn try_seed(seed: u32) -> Option<[u8; SLOTS]> {
 const SEED_TRIES: u32 = 100_000;
 
 /// The perfect hash, found at compile time: (seed, slot → index into [`NAMES`]).
-static PERFECT: (u32, [u8; SLOTS]) = {
+const PERFECT: (u32, [u8; SLOTS]) = {
     assert!(NAMES.len() < EMPTY as usize);
     let mut k = 0;
     loop {
@@ -184,40 +184,79 @@ static PERFECT: (u32, [u8; SLOTS]) = {
     }
 };
 
-/// The long names in lower case, for the comparison after the hash.
-static LOWER: [([u8; MAX_NAME_BYTES], usize); NAMES.len()] = {
-    let mut t = [([0u8; MAX_NAME_BYTES], 0usize); NAMES.len()];
-    let mut i = 0;
-    while i < NAMES.len() {
-        let n = NAMES[i].0.as_bytes();
-        assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
-        let mut j = 0;
-        while j < n.len() {
-            t[i].0[j] = n[j].to_ascii_lowercase();
-            j += 1;
+/// One slot of [`BY_SLOT`]: a long name in lower case (`len` bytes of `lower`) and its kind;
+/// an empty slot has `len` 0, which no name of two bytes or more matches.
+#[derive(Clone, Copy)]
+struct Slot {
+    lower: [u8; MAX_NAME_BYTES],
+    len: usize,
+    kind: HeaderKind,
+}
+
+/// The perfect hash's slots with what the comparison after the hash needs, so that a lookup
+/// loads one entry.
+static BY_SLOT: [Slot; SLOTS] = {
+    let mut t = [Slot { lower: [0; MAX_NAME_BYTES], len: 0, kind: HeaderKind::Other }; SLOTS];
+    let mut s = 0;
+    while s < SLOTS {
+        let i = PERFECT.1[s];
+        if i != EMPTY {
+            let (name, _, kind) = NAMES[i as usize];
+            let n = name.as_bytes();
+            assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
+            let mut j = 0;
+            while j < n.len() {
+                t[s].lower[j] = n[j].to_ascii_lowercase();
+                j += 1;
+            }
+            t[s].len = n.len();
+            t[s].kind = kind;
         }
-        t[i].1 = n.len();
-        i += 1;
+        s += 1;
     }
     t
 };
 
-/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case,
-/// compared eight bytes at a time. `| 0x20` folds exactly here: the only other bytes it maps
-/// onto `-` or a digit are control characters, which a token cannot hold.
+/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case.
+/// `| 0x20` folds exactly here: the only other bytes it maps onto `-` or a digit are control
+/// characters, which a token cannot hold. Names of 8 bytes or more compare eight bytes at a time,
+/// the last word overlapping the one before; shorter names as two overlapping halves.
 fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
-    const FOLD: u64 = 0x2020_2020_2020_2020;
+    const FOLD8: u64 = 0x2020_2020_2020_2020;
+    const FOLD4: u32 = 0x2020_2020;
+    const FOLD2: u16 = 0x2020;
     if name.len() != lower.len() {
         return false;
     }
-    let (mut a, mut b) = (name.chunks_exact(8), lower.chunks_exact(8));
-    for (x, y) in (&mut a).zip(&mut b) {
-        let word = |c: &[u8]| c.try_into().map_or(0, u64::from_le_bytes);
-        if word(x) | FOLD != word(y) {
-            return false;
+    let (mut a, mut b) = (name, lower);
+    if a.len() >= 8 {
+        while let (Some((x, ra)), Some((y, rb))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+            if u64::from_le_bytes(*x) | FOLD8 != u64::from_le_bytes(*y) {
+                return false;
+            }
+            (a, b) = (ra, rb);
         }
+        return match (name.last_chunk::<8>(), lower.last_chunk::<8>()) {
+            (Some(x), Some(y)) => u64::from_le_bytes(*x) | FOLD8 == u64::from_le_bytes(*y),
+            _ => false,
+        };
     }
-    a.remainder().iter().zip(b.remainder()).all(|(x, y)| x | 0x20 == *y)
+    if a.len() >= 4 {
+        return match (a.first_chunk::<4>(), b.first_chunk::<4>(), a.last_chunk::<4>(), b.last_chunk::<4>()) {
+            (Some(x1), Some(y1), Some(x2), Some(y2)) => {
+                u32::from_le_bytes(*x1) | FOLD4 == u32::from_le_bytes(*y1)
+                    && u32::from_le_bytes(*x2) | FOLD4 == u32::from_le_bytes(*y2)
+            }
+            _ => false,
+        };
+    }
+    match (a.first_chunk::<2>(), b.first_chunk::<2>(), a.last_chunk::<2>(), b.last_chunk::<2>()) {
+        (Some(x1), Some(y1), Some(x2), Some(y2)) => {
+            u16::from_le_bytes(*x1) | FOLD2 == u16::from_le_bytes(*y1)
+                && u16::from_le_bytes(*x2) | FOLD2 == u16::from_le_bytes(*y2)
+        }
+        _ => a.iter().zip(b).all(|(x, y)| x | 0x20 == *y),
+    }
 }
 
 /// Compact forms, built at compile time: `a`..=`z` → kind.
@@ -252,13 +291,8 @@ impl HeaderKind {
             [first, second, rest @ ..] => {
                 let last = rest.last().unwrap_or(second);
                 let s = slot(key(name.len(), *first, *second, *last), PERFECT.0);
-                let i = usize::from(PERFECT.1.get(s).copied().unwrap_or(EMPTY));
-                match (LOWER.get(i), NAMES.get(i)) {
-                    (Some((lower, len)), Some((_, _, kind)))
-                        if eq_folded(name, lower.get(..*len).unwrap_or_default()) =>
-                    {
-                        *kind
-                    }
+                match BY_SLOT.get(s) {
+                    Some(e) if eq_folded(name, e.lower.get(..e.len).unwrap_or_default()) => e.kind,
                     _ => HeaderKind::Other,
                 }
             }
@@ -306,6 +340,17 @@ mod tests {
                 assert_eq!(HeaderKind::from_name(&[c.to_ascii_uppercase()]), *kind);
             }
             assert_eq!(kind.name(), *long);
+        }
+    }
+
+    #[test]
+    fn one_changed_byte_is_another_name() {
+        for (long, _, kind) in NAMES {
+            for i in 0..long.len() {
+                let mut n = long.as_bytes().to_vec();
+                n[i] = if n[i] == b'x' { b'y' } else { b'x' };
+                assert_ne!(HeaderKind::from_name(&n), *kind, "{}", String::from_utf8_lossy(&n));
+            }
         }
     }
 

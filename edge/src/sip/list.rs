@@ -45,6 +45,12 @@ impl<'b> Iterator for ListIter<'b> {
 
 /// Splits at the first comma outside a quoted string and outside `<...>`.
 pub(crate) fn split_comma(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // Before the first `"` or `<` no state can change: a comma found first splits.
+    match memchr::memchr3(b',', b'"', b'<', s) {
+        None => return (s, None),
+        Some(i) if s.get(i) == Some(&b',') => return (s.get(..i).unwrap_or_default(), s.get(i + 1..)),
+        Some(_) => {}
+    }
     let mut in_quotes = false;
     let mut in_angle = false;
     let mut i = 0;

@@ -28,6 +28,7 @@ mod limits;
 mod list;
 mod nameaddr;
 mod params;
+mod scan;
 mod startline;
 mod uri;
 mod via;
@@ -163,7 +164,8 @@ pub fn parse_with_limits<'b>(
     let max_line = limits.max_header_line_bytes;
     let mut pos = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     let start_offset = pos;
-    let Some(nl) = memchr::memchr(b'\n', buf.get(pos..).unwrap_or_default()) else {
+    let mut lfs = scan::LfScanner::new(buf);
+    let Some(nl) = lfs.find(pos).map(|lf| lf - pos) else {
         return err(ErrorKind::Incomplete, buf.len(), "no end of start line");
     };
     if nl > max_line {
@@ -188,7 +190,10 @@ pub fn parse_with_limits<'b>(
             }
             _ => {}
         }
-        let name_len = rest.iter().position(|&b| !TOKEN[b as usize]).unwrap_or(rest.len());
+        let mut name_len = 0;
+        while rest.get(name_len).is_some_and(|&b| TOKEN[b as usize]) {
+            name_len += 1;
+        }
         if name_len == 0 {
             return err(ErrorKind::HeaderName, pos, "header name is not a token");
         }
@@ -204,10 +209,9 @@ pub fn parse_with_limits<'b>(
         // The line ends at the first LF not followed by SP or HTAB (RFC 3261 §7.3.1 folding).
         let mut scan = p;
         let eol = loop {
-            let Some(nl) = memchr::memchr(b'\n', buf.get(scan..).unwrap_or_default()) else {
+            let Some(nl) = lfs.find(scan) else {
                 return err(ErrorKind::Incomplete, buf.len(), "header line without end");
             };
-            let nl = scan + nl;
             if nl - pos > max_line {
                 return err(ErrorKind::HeaderLineTooLong, pos, "header line too long");
             }
@@ -216,7 +220,14 @@ pub fn parse_with_limits<'b>(
                 _ => break nl,
             }
         };
-        let value = trim_lws(buf.get(p..eol).unwrap_or_default());
+        // Drop the usual SP after the colon and the CR before the LF first, so that the trim
+        // below usually finds nothing to do.
+        let mut value_from = p;
+        while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
+            value_from += 1;
+        }
+        let value_to = if eol > value_from && buf.get(eol - 1) == Some(&b'\r') { eol - 1 } else { eol };
+        let value = trim_lws(buf.get(value_from..value_to).unwrap_or_default());
         let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
         let kind = HeaderKind::from_name(buf.get(pos..pos + name_len).unwrap_or_default());
         let Some(slot) = index.get_mut(count) else {
@@ -416,9 +427,7 @@ impl<'b> SipMessage<'b> {
     /// The Call-ID (`word [ "@" word ]`).
     pub fn call_id(&self) -> Result<&'b [u8], ParseError> {
         let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
-        let mut parts = v.splitn(2, |&b| b == b'@');
-        let ok = parts.all(|w| all_in(w, &WORD) && !w.contains(&b'@'));
-        if ok {
+        if call_id_ok(v) {
             Ok(v)
         } else {
             Err(Invalid::new(v, ErrorKind::HeaderValue, "malformed Call-ID").within(self.buf))
@@ -551,6 +560,23 @@ impl<'b> SipMessage<'b> {
             }
         }
         Ok(())
+    }
+}
+
+/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+fn call_id_ok(v: &[u8]) -> bool {
+    let mut at = None;
+    for (i, &b) in v.iter().enumerate() {
+        if !WORD[b as usize] {
+            if b != b'@' || at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        }
+    }
+    match at {
+        None => !v.is_empty(),
+        Some(i) => i > 0 && i + 1 < v.len(),
     }
 }
 

@@ -56,7 +56,7 @@ impl<'b> NameAddr<'b> {
             }
         };
         let (uri_raw, params_part) = if let Some(inner) = after_name.strip_prefix(b"<") {
-            let close = inner.iter().position(|&b| b == b'>').ok_or(bad(after_name, "'<' without '>'"))?;
+            let close = memchr::memchr(b'>', inner).ok_or(bad(after_name, "'<' without '>'"))?;
             let uri_raw = inner.get(..close).unwrap_or_default();
             (uri_raw, trim_lws(inner.get(close + 1..).unwrap_or_default()))
         } else {

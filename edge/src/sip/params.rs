@@ -2,7 +2,10 @@
 //! values (`generic-param`, with LWS around `;` and `=` and quoted-string values).
 //! A list is checked once when its owner is parsed; iterating a checked list cannot fail.
 
-use super::chars::{HNV, LWS, PARAMCHAR, TOKEN, all_escaped_in, all_in, hex_val, trim_lws};
+use super::chars::{
+    HNV, IN_HNV, IN_PARAMCHAR, IN_TOKEN, LWS, PARAM_CLASS, PARAM_QUOTE, PARAM_SEP, PARAMCHAR, TOKEN,
+    all_escaped_in, all_in, trim_lws,
+};
 use super::error::{ErrorKind, Invalid};
 
 /// A checked parameter list, as it came (the bytes after the first `;`, or empty).
@@ -23,10 +26,17 @@ pub(crate) enum ParamGrammar {
 impl<'b> Params<'b> {
     /// Checks `raw` (the text after a first `;`) against `grammar`.
     pub(crate) fn parse(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
-        let params = Params { raw };
         if fast_check(raw, grammar) {
-            return Ok(params);
+            return Ok(Params { raw });
         }
+        Self::parse_slow(raw, grammar)
+    }
+
+    /// [`Self::parse`] for lists with white space, quotes or escapes, and for errors.
+    #[cold]
+    #[inline(never)]
+    fn parse_slow(raw: &'b [u8], grammar: ParamGrammar) -> Result<Self, Invalid> {
+        let params = Params { raw };
         let mut rest = raw;
         loop {
             let (one, next) = split_param(rest);
@@ -95,55 +105,82 @@ pub struct ParamIter<'b> {
 impl<'b> Iterator for ParamIter<'b> {
     type Item = (&'b [u8], Option<&'b [u8]>);
     fn next(&mut self) -> Option<Self::Item> {
-        let (one, next) = split_param(self.rest?);
-        self.rest = next;
-        Some(name_value(one))
+        let s = self.rest?;
+        // One pass to the first `;`, noting the first `=`; a quote or a second `=` leaves it
+        // to the general split.
+        let mut i = 0;
+        let mut eq = None;
+        while let Some(&b) = s.get(i) {
+            if PARAM_CLASS[b as usize] & (PARAM_SEP | PARAM_QUOTE) != 0 {
+                if b == b';' {
+                    break;
+                }
+                if b == b'"' || eq.is_some() {
+                    return Some(self.next_general(s));
+                }
+                eq = Some(i);
+            }
+            i += 1;
+        }
+        self.rest = s.get(i + 1..);
+        let one = s.get(..i).unwrap_or_default();
+        Some(match eq {
+            None => (trim_lws(one), None),
+            Some(e) => (
+                trim_lws(one.get(..e).unwrap_or_default()),
+                Some(trim_lws(one.get(e + 1..).unwrap_or_default())),
+            ),
+        })
     }
 }
 
-/// One pass over a list without white space or quotes: true when it is valid by `grammar`
-/// (the same rules as the full check); false when the full check must decide (and report).
+impl<'b> ParamIter<'b> {
+    /// [`Iterator::next`] for parameters with quotes or a second `=`.
+    #[cold]
+    fn next_general(&mut self, s: &'b [u8]) -> (&'b [u8], Option<&'b [u8]>) {
+        let (one, next) = split_param(s);
+        self.rest = next;
+        name_value(one)
+    }
+}
+
+/// One pass over a list without white space, quotes or `%` escapes: true when it is valid by
+/// `grammar` (the same rules as the full check); false when the full check must decide (and
+/// report). Each name and value keeps the AND of its bytes' [`PARAM_CLASS`] bits: a name is
+/// valid when all its bytes share the name class, a header value when they are all token or
+/// all `hnv` characters, a URI value when they are all `paramchar`.
 fn fast_check(raw: &[u8], grammar: ParamGrammar) -> bool {
-    let mut name_len = 0usize;
-    let mut value: Option<(usize, bool, bool)> = None; // (length, all token, all hnv)
-    let mut i = 0;
-    while i <= raw.len() {
-        let b = raw.get(i).copied().unwrap_or(b';');
-        if b == b';' {
-            let value_ok = match value {
-                None => true,
-                Some((len, token, hnv)) => len > 0 && (grammar == ParamGrammar::Uri || token || hnv),
-            };
-            if name_len == 0 || !value_ok {
-                return false;
-            }
-            (name_len, value) = (0, None);
-            i += 1;
+    let (name_class, value_class) = match grammar {
+        ParamGrammar::Uri => (IN_PARAMCHAR, IN_PARAMCHAR),
+        ParamGrammar::Header => (IN_TOKEN, IN_TOKEN | IN_HNV),
+    };
+    const ALL: u8 = u8::MAX;
+    let mut acc = ALL;
+    let mut len = 0usize;
+    let mut in_value = false;
+    for &b in raw {
+        let c = PARAM_CLASS[b as usize];
+        if c & PARAM_SEP == 0 {
+            acc &= c;
+            len += 1;
             continue;
         }
-        let step = if b == b'%' && grammar == ParamGrammar::Uri {
-            match (raw.get(i + 1).copied().and_then(hex_val), raw.get(i + 2).copied().and_then(hex_val)) {
-                (Some(_), Some(_)) => 3,
-                _ => return false,
-            }
-        } else {
-            1
-        };
-        match (&mut value, grammar) {
-            (None, _) if b == b'=' => value = Some((0, true, true)),
-            (None, ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => name_len += 1,
-            (None, ParamGrammar::Header) if TOKEN[b as usize] => name_len += 1,
-            (Some((len, _, _)), ParamGrammar::Uri) if step == 3 || PARAMCHAR[b as usize] => *len += 1,
-            (Some((len, token, hnv)), ParamGrammar::Header) if TOKEN[b as usize] || HNV[b as usize] => {
-                *len += 1;
-                *token &= TOKEN[b as usize];
-                *hnv &= HNV[b as usize];
-            }
-            _ => return false,
+        let need = if in_value { value_class } else { name_class };
+        if len == 0 || acc & need == 0 {
+            return false;
         }
-        i += step;
+        if b == b'=' {
+            if in_value {
+                return false;
+            }
+            in_value = true;
+        } else {
+            in_value = false;
+        }
+        (acc, len) = (ALL, 0);
     }
-    true
+    let need = if in_value { value_class } else { name_class };
+    len > 0 && acc & need != 0
 }
 
 /// `token / host / quoted-string` (RFC 3261 `gen-value`).
@@ -169,6 +206,19 @@ pub(crate) fn quoted_ok(inner: &[u8]) -> bool {
 
 /// Splits at the first `;` outside a quoted string.
 fn split_param(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // Before the first `"` every `;` splits.
+    for (i, &b) in s.iter().enumerate() {
+        match b {
+            b';' => return (s.get(..i).unwrap_or_default(), s.get(i + 1..)),
+            b'"' => return split_param_quoted(s),
+            _ => {}
+        }
+    }
+    (s, None)
+}
+
+/// [`split_param`] for a list holding a quoted string.
+fn split_param_quoted(s: &[u8]) -> (&[u8], Option<&[u8]>) {
     let mut in_quotes = false;
     let mut i = 0;
     while let Some(&b) = s.get(i) {
@@ -225,6 +275,24 @@ mod tests {
         assert_eq!(p.get("rport"), Some(None));
         assert_eq!(p.get("x"), Some(Some(&b"\"a;b\""[..])));
         assert_eq!(p.iter().count(), 3);
+    }
+
+    proptest::proptest! {
+        /// The one-pass iterator yields what splitting at `;` (outside quotes) and then at the
+        /// first `=` yields.
+        #[test]
+        fn iteration_matches_split_then_name_value(raw in proptest::collection::vec(
+            proptest::sample::select(b"a=;\" \\\t".to_vec()), 0..24)) {
+            let mut want = Vec::new();
+            let mut rest = (!raw.is_empty()).then_some(&raw[..]);
+            while let Some(r) = rest {
+                let (one, next) = split_param(r);
+                want.push(name_value(one));
+                rest = next;
+            }
+            let got: Vec<_> = Params { raw: &raw }.iter().collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

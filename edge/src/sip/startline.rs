@@ -126,8 +126,8 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
         return parse_status_line(line).map(StartLine::Response);
     }
     let bad = |at, why| Invalid::new(at, ErrorKind::StartLine, why);
-    let sp1 = line.iter().position(|&b| b == b' ').ok_or(bad(line, "request line without SP"))?;
-    let sp2 = line.iter().rposition(|&b| b == b' ').unwrap_or(sp1);
+    let sp1 = memchr::memchr(b' ', line).ok_or(bad(line, "request line without SP"))?;
+    let sp2 = memchr::memrchr(b' ', line).unwrap_or(sp1);
     if sp2 == sp1 {
         return Err(bad(line, "request line without SIP version"));
     }
@@ -136,7 +136,7 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
     let version = line.get(sp2 + 1..).unwrap_or_default();
     let method = Method::from_bytes(method_raw).ok_or(bad(line, "method is not a token"))?;
     check_version(version)?;
-    if uri_raw.is_empty() || uri_raw.iter().any(|&b| b == b' ' || b == b'\t') {
+    if uri_raw.is_empty() || memchr::memchr2(b' ', b'\t', uri_raw).is_some() {
         return Err(Invalid::new(uri_raw, ErrorKind::Uri, "white space in Request-URI"));
     }
     let uri = Uri::parse_inner(uri_raw)?;

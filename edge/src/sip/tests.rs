@@ -301,3 +301,21 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:+15551234567@198.51.100.10;user=phone>;tag=uas
     let ok = parse(ok, &mut idx2).unwrap();
     with(INVITE, |m| assert!(build_ack(&m, &ok, &mut [0u8; 1024]).is_err()));
 }
+
+#[test]
+fn call_id_is_word_at_word() {
+    let table: &[(&[u8], bool)] = &[
+        (b"a84b4c76e66710-3f1c9a@203.0.113.17", true),
+        (b"c", true),
+        (b"<x>@[::1]", true),
+        (b"", false),
+        (b"a@", false),
+        (b"@a", false),
+        (b"a@b@c", false),
+        (b"a b", false),
+        (b"a;b", false),
+    ];
+    for (v, ok) in table {
+        assert_eq!(super::call_id_ok(v), *ok, "{:?}", String::from_utf8_lossy(v));
+    }
+}

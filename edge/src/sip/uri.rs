@@ -204,7 +204,7 @@ impl<'b> TelUri<'b> {
 fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     // userinfo ends at the first '@': no part of the user, password, host, params or headers
     // may hold a bare '@'.
-    let (userinfo, hostport_etc) = match rest.iter().position(|&b| b == b'@') {
+    let (userinfo, hostport_etc) = match memchr::memchr(b'@', rest) {
         Some(at) => (rest.get(..at), rest.get(at + 1..).unwrap_or_default()),
         None => (None, rest),
     };
@@ -226,8 +226,12 @@ fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     };
     let (hostport, after) = split_hostport(hostport_etc);
     let (host, port) = parse_hostport(hostport)?;
-    let (params_raw, headers) = match after.iter().position(|&b| b == b'?') {
-        Some(q) => (after.get(..q).unwrap_or_default(), after.get(q + 1..)),
+    let (params_raw, headers) = match after.first() {
+        Some(b';') => match after.iter().position(|&b| b == b'?') {
+            Some(q) => (after.get(..q).unwrap_or_default(), after.get(q + 1..)),
+            None => (after, None),
+        },
+        Some(_) => (&[][..], after.get(1..)), // `?` (what split_hostport stops at)
         None => (after, None),
     };
     let params = match params_raw.split_first() {
@@ -295,13 +299,14 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
         let text = core::str::from_utf8(inner).map_err(|_| bad())?;
         return text.parse::<Ipv6Addr>().map(Host::Ipv6).map_err(|_| bad());
     }
-    if !all_in(raw, &HOSTNAME) {
-        return Err(bad());
-    }
+    // An IPv4 address is made of host name characters only, so it needs no class check.
     if raw.last().is_some_and(u8::is_ascii_digit)
         && let Some(v4) = parse_ipv4(raw)
     {
         return Ok(Host::Ipv4(v4));
+    }
+    if !all_in(raw, &HOSTNAME) {
+        return Err(bad());
     }
     core::str::from_utf8(raw).map(Host::Name).map_err(|_| bad())
 }
@@ -309,23 +314,26 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
 /// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let digit = |b: u8| u16::from(b - b'0');
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for octet in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.first() == Some(&b'0')) {
-            return None;
-        }
-        let mut n = 0u16;
-        for &d in p {
-            if !d.is_ascii_digit() {
-                return None;
+    let mut rest = s;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        // Longest match first; a leading zero only stands alone.
+        let (value, used) = match rest {
+            [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
+                (digit(*a) * 100 + digit(*b) * 10 + digit(*c), 3)
             }
-            n = n * 10 + u16::from(d - b'0');
+            [a @ b'1'..=b'9', b @ b'0'..=b'9', ..] => (digit(*a) * 10 + digit(*b), 2),
+            [a @ b'0'..=b'9', ..] => (digit(*a), 1),
+            _ => return None,
+        };
+        *octet = u8::try_from(value).ok()?;
+        rest = rest.get(used..)?;
+        if k + 1 < 4 {
+            rest = rest.strip_prefix(b".")?;
         }
-        *octet = u8::try_from(n).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    rest.is_empty().then_some(Ipv4Addr::from(octets))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {
@@ -433,6 +441,14 @@ mod tests {
             ("01.2.3.4", false),
             ("1..2.3", false),
             ("1.2.3.x", false),
+            ("0.0.0.0", true),
+            ("10.0.100.99", true),
+            ("1.2.3.04", false),
+            ("1.2.3.4.", false),
+            (".1.2.3", false),
+            ("1234.1.1.1", false),
+            ("1.2.3.2555", false),
+            ("", false),
         ] {
             assert_eq!(parse_ipv4(raw.as_bytes()), raw.parse().ok(), "{raw}");
             assert_eq!(parse_ipv4(raw.as_bytes()).is_some(), v4, "{raw}");

@@ -61,8 +61,12 @@ impl<'b> Via<'b> {
             Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
             Some(_) => return Err(bad(c.rest(), "garbage after Via sent-by")),
         };
-        let transport =
-            core::str::from_utf8(transport).map_err(|_| bad(raw, "Via transport is not a token"))?;
+        let transport = match transport {
+            b"UDP" => "UDP",
+            b"TCP" => "TCP",
+            b"TLS" => "TLS",
+            other => core::str::from_utf8(other).map_err(|_| bad(raw, "Via transport is not a token"))?,
+        };
         let via = Via { raw, protocol, version, transport, host, port, params };
         via.check_params()?;
         Ok(via)
@@ -70,27 +74,28 @@ impl<'b> Via<'b> {
 
     fn check_params(&self) -> Result<(), Invalid> {
         for (name, value) in self.params {
-            let at = name;
-            let bad = |why| Err(Invalid::new(at, ErrorKind::HeaderValue, why));
-            if name.eq_ignore_ascii_case(b"branch") {
-                if !value.is_some_and(|v| all_in(v, &TOKEN)) {
-                    return bad("Via branch is not a token");
+            // Dispatch on the length first: most parameters are none of these.
+            let (ok, why) = match name.len() {
+                6 if name.eq_ignore_ascii_case(b"branch") => {
+                    (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
                 }
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                match value.map(|v| parse_decimal(v, u8::MAX.into())) {
-                    Some(Ok(_)) => {}
-                    _ => return bad("Via ttl is not 0..=255"),
+                3 if name.eq_ignore_ascii_case(b"ttl") => (
+                    value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()),
+                    "Via ttl is not 0..=255",
+                ),
+                8 if name.eq_ignore_ascii_case(b"received") => {
+                    (value.is_some_and(is_address), "Via received is not an address")
                 }
-            } else if name.eq_ignore_ascii_case(b"received") {
-                if !value.is_some_and(is_address) {
-                    return bad("Via received is not an address");
+                5 if name.eq_ignore_ascii_case(b"rport") => {
+                    (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
                 }
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                if value.is_some_and(|v| parse_port(v).is_err()) {
-                    return bad("Via rport is not a port");
+                5 if name.eq_ignore_ascii_case(b"maddr") => {
+                    (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
                 }
-            } else if name.eq_ignore_ascii_case(b"maddr") && value.is_none_or(|v| parse_host(v).is_err()) {
-                return bad("Via maddr is not a host");
+                _ => (true, ""),
+            };
+            if !ok {
+                return Err(Invalid::new(name, ErrorKind::HeaderValue, why));
             }
         }
         Ok(())

@@ -1,0 +1,155 @@
+//! Finding line ends: the one byte scan the parser does over the whole header section.
+//!
+//! [`LfScanner`] classifies 64 bytes at a time into a bit mask of LF positions and then hands
+//! out the LFs of a block by counting trailing zeros, so that the per-line cost is a few
+//! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines).
+//! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
+//! detection; the vectors are built from byte arrays, so the only `unsafe` is the call into the
+//! SSE2 function); elsewhere, and in tests through `lf_mask_portable`, byte by byte. Bytes after the last full block are searched
+//! with a plain loop.
+
+/// Bytes classified at once: one bit per byte of a `u64` mask.
+const BLOCK_BYTES: usize = 64;
+
+/// Finds LFs in a buffer, front to back.
+#[derive(Debug, Clone)]
+pub(crate) struct LfScanner<'b> {
+    buf: &'b [u8],
+    /// Offset of the classified block.
+    base: usize,
+    /// End of the classified block (`base` when none is).
+    end: usize,
+    /// Bit `i` set when `buf[base + i]` is an LF.
+    mask: u64,
+}
+
+impl<'b> LfScanner<'b> {
+    /// A scanner over `buf`.
+    pub(crate) fn new(buf: &'b [u8]) -> Self {
+        Self { buf, base: 0, end: 0, mask: 0 }
+    }
+
+    /// The offset of the first LF at or after `from`. Cheapest when calls move forward.
+    pub(crate) fn find(&mut self, from: usize) -> Option<usize> {
+        let mut at = from;
+        loop {
+            if at >= self.base && at < self.end {
+                // `at - base` < BLOCK_BYTES: the shift cannot overflow.
+                let m = self.mask >> (at - self.base);
+                if m != 0 {
+                    return Some(at + m.trailing_zeros() as usize);
+                }
+                at = self.end;
+            }
+            let rest = self.buf.get(at..)?;
+            match rest.first_chunk::<BLOCK_BYTES>() {
+                Some(block) => {
+                    (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, lf_mask(block));
+                }
+                None => return rest.iter().position(|&b| b == b'\n').map(|i| at + i),
+            }
+        }
+    }
+}
+
+/// Bit `i` set when `block[i]` is an LF.
+fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: `lf_mask_sse2` needs only SSE2, which this build enables (the cfg above; it is
+        // part of the x86_64 baseline), and it reads nothing but `block`.
+        unsafe { lf_mask_sse2(block) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        lf_mask_portable(block)
+    }
+}
+
+/// [`lf_mask`] byte by byte: the fallback off x86_64, and the reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn lf_mask_portable(block: &[u8; BLOCK_BYTES]) -> u64 {
+    block.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
+}
+
+/// [`lf_mask`] with SSE2, 16 bytes per compare.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn lf_mask_sse2(block: &[u8; BLOCK_BYTES]) -> u64 {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_set1_epi8};
+    /// Bytes per SSE2 vector.
+    const LANES: usize = 16;
+    let lf = _mm_set1_epi8(b'\n' as i8);
+    let mut mask = 0u64;
+    for (k, lanes) in block.chunks_exact(LANES).enumerate() {
+        let half = |h: usize| {
+            lanes.get(h * 8..h * 8 + 8).and_then(|s| s.try_into().ok()).map_or(0, i64::from_le_bytes)
+        };
+        let v = _mm_set_epi64x(half(1), half(0));
+        // movemask sets bits 0..16 only: the cast to u16 keeps them all.
+        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16;
+        mask |= u64::from(bits) << (k * LANES);
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every LF, by the scanner and by a plain search.
+    fn all_lfs(buf: &[u8]) -> (Vec<usize>, Vec<usize>) {
+        let mut s = LfScanner::new(buf);
+        let mut got = Vec::new();
+        let mut from = 0;
+        while let Some(i) = s.find(from) {
+            got.push(i);
+            from = i + 1;
+        }
+        let want = buf.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).collect();
+        (got, want)
+    }
+
+    #[test]
+    fn finds_every_lf_across_blocks_and_the_tail() {
+        for len in [0, 1, 63, 64, 65, 127, 128, 200] {
+            for step in [1, 2, 7, 16, 63, 64, 65] {
+                let buf: Vec<u8> = (0..len).map(|i| if i % step == 0 { b'\n' } else { b'a' }).collect();
+                let (got, want) = all_lfs(&buf);
+                assert_eq!(got, want, "len {len} step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn backwards_and_repeated_searches() {
+        let buf = [b"abc\n".repeat(40), b"tail\n".to_vec()].concat();
+        let mut s = LfScanner::new(&buf);
+        assert_eq!(s.find(150), Some(151));
+        assert_eq!(s.find(0), Some(3));
+        assert_eq!(s.find(3), Some(3));
+        assert_eq!(s.find(4), Some(7));
+        assert_eq!(s.find(buf.len() - 1), Some(buf.len() - 1));
+        assert_eq!(s.find(buf.len()), None);
+        assert_eq!(s.find(buf.len() + 1), None);
+    }
+
+    proptest! {
+        #[test]
+        fn scanner_matches_a_plain_search(buf in proptest::collection::vec(
+            prop_oneof![Just(b'\n'), Just(b'\r'), Just(0x8a_u8), any::<u8>()], 0..300)) {
+            let (got, want) = all_lfs(&buf);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn block_masks_agree(block in proptest::array::uniform32(prop_oneof![Just(b'\n'), any::<u8>()]),
+                             block2 in proptest::array::uniform32(prop_oneof![Just(b'\n'), any::<u8>()])) {
+            let mut b = [0u8; BLOCK_BYTES];
+            b[..32].copy_from_slice(&block);
+            b[32..].copy_from_slice(&block2);
+            prop_assert_eq!(lf_mask(&b), lf_mask_portable(&b));
+        }
+    }
+}
