@@ -4,3 +4,4 @@ pub mod io;
 pub mod proxy;
 pub mod route;
 pub mod sip;
+pub mod telemetry;

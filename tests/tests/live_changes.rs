@@ -116,4 +116,30 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     assert_eq!((r.exit, r.successful, r.failed), (0, 2, 0), "{r:?}");
     // The DID from the file still routes.
     assert_eq!(probe(edge.addr, "+15551230000", 99), Some(100));
+
+    // The calls are in /metrics once the sampler has run (about a second).
+    let start = Instant::now();
+    let admitted = loop {
+        let text = api_get(&edge, "/metrics");
+        let value = text
+            .lines()
+            .find(|l| l.starts_with("sipedge_calls_admitted_total{trunk=\"carrier\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if value >= 2.0 || start.elapsed() > CHANGE_DEADLINE {
+            break value;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(admitted >= 2.0, "admitted calls in /metrics: {admitted}");
+}
+
+fn api_get(edge: &Edge, path: &str) -> String {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
+    let url = format!("http://{}{path}", edge.api.expect("api address"));
+    let auth = format!("Bearer {}", edge.token.as_deref().expect("admin token"));
+    let mut resp = agent.get(&url).header("authorization", &auth).call().expect("API reachable");
+    resp.body_mut().read_to_string().expect("body")
 }
