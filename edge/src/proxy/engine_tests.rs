@@ -457,3 +457,20 @@ fn a_did_over_its_concurrent_call_limit_gets_503_until_a_call_ends() {
     let out = h.recv(CARRIER, &invite("z9hG4bKd4", "call-d4", "+15551230001", 70));
     assert_eq!(out[1].0, addr(PBX1), "the slot is free again");
 }
+
+#[test]
+fn the_ack_to_a_refusal_of_ours_goes_nowhere() {
+    let mut h = Harness::new();
+    // A known DID refused (Max-Forwards 0): without its To tag being ours, the ACK would be
+    // routed to the PBX like an in-dialog request from a peer that ignores Record-Route.
+    let inv = invite("z9hG4bKn1", "call-n", "+15551230000", 0);
+    let out = h.recv(CARRIER, &inv);
+    assert_eq!(status(&out[0].1), 483);
+    let to = out[0].1.lines().find(|l| l.starts_with("To:")).unwrap().to_owned();
+    let ack = inv
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("Max-Forwards: 0", "Max-Forwards: 70")
+        .replace("To: <sip:+15551230000@203.0.113.1>", &to);
+    assert!(h.recv(CARRIER, &ack).is_empty(), "absorbed, not routed to a PBX");
+}

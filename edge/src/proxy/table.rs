@@ -1,8 +1,9 @@
 //! A bounded table of entries keyed by a short byte key (a Via branch), with a deadline heap.
 //!
-//! Memory is reserved at construction: a slab of `capacity` slots, a key index and a heap sized
-//! for them. A full table refuses the insert (the caller answers 503 and counts it); nothing
-//! grows on the per-packet path. Deadlines are kept lazily: re-arming pushes a new heap entry
+//! Address space is reserved at construction for `capacity` slots, the key index and the heap;
+//! slots come into use (and into resident memory) only as the load needs them, and are reused
+//! after that, so an idle edge with a large bound stays small. Nothing reallocates on the
+//! per-packet path. A full table refuses the insert (the caller answers 503 and counts it). Deadlines are kept lazily: re-arming pushes a new heap entry
 //! and stale ones are skipped by generation when popped.
 
 use std::cmp::Reverse;
@@ -95,6 +96,7 @@ pub enum InsertError {
 #[derive(Debug)]
 pub struct Table<V> {
     slots: Vec<Slot<V>>,
+    capacity: u32,
     free: Vec<u32>,
     index: HashMap<Key, u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -102,13 +104,13 @@ pub struct Table<V> {
 }
 
 impl<V> Table<V> {
-    /// A table of at most `capacity` entries, all memory reserved now.
+    /// A table of at most `capacity` entries, its memory reserved now.
     pub fn with_capacity(capacity: u32) -> Self {
         let cap = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let slots = (0..cap).map(|_| Slot { generation: 0, entry: None, deadline: None }).collect();
         Self {
-            slots,
-            free: (0..capacity).rev().collect(),
+            slots: Vec::with_capacity(cap),
+            capacity,
+            free: Vec::with_capacity(cap),
             index: HashMap::with_capacity(cap),
             heap: BinaryHeap::with_capacity(cap.saturating_mul(HEAP_SLACK_PER_SLOT)),
             refused_full: 0,
@@ -135,9 +137,17 @@ impl<V> Table<V> {
         if self.index.contains_key(&key) {
             return Err(InsertError::Duplicate);
         }
-        let Some(slot) = self.free.pop() else {
-            self.refused_full += 1;
-            return Err(InsertError::Full);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None if (self.slots.len() as u64) < u64::from(self.capacity) => {
+                // Within the reserved capacity: no reallocation.
+                self.slots.push(Slot { generation: 0, entry: None, deadline: None });
+                (self.slots.len() - 1) as u32
+            }
+            None => {
+                self.refused_full += 1;
+                return Err(InsertError::Full);
+            }
         };
         let s = &mut self.slots[slot as usize];
         s.entry = Some((key, value));

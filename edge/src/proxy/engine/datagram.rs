@@ -120,7 +120,7 @@ impl Engine {
         ctx: &mut Ctx<'_, '_>,
     ) {
         let mut tag_buf = [0u8; 32];
-        let tag = if code > 100 { Some(next_tag(&mut tag_buf, ctx.tags)) } else { None };
+        let tag = if code > 100 { Some(next_tag(&mut tag_buf, self.salt, ctx.tags)) } else { None };
         match code {
             400..=499 => inc(&self.counters.replies_4xx),
             500..=599 => inc(&self.counters.replies_5xx),

@@ -47,7 +47,7 @@ use crate::sip::{
 /// Shards of the transaction table (a power of two, at least the number of workers).
 pub const TX_SHARDS: usize = 64;
 /// Default bound on live transactions, all shards together.
-pub const DEFAULT_MAX_TRANSACTIONS: u32 = 131_072;
+pub const DEFAULT_MAX_TRANSACTIONS: u32 = 1_048_576;
 /// Default bound on active dialogs.
 pub const DEFAULT_MAX_DIALOGS: u32 = 262_144;
 /// Default longest call, after which the edge forgets the dialog and frees its slot.

@@ -29,6 +29,13 @@ impl Engine {
                     return;
                 }
                 drop(s);
+                // The ACK to a final response the edge generated statelessly (404, 503, ...)
+                // ends here: its To tag is ours.
+                let mut prefix = [0u8; 32];
+                let ours = our_tag_prefix(&mut prefix, self.salt);
+                if msg.to().ok().and_then(|t| t.tag()).is_some_and(|t| t.starts_with(ours.as_bytes())) {
+                    return;
+                }
                 // An ACK for a 2xx: end to end, forwarded statelessly along the dialog.
                 self.forward_in_dialog_stateless(msg, trunk, ctx);
             }

@@ -250,7 +250,7 @@ impl Engine {
         let original = std::mem::take(&mut tx.original);
         if let Ok(orig) = sip::parse(&original, &mut ctx.stored[..]) {
             let mut tag = [0u8; 32];
-            let tag = next_tag(&mut tag, ctx.tags);
+            let tag = next_tag(&mut tag, self.salt, ctx.tags);
             let mut out = std::mem::take(&mut tx.last_response);
             out.resize(original.len() + 64, 0);
             if let Ok(n) = sip::response_from_request(&orig, code, reason, Some(tag), &[], &mut out) {

@@ -27,9 +27,16 @@ pub(super) fn retry_after(buf: &mut [u8], secs: u32) -> &str {
     fixed_fmt(buf, format_args!("Retry-After: {secs}"))
 }
 
-pub(super) fn next_tag<'b>(buf: &'b mut [u8], counter: &mut u64) -> &'b str {
+/// A To tag for a response the edge generates: `se{salt}.{n}`, so that the ACK to it is known
+/// as ours (see [`our_tag_prefix`]).
+pub(super) fn next_tag<'b>(buf: &'b mut [u8], salt: u64, counter: &mut u64) -> &'b str {
     *counter += 1;
-    fixed_fmt(buf, format_args!("se{:x}", *counter))
+    fixed_fmt(buf, format_args!("se{salt:x}.{:x}", *counter))
+}
+
+/// The prefix of every tag [`next_tag`] writes in this process.
+pub(super) fn our_tag_prefix(buf: &mut [u8], salt: u64) -> &str {
+    fixed_fmt(buf, format_args!("se{salt:x}."))
 }
 
 /// `sip:{user}@{host:port of target_uri}` (the target URI without its scheme), or `None` to
