@@ -14,7 +14,8 @@
 #
 # Usage: scripts/bench-proxy.sh        (needs sipp and kamailio: SIPEDGE_BENCH=1 scripts/setup.sh)
 # Tunables (environment): BENCH_RATES, BENCH_STEP_SECS, BENCH_PAIRS, BENCH_PROXIES,
-# BENCH_HOLD_RATE, BENCH_HOLD_MS, BENCH_MAX_SECS, BENCH_PORT_BASE, BENCH_NO_BUILD=1.
+# BENCH_HOLD_RATE, BENCH_HOLD_MS, BENCH_MAX_SECS, BENCH_PORT_BASE, BENCH_NO_BUILD=1,
+# BENCH_SIPEDGE_EDGE (extra lines for sipedge's [edge] section; default none).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +50,8 @@ for r in "${RATES[@]}"; do
 done
 
 run_start=$(date +%s)
+load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
+SIPEDGE_EDGE_EXTRA=${BENCH_SIPEDGE_EDGE:-}  # extra [edge] lines for sipedge, e.g. "max_transactions = 1048576"
 out="$root/bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 log() { echo "bench-proxy: $*" >&2; }
@@ -122,6 +125,7 @@ uac_port() { echo $((PORT_BASE + 10 + $1)); }
 listen = ["udp:127.0.0.1:$proxy_port"]
 workers = 2
 io = "uring"
+$SIPEDGE_EDGE_EXTRA
 
 [control]
 db = "$out/sipedge.db"
@@ -312,8 +316,9 @@ done
 
 # ---- report ------------------------------------------------------------------------------------
 {
-  echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "### Run $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), load average at the start: $load_at_start"
   echo
+  [[ -n $SIPEDGE_EDGE_EXTRA ]] && echo "sipedge [edge] additions: \`$SIPEDGE_EDGE_EXTRA\`" && echo
   echo "Steps: ${STEP_SECS} s each, ${PAIRS} SIPp caller/PBX pairs, ${DID_COUNT} DIDs, pause 0 ms; stop after the first failing step."
   echo
   echo "| proxy | offered calls/s | carried calls/s | calls | failed | INVITE→200 p50 ms | p99 ms | proxy CPU s / 1,000 calls | proxy cores | SIPp CPU s | machine idle % | step |"
