@@ -6,9 +6,10 @@
 #   1. memory per active dialog: PSS (summed over the proxy's processes) idle, then with
 #      HOLD_RATE calls/s held HOLD_MS each (about HOLD_RATE * HOLD_MS / 1000 dialogs open);
 #   2. call-rate steps (RATES), STEP_SECS each, split over PAIRS SIPp callers; stops after the
-#      first step with >= 0.1 % failed calls. Per step: failed calls, INVITE->200 p50/p99 (SIPp
-#      -trace_rtt), proxy CPU seconds per 1,000 calls (utime+stime of all its processes from
-#      /proc), the load generators' CPU and the machine's idle share.
+#      first step that fails (>= 0.1 % failed calls, or < 95 % of the rate carried). Per step:
+#      failed calls, INVITE->200 p50/p99 (SIPp -trace_rtt), proxy CPU seconds per 1,000 calls
+#      (utime+stime of all its processes from /proc), the load generators' CPU, the machine's
+#      idle share and the kernel's UDP receive-buffer drops.
 # Writes the markdown tables to stdout and to bench/results/proxy-DATE/table.md (gitignored).
 # Loopback only; every process it starts is killed by PID on exit; the whole run is bounded.
 #
@@ -39,7 +40,6 @@ START_TIMEOUT_SECS=20                   # proxy start-up
 KAMAILIO_SHM_MB=512                     # Kamailio shared memory (-m); pkg memory per process:
 KAMAILIO_PKG_MB=16                      # (-M); Debian's defaults are 64 and 8
 CLK_TCK=$(getconf CLK_TCK)
-PAGE_KB=$(($(getconf PAGESIZE) / 1024))
 
 for tool in sipp kamailio ss awk; do
   command -v "$tool" >/dev/null || { echo "bench-proxy: $tool missing (SIPEDGE_BENCH=1 scripts/setup.sh)" >&2; exit 1; }
