@@ -99,6 +99,8 @@ machine_jiffies() { awk '/^cpu / {t=0; for (i=2; i<=NF; i++) t+=$i; print $5+$6,
 # UDP datagrams the kernel dropped for full receive buffers (whole machine; all of it is ours
 # or idle on loopback).
 udp_drops() { awk '$1 == "Udp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
+# Of those, the ones of the proxy's own sockets (every UDP socket bound to its port).
+proxy_drops() { awk -v port="$(printf '%04X' "$proxy_port")" 'NR > 1 { split($2, a, ":"); if (a[2] == port) d += $NF } END { print d + 0 }' /proc/net/udp; }
 # Cumulative CPU seconds of this shell's waited-for children (the SIPp callers).
 # `times` must run in this shell (a command substitution's subshell has no children of ours), so
 # it writes to a file that children_cpu then reads.
@@ -245,7 +247,7 @@ rtt_pct() { # dir percent
 }
 
 # ---- measurements ----------------------------------------------------------------------------
-results="$out/steps.tsv"    # proxy rate carried calls failed p50 p99 cpu_per_1k cores sipp_cpu_s idle_pct drops pass
+results="$out/steps.tsv"    # proxy rate carried calls failed p50 p99 cpu_per_1k cores sipp_cpu_s idle_pct drops proxy_drops pass
 memory="$out/memory.tsv"    # proxy idle_kb held_kb dialogs kb_per_dialog
 : >"$results"
 : >"$memory"
@@ -276,14 +278,14 @@ run_step() { # proxy rate -> returns 0 when the step passed
   c0=$(cpu_ticks "$proxy_pid"); times_to "$dir/times0"; g0=$(children_cpu "$dir/times0")
   read -r i0 j0 < <(machine_jiffies); t0=$(date +%s.%N)
   local u0=0 u1=0 p d0 d1
-  d0=$(udp_drops)
+  d0=$(udp_drops); local q0 q1; q0=$(proxy_drops)
   for p in "${pbx_pids[@]}"; do u0=$((u0 + $(cpu_ticks "$p"))); done
   start_callers "$dir" "$each" "$calls_each" 0
   wait_callers
   t1=$(date +%s.%N); c1=$(cpu_ticks "$proxy_pid"); times_to "$dir/times1"; g1=$(children_cpu "$dir/times1")
   read -r i1 j1 < <(machine_jiffies)
   for p in "${pbx_pids[@]}"; do u1=$((u1 + $(cpu_ticks "$p"))); done
-  d1=$(udp_drops)
+  d1=$(udp_drops); q1=$(proxy_drops)
   local ok failed
   ok=$(stat_sum "$dir" 'SuccessfulCall(C)')
   failed=$((total - ok))
@@ -292,13 +294,13 @@ run_step() { # proxy rate -> returns 0 when the step passed
   local line
   line=$(awk -v n="$name" -v r="$rate" -v tot="$total" -v ok="$ok" -v f="$failed" -v p50="$p50" -v p99="$p99" \
     -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v t0="$t0" -v t1="$t1" -v g="$(awk -v a="$g0" -v b="$g1" 'BEGIN {print b - a}')" \
-    -v u="$((u1 - u0))" -v di="$((i1 - i0))" -v dj="$((j1 - j0))" -v lim="$FAIL_LIMIT_PPM" -v amin="$ACHIEVED_MIN_PCT" -v secs="$STEP_SECS" -v drops="$((d1 - d0))" '
+    -v u="$((u1 - u0))" -v di="$((i1 - i0))" -v dj="$((j1 - j0))" -v lim="$FAIL_LIMIT_PPM" -v amin="$ACHIEVED_MIN_PCT" -v secs="$STEP_SECS" -v drops="$((d1 - d0))" -v pdrops="$((q1 - q0))" '
     BEGIN {
       wall = t1 - t0; cpu = c / hz
       achieved = ok / (wall > secs ? wall : secs)
       pass = (f * 1000000 < lim * tot) && (achieved * 100 >= amin * r) ? "pass" : "FAIL"
-      printf "%s\t%d\t%.0f\t%d\t%d\t%s\t%s\t%.3f\t%.2f\t%.2f\t%.0f\t%d\t%s\n", n, r, achieved, tot, f, p50, p99,
-        (ok ? cpu * 1000 / ok : 0), cpu / wall, g + u / hz, (dj ? 100 * di / dj : 0), drops, pass
+      printf "%s\t%d\t%.0f\t%d\t%d\t%s\t%s\t%.3f\t%.2f\t%.2f\t%.0f\t%d\t%d\t%s\n", n, r, achieved, tot, f, p50, p99,
+        (ok ? cpu * 1000 / ok : 0), cpu / wall, g + u / hz, (dj ? 100 * di / dj : 0), drops, pdrops, pass
     }')
   echo "$line" >>"$results"
   log "$(echo "$line" | tr '\t' ' ')"
@@ -326,9 +328,9 @@ done
   [[ -n $SIPEDGE_EDGE_EXTRA ]] && echo "sipedge [edge] additions: \`$SIPEDGE_EDGE_EXTRA\`" && echo
   echo "Steps: ${STEP_SECS} s each, ${PAIRS} SIPp caller/PBX pairs, ${DID_COUNT} DIDs, pause 0 ms; stop after the first failing step."
   echo
-  echo "| proxy | offered calls/s | carried calls/s | calls | failed | INVITE→200 p50 ms | p99 ms | proxy CPU s / 1,000 calls | proxy cores | SIPp CPU s | machine idle % | UDP drops | step |"
+  echo "| proxy | offered calls/s | carried calls/s | calls | failed | INVITE→200 p50 ms | p99 ms | proxy CPU s / 1,000 calls | proxy cores | SIPp CPU s | machine idle % | UDP drops (all / proxy's) | step |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-  awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13}' "$results"
+  awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14}' "$results"
   echo
   echo "Memory (PSS of all the proxy's processes), ${HOLD_RATE} calls/s held ${HOLD_MS} ms:"
   echo
@@ -340,7 +342,7 @@ done
   echo
   awk -F'\t' -v mem="$memory" '
     BEGIN { while ((getline l < mem) > 0) { split(l, m, "\t"); kb[m[1]] = m[5] } }
-    $13 == "pass" { if ($2 > best[$1]) best[$1] = $2; cpu[$1, $2] = $8; p50[$1, $2] = $6; p99[$1, $2] = $7 }
+    $14 == "pass" { if ($2 > best[$1]) best[$1] = $2; cpu[$1, $2] = $8; p50[$1, $2] = $6; p99[$1, $2] = $7 }
     END {
       s = "sipedge"; k = "kamailio"
       printf "| figure | sipedge | Kamailio | ratio |\n|---|---|---|---|\n"
