@@ -135,6 +135,10 @@ $SIPEDGE_EDGE_EXTRA
 [control]
 db = "$out/sipedge.db"
 
+[health]
+# The SIPp PBXs cannot answer OPTIONS probes (Kamailio's configuration does not probe either).
+enabled = false
+
 [[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]

@@ -1,9 +1,9 @@
 //! A bounded table of entries keyed by a short byte key (a Via branch), with a deadline heap.
 //!
-//! Address space is reserved at construction for `capacity` slots, the key index and the heap;
-//! slots come into use (and into resident memory) only as the load needs them, and are reused
-//! after that, so an idle edge with a large bound stays small. Nothing reallocates on the
-//! per-packet path. A full table refuses the insert (the caller answers 503 and counts it). Deadlines are kept lazily: re-arming pushes a new heap entry
+//! The table starts at [`INITIAL_SLOTS`] and grows with the load up to its `capacity`, then
+//! reuses its slots: an idle edge with a large bound stays small, and a loaded one stops
+//! allocating once it has reached its working size. A full table refuses the insert (the
+//! caller answers 503 and counts it). Deadlines are kept lazily: re-arming pushes a new heap entry
 //! and stale ones are skipped by generation when popped.
 
 use std::cmp::Reverse;
@@ -13,6 +13,9 @@ use std::time::Instant;
 /// Longest key kept, in bytes. RFC 3261 branches from real stacks are 20–60 bytes; a longer one
 /// is refused rather than truncated (two truncated keys could collide).
 pub const MAX_KEY_BYTES: usize = 96;
+
+/// Slots, index entries and heap entries allocated at construction (the table grows from here).
+pub const INITIAL_SLOTS: usize = 1024;
 
 /// Heap entries kept per slot before stale ones are compacted away.
 const HEAP_SLACK_PER_SLOT: usize = 4;
@@ -104,15 +107,16 @@ pub struct Table<V> {
 }
 
 impl<V> Table<V> {
-    /// A table of at most `capacity` entries, its memory reserved now.
+    /// A table of at most `capacity` entries.
     pub fn with_capacity(capacity: u32) -> Self {
         let cap = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let initial = cap.min(INITIAL_SLOTS);
         Self {
-            slots: Vec::with_capacity(cap),
+            slots: Vec::with_capacity(initial),
             capacity,
-            free: Vec::with_capacity(cap),
-            index: HashMap::with_capacity(cap),
-            heap: BinaryHeap::with_capacity(cap.saturating_mul(HEAP_SLACK_PER_SLOT)),
+            free: Vec::with_capacity(initial),
+            index: HashMap::with_capacity(initial),
+            heap: BinaryHeap::with_capacity(initial.saturating_mul(HEAP_SLACK_PER_SLOT)),
             refused_full: 0,
         }
     }
@@ -140,7 +144,6 @@ impl<V> Table<V> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None if (self.slots.len() as u64) < u64::from(self.capacity) => {
-                // Within the reserved capacity: no reallocation.
                 self.slots.push(Slot { generation: 0, entry: None, deadline: None });
                 (self.slots.len() - 1) as u32
             }
@@ -188,7 +191,7 @@ impl<V> Table<V> {
         }
         s.deadline = deadline;
         if let Some(at) = deadline {
-            if self.heap.len() >= self.heap.capacity() {
+            if self.heap.len() >= self.slots.len().max(1) * HEAP_SLACK_PER_SLOT {
                 self.compact_heap();
             }
             self.heap.push(Reverse((at, h.slot, h.generation)));

@@ -88,7 +88,7 @@ impl Engine {
             return self.reply(msg, 482, "Loop Detected", &[], ctx);
         }
         if in_dialog {
-            return self.forward_in_dialog(msg, method, trunk, shard, key, ctx);
+            return self.forward_in_dialog(msg, trunk, shard, key, ctx);
         }
         let Some(trunk) = trunk else {
             // A target may send in-dialog requests, not start calls.
@@ -175,7 +175,32 @@ impl Engine {
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
         };
         let hold = is_invite.then_some(Hold { trunk, did, limited_did });
-        let server = if is_invite {
+        let Some((mut s, h)) = self.open_tx(shard, key, msg, first.1, Some(route), hold, ctx) else {
+            release(self);
+            return;
+        };
+        let target_uri = self.router.targets().uri(first.0).unwrap_or_default();
+        let mut ruri = [0u8; MAX_REQUEST_URI_BYTES];
+        let new_ruri = rewrite_request_uri(&mut ruri, user, target_uri);
+        self.start_branch(&mut s, shard, h, msg, new_ruri, first.1, false, ctx);
+    }
+
+    /// Opens the server transaction for a request about to be forwarded to `downstream`, and
+    /// answers 100 Trying to an INVITE. `None` when the table is full: a 503 went back and was
+    /// counted.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one new transaction")]
+    pub(super) fn open_tx(
+        &self,
+        shard: usize,
+        key: Key,
+        msg: &SipMessage<'_>,
+        downstream: SocketAddr,
+        route: Option<CallRoute>,
+        hold: Option<Hold>,
+        ctx: &mut Ctx<'_, '_>,
+    ) -> Option<(MutexGuard<'_, Shard>, Handle)> {
+        let invite = msg.method() == Some(Method::Invite);
+        let server = if invite {
             Server::Invite(InviteServer::start(self.config.timers))
         } else {
             Server::NonInvite(NonInviteServer::start(self.config.timers))
@@ -191,32 +216,26 @@ impl Engine {
             last_response: s.buffer(),
             client: None,
             attempt: 0,
-            downstream: first.1,
+            downstream,
             forwarded: s.buffer(),
             ctx: ResponseContext::default(),
-            best: s.buffer(),
-            route: Some(route),
+            best: if route.is_some() { s.buffer() } else { Vec::new() },
+            route,
             hold,
             cancelled: false,
             cancel_pending: false,
             answered: false,
         };
-        let h = match s.table.insert(key, tx) {
-            Ok(h) => h,
-            Err(_) => {
-                drop(s);
-                inc(&self.counters.tx_table_full);
-                release(self);
-                return self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
-            }
+        let Ok(h) = s.table.insert(key, tx) else {
+            drop(s);
+            inc(&self.counters.tx_table_full);
+            self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
+            return None;
         };
-        if is_invite {
+        if invite {
             self.send_provisional_100(&mut s, h, msg, ctx);
         }
-        let target_uri = self.router.targets().uri(first.0).unwrap_or_default();
-        let mut ruri = [0u8; MAX_REQUEST_URI_BYTES];
-        let new_ruri = rewrite_request_uri(&mut ruri, user, target_uri);
-        self.start_branch(&mut s, shard, h, msg, new_ruri, first.1, false, ctx);
+        Some((s, h))
     }
 
     pub(super) fn send_provisional_100(
@@ -304,7 +323,6 @@ impl Engine {
     pub(super) fn forward_in_dialog(
         &self,
         msg: &SipMessage<'_>,
-        method: Method<'_>,
         trunk: Option<TrunkIdx>,
         shard: usize,
         key: Key,
@@ -313,43 +331,7 @@ impl Engine {
         let Some(hop) = self.in_dialog_next_hop(msg, trunk, ctx) else {
             return self.reply(msg, 481, "Call/Transaction Does Not Exist", &[], ctx);
         };
-        let server = if method == Method::Invite {
-            Server::Invite(InviteServer::start(self.config.timers))
-        } else {
-            Server::NonInvite(NonInviteServer::start(self.config.timers))
-        };
-        let mut s = lock(&self.shards[shard]);
-        let mut original = s.buffer();
-        original.extend_from_slice(msg.as_bytes());
-        let tx = Tx {
-            server,
-            upstream: ctx.src,
-            listen: ctx.listen,
-            original,
-            last_response: s.buffer(),
-            client: None,
-            attempt: 0,
-            downstream: hop.dest,
-            forwarded: s.buffer(),
-            ctx: ResponseContext::default(),
-            best: Vec::new(),
-            route: None,
-            hold: None,
-            cancelled: false,
-            cancel_pending: false,
-            answered: false,
-        };
-        let h = match s.table.insert(key, tx) {
-            Ok(h) => h,
-            Err(_) => {
-                drop(s);
-                inc(&self.counters.tx_table_full);
-                return self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
-            }
-        };
-        if method == Method::Invite {
-            self.send_provisional_100(&mut s, h, msg, ctx);
-        }
+        let Some((mut s, h)) = self.open_tx(shard, key, msg, hop.dest, None, None, ctx) else { return };
         let ruri = hop.request_uri.as_ref().map(|(buf, len)| &buf[..*len]);
         self.start_branch(&mut s, shard, h, msg, ruri, hop.dest, hop.pop_route, ctx);
     }
