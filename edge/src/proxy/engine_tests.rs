@@ -474,3 +474,31 @@ fn the_ack_to_a_refusal_of_ours_goes_nowhere() {
         .replace("To: <sip:+15551230000@203.0.113.1>", &to);
     assert!(h.recv(CARRIER, &ack).is_empty(), "absorbed, not routed to a PBX");
 }
+
+#[test]
+fn a_503_with_retry_after_pauses_the_target_for_that_long() {
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKra1", "call-ra1", "+15551230000", 70));
+    let fwd = out[1].1.clone();
+    let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
+    let req = sip::parse(fwd.as_bytes(), &mut index).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = sip::response_from_request(
+        &req,
+        503,
+        "Service Unavailable",
+        Some("ra"),
+        &["Retry-After: 60"],
+        &mut buf,
+    )
+    .unwrap();
+    let out = h.recv(PBX1, std::str::from_utf8(&buf[..n]).unwrap());
+    assert_eq!(out.last().map(|(a, m)| (*a, method(m))), Some((addr(PBX2), "INVITE")), "failed over");
+    // While paused, new calls skip PBX1.
+    let out = h.recv(CARRIER, &invite("z9hG4bKra2", "call-ra2", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX2));
+    // After Retry-After, PBX1 is first again.
+    h.advance_to(Duration::from_secs(61));
+    let out = h.recv(CARRIER, &invite("z9hG4bKra3", "call-ra3", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX1));
+}

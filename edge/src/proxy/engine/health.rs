@@ -66,16 +66,58 @@ impl Engine {
         if salt != self.salt || uri as usize >= self.uri_addrs.len() || status < 200 {
             return true;
         }
-        let retry_after = msg
-            .header_value(HeaderKind::RetryAfter)
-            .and_then(|v| {
-                let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
-                std::str::from_utf8(&v[..digits]).ok()?.parse::<u64>().ok()
-            })
-            .map(Duration::from_secs);
+        let retry_after = retry_after(msg);
         if let Some(tracker) = lock(&self.health).as_mut() {
             tracker.on_result(UriId(uri), now, ProbeOutcome::Response { status, retry_after });
         }
         true
     }
+}
+
+impl Engine {
+    /// A target answered a call 503: with Retry-After it is not offered calls for that long —
+    /// through the health tracker (as `[health] retry_after_503` says) when probing is on,
+    /// else through the pause list that worker 0's tick clears.
+    pub(super) fn on_target_503(&self, uri: UriId, msg: &SipMessage<'_>, now: Instant) {
+        let Some(retry_after) = retry_after(msg) else { return };
+        if let Some(tracker) = lock(&self.health).as_mut() {
+            tracker.on_result(
+                uri,
+                now,
+                ProbeOutcome::Response { status: 503, retry_after: Some(retry_after) },
+            );
+            return;
+        }
+        let until = now + retry_after.min(MAX_RETRY_AFTER);
+        let mut paused = lock(&self.paused);
+        match paused.iter_mut().find(|(u, _)| *u == uri) {
+            Some(entry) => entry.1 = entry.1.max(until),
+            None => paused.push((uri, until)),
+        }
+        self.router.up_flags().set(uri, false);
+        tracing::info!(
+            uri = self.router.targets().uri(uri).unwrap_or_default(),
+            ?retry_after,
+            "target paused by 503"
+        );
+    }
+
+    /// Gives paused targets back to routing once their Retry-After has passed (worker 0).
+    pub(super) fn resume_paused(&self, now: Instant) {
+        let mut paused = lock(&self.paused);
+        paused.retain(|&(uri, until)| {
+            let keep = until > now;
+            if !keep {
+                self.router.up_flags().set(uri, true);
+            }
+            keep
+        });
+    }
+}
+
+/// A Retry-After header's seconds (comments and parameters ignored).
+fn retry_after(msg: &SipMessage<'_>) -> Option<Duration> {
+    let v = msg.header_value(HeaderKind::RetryAfter)?;
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(v.get(..digits)?).ok()?.parse::<u64>().ok().map(Duration::from_secs)
 }

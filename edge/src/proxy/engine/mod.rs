@@ -57,6 +57,10 @@ pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
 pub const FORWARD_GROWTH_BYTES: usize = 1024;
 /// Message buffers kept for reuse per shard.
 const POOLED_BUFFERS_PER_SHARD: usize = 256;
+/// Most target URIs one call tries (serial failover is bounded).
+pub const MAX_ATTEMPTS: usize = 8;
+/// Longest pause a target's 503 Retry-After can ask for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 /// Dialogs expired per tick at most (bounds one tick's work).
 const DIALOG_EXPIRY_PER_TICK: usize = 1024;
 /// Most listen sockets a worker looks up on a tick.
@@ -241,6 +245,8 @@ pub struct Engine {
     counters: ProxyCounters,
     /// Target health, created on worker 0's first tick.
     health: Mutex<Option<crate::route::HealthTracker>>,
+    /// Targets paused by a 503 with Retry-After while probing is off: `(uri, until)`.
+    paused: Mutex<Vec<(crate::route::UriId, Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -288,6 +294,7 @@ impl Engine {
             salt,
             counters: ProxyCounters::default(),
             health: Mutex::new(None),
+            paused: Mutex::new(Vec::new()),
         }
     }
 

@@ -179,6 +179,9 @@ impl Engine {
             release(self);
             return;
         };
+        if let Some(tx) = s.table.get_mut(h) {
+            tx.tried[0] = Some(first.0);
+        }
         let target_uri = self.router.targets().uri(first.0).unwrap_or_default();
         let mut ruri = [0u8; MAX_REQUEST_URI_BYTES];
         let new_ruri = rewrite_request_uri(&mut ruri, user, target_uri);
@@ -225,6 +228,7 @@ impl Engine {
             cancelled: false,
             cancel_pending: false,
             answered: false,
+            tried: [None; MAX_ATTEMPTS],
         };
         let Ok(h) = s.table.insert(key, tx) else {
             drop(s);

@@ -59,7 +59,13 @@ impl Engine {
             }
             ClientAction::PassUpAndAck => {
                 send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]);
+                let uri = tx.tried.iter().rev().find_map(|t| *t);
                 self.on_branch_end(&mut s, h, BranchEnd::Final(code), Some(msg), ctx);
+                if code == 503
+                    && let Some(uri) = uri
+                {
+                    self.on_target_503(uri, msg, ctx.now);
+                }
             }
             ClientAction::ResendAck => send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]),
             _ => {}
@@ -148,13 +154,11 @@ impl Engine {
     ) {
         let Some(tx) = s.table.get_mut(h) else { return };
         let next = match (tx.route, tx.cancelled) {
-            (Some(route), false) => {
-                let tried = tx.ctx.branches_ended() + 1;
-                self.router
-                    .candidates(route.set, route.seed)
-                    .filter_map(|u| self.target_addr(u).map(|a| (u, a)))
-                    .nth(tried)
-            }
+            (Some(route), false) if tx.tried.iter().any(Option::is_none) => self
+                .router
+                .candidates(route.set, route.seed)
+                .filter(|u| !tx.tried.contains(&Some(*u)))
+                .find_map(|u| self.target_addr(u).map(|a| (u, a))),
             _ => None,
         };
         let decision = if tx.cancelled || tx.route.is_none() {
@@ -183,6 +187,9 @@ impl Engine {
                 let Some((uri, dest)) = next else { return };
                 inc(&self.counters.failovers);
                 tx.attempt += 1;
+                if let Some(free) = tx.tried.iter_mut().find(|t| t.is_none()) {
+                    *free = Some(uri);
+                }
                 let original = std::mem::take(&mut tx.original);
                 let target_uri = self.router.targets().uri(uri).unwrap_or_default();
                 let scratch = std::mem::take(&mut ctx.other);

@@ -48,6 +48,7 @@ impl Engine {
         }
         if w.idx == 0 {
             self.run_health(now, w, sink);
+            self.resume_paused(now);
             self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |d| {
                 self.end_call(d.trunk, d.limited_did);
                 inc(&self.counters.calls_ended);

@@ -28,6 +28,8 @@ pub(super) struct Tx {
     pub(super) cancelled: bool,
     pub(super) cancel_pending: bool,
     pub(super) answered: bool,
+    /// Target URIs this call has tried, in order (failover never tries one twice).
+    pub(super) tried: [Option<crate::route::UriId>; MAX_ATTEMPTS],
 }
 
 #[derive(Debug, Clone, Copy)]
