@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod live;
 pub mod metrics;
 pub mod plane;
 pub mod policy;

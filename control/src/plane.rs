@@ -31,6 +31,8 @@ pub struct ControlPlane {
     base: Config,
     /// SHA-256 (hex) → token name.
     tokens: RwLock<HashMap<String, String>>,
+    /// The data plane's live counts, once it has registered them.
+    live: std::sync::OnceLock<Arc<dyn crate::live::LiveCalls>>,
 }
 
 /// What opening the control plane did on the way.
@@ -68,8 +70,19 @@ impl ControlPlane {
             metrics,
             base: config.clone(),
             tokens: RwLock::new(tokens),
+            live: std::sync::OnceLock::new(),
         };
         Ok((plane, Opened { seeded, admin_token }))
+    }
+
+    /// Registers the data plane's live counts (the first registration wins).
+    pub fn set_live_calls(&self, live: Arc<dyn crate::live::LiveCalls>) {
+        let _ = self.live.set(live);
+    }
+
+    /// The data plane's live counts, if registered.
+    pub fn live_calls(&self) -> Option<&Arc<dyn crate::live::LiveCalls>> {
+        self.live.get()
     }
 
     /// The publisher the data plane subscribes to.

@@ -67,6 +67,11 @@ impl ControlHandle {
         self.plane.publisher().clone()
     }
 
+    /// Registers the data plane's live call counts for the API (`active_calls` fields).
+    pub fn set_live_calls(&self, live: Arc<dyn crate::live::LiveCalls>) {
+        self.plane.set_live_calls(live);
+    }
+
     /// The metrics registry the data plane increments.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.plane.metrics().clone()

@@ -149,6 +149,7 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
     };
     edge::telemetry::spawn(Arc::clone(&engine), control.metrics()).context("starting the metrics sampler")?;
+    control.set_live_calls(Arc::new(edge::telemetry::EngineLiveCalls(Arc::clone(&engine))));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let start = Instant::now();
     let workers = io::spawn(&io_config, |idx| EdgeWorker::new(Arc::clone(&engine), idx, start))

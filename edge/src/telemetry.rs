@@ -64,6 +64,21 @@ impl Sampler {
     }
 }
 
+/// The engine's live counts, for the control plane's API.
+#[derive(Debug)]
+pub struct EngineLiveCalls(pub Arc<Engine>);
+
+impl control::live::LiveCalls for EngineLiveCalls {
+    fn did_active_calls(&self, number: &str) -> Option<u32> {
+        let n = crate::route::E164::parse_plus(number)?;
+        Some(self.0.guard().did_active(n.key()))
+    }
+
+    fn active_calls(&self) -> u64 {
+        u64::try_from(self.0.active_calls()).unwrap_or(u64::MAX)
+    }
+}
+
 /// Samples every [`SAMPLE_INTERVAL`] on a thread of its own until the process ends.
 pub fn spawn(engine: Arc<Engine>, metrics: Arc<Metrics>) -> std::io::Result<()> {
     std::thread::Builder::new().name("telemetry".into()).spawn(move || {

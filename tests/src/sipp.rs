@@ -95,6 +95,32 @@ impl Edge {
         Edge { child, addr, dir, api, token }
     }
 
+    /// Calls the control API with the admin token: `(status, body)`. `body` is sent as JSON.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
+        let url = format!("http://{}{path}", self.api.expect("sipedge printed its API address"));
+        let auth = format!("Bearer {}", self.token.as_deref().expect("a new store printed its admin token"));
+        let resp = match (method, body) {
+            ("GET", _) => agent.get(&url).header("authorization", &auth).call(),
+            ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
+            ("PUT", Some(b)) => agent
+                .put(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(b),
+            ("POST", Some(b)) => agent
+                .post(&url)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(b),
+            other => panic!("unsupported API call {other:?}"),
+        };
+        let mut resp = resp.expect("API reachable");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

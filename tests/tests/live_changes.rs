@@ -34,21 +34,6 @@ target = "pbx"
     )
 }
 
-fn api_call(edge: &Edge, method: &str, path: &str, body: Option<&str>) -> u16 {
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
-    let url = format!("http://{}{path}", edge.api.expect("api address"));
-    let auth = format!("Bearer {}", edge.token.as_deref().expect("admin token"));
-    let resp = match (method, body) {
-        ("PUT", Some(b)) => {
-            agent.put(&url).header("authorization", &auth).header("content-type", "application/json").send(b)
-        }
-        ("DELETE", _) => agent.delete(&url).header("authorization", &auth).call(),
-        _ => unreachable!("only PUT and DELETE are used"),
-    };
-    resp.expect("API reachable").status().as_u16()
-}
-
 /// The status of the first final-or-100 answer to an INVITE for `number`, if any.
 fn probe(edge: SocketAddr, number: &str, n: u32) -> Option<u16> {
     let s = UdpSocket::bind("127.0.0.1:0").ok()?;
@@ -91,16 +76,13 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     let number = "+15551230077";
     assert_eq!(probe(edge.addr, number, 0), Some(404), "not routed before the change");
 
-    assert!(matches!(
-        api_call(&edge, "PUT", "/v1/dids/%2B15551230077", Some(r#"{"target": "pbx"}"#)),
-        200 | 201
-    ));
+    assert!(matches!(edge.api("PUT", "/v1/dids/%2B15551230077", Some(r#"{"target": "pbx"}"#)).0, 200 | 201));
     let visible = until_status(edge.addr, number, 100);
     println!("live change: a new DID routed {visible:?} after the API answered");
     let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), number, 2, 10, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, 2, 0), "{r:?}");
 
-    assert!(matches!(api_call(&edge, "DELETE", "/v1/dids/%2B15551230077", None), 200 | 204));
+    assert!(matches!(edge.api("DELETE", "/v1/dids/%2B15551230077", None).0, 200 | 204));
     let gone = until_status(edge.addr, number, 404);
     println!("live change: a deleted DID answered 404 {gone:?} after the API answered");
     let r = uac(
@@ -120,7 +102,7 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     // The calls are in /metrics once the sampler has run (about a second).
     let start = Instant::now();
     let admitted = loop {
-        let text = api_get(&edge, "/metrics");
+        let (_, text) = edge.api("GET", "/metrics", None);
         let value = text
             .lines()
             .find(|l| l.starts_with("sipedge_calls_admitted_total{trunk=\"carrier\"}"))
@@ -133,13 +115,4 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(admitted >= 2.0, "admitted calls in /metrics: {admitted}");
-}
-
-fn api_get(edge: &Edge, path: &str) -> String {
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
-    let url = format!("http://{}{path}", edge.api.expect("api address"));
-    let auth = format!("Bearer {}", edge.token.as_deref().expect("admin token"));
-    let mut resp = agent.get(&url).header("authorization", &auth).call().expect("API reachable");
-    resp.body_mut().read_to_string().expect("body")
 }

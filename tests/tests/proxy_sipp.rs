@@ -134,6 +134,11 @@ fn over_the_trunk_concurrent_calls_gets_503() {
     let r =
         uac(Scenario::File("uac-expect-503.xml"), edge.addr, "127.0.0.1", free_udp_port(), DID, 1, 1, &[]);
     all_ok(r, 1);
+    // The held call is visible per DID and in all through the API.
+    let (status, body) = edge.api("GET", "/v1/dids/%2B15551230000", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""active_calls":1"#), "{body}");
+    assert!(edge.api("GET", "/v1/stats", None).1.contains(r#""active_calls":1"#));
     all_ok(long.join().expect("first call"), 1);
     // After the BYE the slot is free again.
     all_ok(uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), DID, 1, 1, &[]), 1);

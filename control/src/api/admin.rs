@@ -31,6 +31,9 @@ pub(super) struct Stats {
     counts: Counts,
     /// Seconds since the API started.
     uptime_secs: u64,
+    /// Calls in progress, when the data plane runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_calls: Option<u64>,
 }
 
 pub(super) async fn stats(State(s): State<AppState>) -> ApiResult<Json<Stats>> {
@@ -39,6 +42,7 @@ pub(super) async fn stats(State(s): State<AppState>) -> ApiResult<Json<Stats>> {
         policy_version: s.plane.publisher().current().version,
         counts,
         uptime_secs: s.started.elapsed().as_secs(),
+        active_calls: s.plane.live_calls().map(|l| l.active_calls()),
     }))
 }
 

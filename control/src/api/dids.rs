@@ -51,8 +51,22 @@ pub(super) async fn search(
     s.read(move |st| st.search_dids(&query, &page)).await.map(Json)
 }
 
-pub(super) async fn get_one(State(s): State<AppState>, Path(number): Path<String>) -> ApiResult<Json<Did>> {
-    s.read(move |st| st.did(&number)).await.map(Json)
+/// `GET /v1/dids/{number}`: the DID, and its calls in progress when the data plane runs.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct DidView {
+    #[serde(flatten)]
+    did: Did,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_calls: Option<u32>,
+}
+
+pub(super) async fn get_one(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+) -> ApiResult<Json<DidView>> {
+    let live = s.plane.live_calls().and_then(|l| l.did_active_calls(&number));
+    let did = s.read(move |st| st.did(&number)).await?;
+    Ok(Json(DidView { did, active_calls: live }))
 }
 
 pub(super) async fn create(

@@ -1,11 +1,12 @@
-//! Concurrent calls per DID, for DIDs that carry a limit: a sharded map of live counts where
-//! an entry exists only while its DID has calls (memory follows the active calls, not the
-//! inventory).
+//! Concurrent calls per DID: a sharded map of live counts, updated once when a call starts and
+//! once when it ends (never per packet), where an entry exists only while its DID has calls
+//! (memory follows the active calls, not the inventory). DIDs without a limit are counted
+//! against `u32::MAX`.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
-/// Live call counts of limited DIDs, keyed by the E.164 key.
+/// Live call counts per DID, keyed by the E.164 key.
 #[derive(Debug, Default)]
 pub struct DidCalls {
     active: DashMap<u64, u32, ahash::RandomState>,

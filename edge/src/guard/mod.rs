@@ -125,7 +125,7 @@ impl Guard {
         }
     }
 
-    /// Admits a new call on a DID limited to `max` concurrent calls; on refusal the trunk slot
+    /// Counts a new call on a DID allowed `max` concurrent calls; on refusal the trunk slot
     /// taken by [`Self::admit_call`] is given back and the trunk's refusal code applies.
     pub fn admit_did_call(&self, trunk: TrunkIdx, did: u64, max: u32) -> Result<(), Refusal> {
         if self.did_calls.try_admit(did, max) {
@@ -139,12 +139,12 @@ impl Guard {
         Err(Refusal::Concurrency { code: t.map_or(503, |t| t.concurrency_code) })
     }
 
-    /// A call admitted on a limited DID ended or failed.
+    /// A call counted on a DID ended or failed.
     pub fn did_call_ended(&self, did: u64) {
         self.did_calls.release(did);
     }
 
-    /// Calls active on a limited DID.
+    /// Calls active on a DID.
     pub fn did_active(&self, did: u64) -> u32 {
         self.did_calls.active(did)
     }

@@ -43,8 +43,8 @@ pub struct Dialog {
     pub callee: SocketAddr,
     /// The listen socket the call runs on.
     pub listen: usize,
-    /// The DID's key when the call holds a slot on a DID limit.
-    pub limited_did: Option<u64>,
+    /// The called DID's key: the call is counted on it until it ends.
+    pub counted_did: Option<u64>,
 }
 
 /// The shared table of active dialogs.
@@ -166,7 +166,7 @@ mod tests {
     fn call(trunk: TrunkIdx, did: u64, started: Instant) -> Dialog {
         let caller = "127.0.0.1:5070".parse().unwrap();
         let callee = "127.0.0.1:5080".parse().unwrap();
-        Dialog { trunk, did, started, caller, callee, listen: 0, limited_did: None }
+        Dialog { trunk, did, started, caller, callee, listen: 0, counted_did: None }
     }
 
     fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {

@@ -150,9 +150,11 @@ impl Engine {
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
-        let limited_did = did_limit.filter(|_| is_invite).map(|_| did);
-        if let (Some(max), true) = (did_limit, is_invite)
-            && let Err(Refusal::Concurrency { code }) = self.guard.admit_did_call(trunk, did, max)
+        // Every call to a DID is counted on it (an emergency call has no DID: key 0).
+        let counted_did = (is_invite && did != 0).then_some(did);
+        if let Some(did) = counted_did
+            && let Err(Refusal::Concurrency { code }) =
+                self.guard.admit_did_call(trunk, did, did_limit.unwrap_or(u32::MAX))
         {
             let reason = if code == 486 { "Busy Here" } else { "Service Unavailable" };
             return self.reply(msg, code, reason, &[], ctx);
@@ -161,7 +163,7 @@ impl Engine {
             if is_invite {
                 engine.guard.call_ended(trunk);
             }
-            if let Some(did) = limited_did {
+            if let Some(did) = counted_did {
                 engine.guard.did_call_ended(did);
             }
         };
@@ -174,7 +176,7 @@ impl Engine {
             let header = retry_after(&mut ra, ALL_DOWN_RETRY_AFTER_SECS);
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
         };
-        let hold = is_invite.then_some(Hold { trunk, did, limited_did });
+        let hold = is_invite.then_some(Hold { trunk, did, counted_did });
         let Some((mut s, h)) = self.open_tx(shard, key, msg, first.1, Some(route), hold, ctx) else {
             release(self);
             return;

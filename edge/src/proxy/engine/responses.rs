@@ -96,14 +96,14 @@ impl Engine {
             caller: tx.upstream,
             callee: tx.downstream,
             listen: tx.listen,
-            limited_did: hold.limited_did,
+            counted_did: hold.counted_did,
         };
         match self.dialogs.confirm(ctx.now, &DialogId { call_id, tag_a, tag_b }, dialog) {
             Confirm::New => inc(&self.counters.calls_answered),
-            Confirm::Known => self.end_call(hold.trunk, hold.limited_did),
+            Confirm::Known => self.end_call(hold.trunk, hold.counted_did),
             Confirm::Full => {
                 tracing::warn!("dialog table full: the call is not tracked");
-                self.end_call(hold.trunk, hold.limited_did);
+                self.end_call(hold.trunk, hold.counted_did);
             }
         }
     }
@@ -116,7 +116,7 @@ impl Engine {
         let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
         if let Some(d) = self.dialogs.end(&DialogId { call_id, tag_a, tag_b }) {
-            self.end_call(d.trunk, d.limited_did);
+            self.end_call(d.trunk, d.counted_did);
             inc(&self.counters.calls_ended);
         }
     }
@@ -229,14 +229,14 @@ impl Engine {
     /// A new call that will not be answered: give its trunk slot back.
     pub(super) fn call_failed(&self, tx: &mut Tx) {
         if let Some(hold) = tx.hold.take() {
-            self.end_call(hold.trunk, hold.limited_did);
+            self.end_call(hold.trunk, hold.counted_did);
         }
     }
 
-    /// A call's slots go back: its trunk's, and its DID's when the DID is limited.
-    pub(super) fn end_call(&self, trunk: TrunkIdx, limited_did: Option<u64>) {
+    /// A call's slots go back: its trunk's and its DID's.
+    pub(super) fn end_call(&self, trunk: TrunkIdx, counted_did: Option<u64>) {
         self.guard.call_ended(trunk);
-        if let Some(did) = limited_did {
+        if let Some(did) = counted_did {
             self.guard.did_call_ended(did);
         }
     }

@@ -50,7 +50,7 @@ impl Engine {
             self.run_health(now, w, sink);
             self.resume_paused(now);
             self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |d| {
-                self.end_call(d.trunk, d.limited_did);
+                self.end_call(d.trunk, d.counted_did);
                 inc(&self.counters.calls_ended);
             });
         }

@@ -40,8 +40,8 @@ pub(super) struct CallRoute {
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Hold {
-    /// The DID's E.164 key when it has a concurrent-call limit (a slot is held on it too).
-    pub(super) limited_did: Option<u64>,
+    /// The called DID's E.164 key: the call is counted on it (and held to its limit, if any).
+    pub(super) counted_did: Option<u64>,
     pub(super) trunk: TrunkIdx,
     pub(super) did: u64,
 }
