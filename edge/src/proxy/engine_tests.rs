@@ -502,3 +502,19 @@ fn a_503_with_retry_after_pauses_the_target_for_that_long() {
     let out = h.recv(CARRIER, &invite("z9hG4bKra3", "call-ra3", "+15551230000", 70));
     assert_eq!(out[1].0, addr(PBX1));
 }
+
+#[test]
+fn message_is_routed_by_did_and_its_answer_comes_back() {
+    let mut h = Harness::new();
+    let message = invite("z9hG4bKsms1", "sms-1", "+15551230000", 70)
+        .replace("INVITE sip:", "MESSAGE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 MESSAGE");
+    let out = h.recv(CARRIER, &message);
+    assert_eq!(out.len(), 1, "no 100 Trying for a non-INVITE: {out:#?}");
+    assert_eq!(out[0].0, addr(PBX1));
+    assert!(out[0].1.starts_with("MESSAGE sip:+15551230000@198.51.100.10:5060 "), "{}", out[0].1);
+    let back = h.recv(PBX1, &response_to(&out[0].1, 202, "Accepted", Some("m")));
+    assert_eq!(back.iter().map(|(a, m)| (*a, status(m))).collect::<Vec<_>>(), [(addr(CARRIER), 202)]);
+    let unknown = message.replace("+15551230000", "+15559999999").replace("z9hG4bKsms1", "z9hG4bKsms2");
+    assert_eq!(h.recv(CARRIER, &unknown).iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [404]);
+}
