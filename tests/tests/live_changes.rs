@@ -2,9 +2,9 @@
 //! deleted gets 404. The time from the API's answer to the first routed INVITE is measured and
 //! printed (not asserted: timing belongs in benchmarks).
 
-use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use tests::probe::{probe, until_status};
 use tests::sipp::{Edge, Scenario, free_udp_port, have_sipp, uac, uas};
 
 /// Longest wait for a change to show, before the test fails.
@@ -34,37 +34,6 @@ target = "pbx"
     )
 }
 
-/// The status of the first final-or-100 answer to an INVITE for `number`, if any.
-fn probe(edge: SocketAddr, number: &str, n: u32) -> Option<u16> {
-    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
-    let me = s.local_addr().ok()?;
-    let msg = format!(
-        "INVITE sip:{number}@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKlive{n}x{}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=p{n}\r\nTo: <sip:{number}@{edge}>\r\n\
-         Call-ID: live-{n}-{}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
-        me.port(),
-        me.port()
-    );
-    s.send_to(msg.as_bytes(), edge).ok()?;
-    let mut buf = [0u8; 4096];
-    let (len, _) = s.recv_from(&mut buf).ok()?;
-    std::str::from_utf8(&buf[..len]).ok()?.get(8..11)?.parse().ok()
-}
-
-/// Probes until the answer is `want`; returns the time it took.
-fn until_status(edge: SocketAddr, number: &str, want: u16) -> Duration {
-    let start = Instant::now();
-    let mut n = 0;
-    while start.elapsed() < CHANGE_DEADLINE {
-        n += 1;
-        if probe(edge, number, n) == Some(want) {
-            return start.elapsed();
-        }
-    }
-    panic!("{number} did not answer {want} within {CHANGE_DEADLINE:?}");
-}
-
 #[test]
 fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     if !have_sipp("a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404") {
@@ -77,13 +46,13 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     assert_eq!(probe(edge.addr, number, 0), Some(404), "not routed before the change");
 
     assert!(matches!(edge.api("PUT", "/v1/dids/%2B15551230077", Some(r#"{"target": "pbx"}"#)).0, 200 | 201));
-    let visible = until_status(edge.addr, number, 100);
+    let visible = until_status(edge.addr, number, 100, CHANGE_DEADLINE);
     println!("live change: a new DID routed {visible:?} after the API answered");
     let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), number, 2, 10, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, 2, 0), "{r:?}");
 
     assert!(matches!(edge.api("DELETE", "/v1/dids/%2B15551230077", None).0, 200 | 204));
-    let gone = until_status(edge.addr, number, 404);
+    let gone = until_status(edge.addr, number, 404, CHANGE_DEADLINE);
     println!("live change: a deleted DID answered 404 {gone:?} after the API answered");
     let r = uac(
         Scenario::File("uac-expect-404.xml"),
