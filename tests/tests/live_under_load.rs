@@ -136,7 +136,10 @@ fn apply_changes(edge: &Edge) -> Duration {
                 edge,
                 "POST",
                 "/v1/blocklist",
-                Some(&format!(r#"{{"cidr": "198.51.100.{}/32", "reason": "live test", "ttl": 600}}"#, k % 250)),
+                Some(&format!(
+                    r#"{{"cidr": "198.51.100.{}/32", "reason": "live test", "ttl": 600}}"#,
+                    k % 250
+                )),
             ),
             7 => change(edge, "DELETE", &format!("/v1/blocklist/198.51.100.{}%2F32", (k - 2) % 250), None),
             _ => change(
@@ -210,7 +213,8 @@ fn calls_do_not_fail_while_a_thousand_changes_and_a_million_did_import_apply() {
         let want = if k % 2 == 0 { 100 } else { 404 };
         assert_eq!(probe(edge.addr, &changed_did(k), 10_000 + k), Some(want), "{}", changed_did(k));
     }
-    let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), "+15558123456", 5, 10, &[]);
+    let r =
+        uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), "+15558123456", 5, 10, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, 5, 0), "an imported DID: {r:?}");
     let r = uac(
         Scenario::File("uac-expect-404.xml"),
