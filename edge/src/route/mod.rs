@@ -13,6 +13,10 @@
 //! part and a `tel:` URI's `phone-context`; for a DID or emergency decision,
 //! [`Router::candidates`] gives the URIs to try in order (empty: answer 503). A
 //! [`health::HealthTracker`] over [`Router::up_flags`] drives the OPTIONS probes.
+//!
+//! A change of trunks, targets or number blocks builds the next router aside with
+//! [`Router::rebuild`]; it shares the exact-DID table with the one it was built from (see
+//! [`live`]).
 
 pub mod blocks;
 pub mod csv_import;
@@ -153,6 +157,33 @@ impl Router {
     /// Builds from a validated configuration: plans, targets, `[[did]]` and `[[did_range]]`.
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
         let targets = Arc::new(TargetSets::from_config(&config.targets)?);
+        let mut table = DidTableBuilder::with_capacity(config.dids.len());
+        insert_config_dids(config, &targets, &mut table)?;
+        let up = Arc::new(UpFlags::all_up(targets.uris().len()));
+        Self::assemble(config, targets, up, Arc::new(ArcSwap::from_pointee(table.build())))
+    }
+
+    /// The router of a changed configuration (trunks, targets, number blocks), built aside.
+    /// Target sets keep their ids by name ([`TargetSets::rebuilt`]), so the exact-DID table is
+    /// not rebuilt but shared: DID changes applied through either router reach both, and
+    /// `config.dids` is not read. URIs that stay keep their up/down state.
+    pub fn rebuild(&self, config: &Config) -> Result<Self, BuildError> {
+        let targets = Arc::new(self.targets.rebuilt(&config.targets)?);
+        let up = UpFlags::all_up(targets.uris().len());
+        for (i, uri) in targets.uris().iter().enumerate() {
+            if let (Some(old), Ok(i)) = (self.targets.uri_id(uri), u32::try_from(i)) {
+                up.set(UriId(i), self.up.is_up(old));
+            }
+        }
+        Self::assemble(config, targets, Arc::new(up), Arc::clone(&self.table))
+    }
+
+    fn assemble(
+        config: &Config,
+        targets: Arc<TargetSets>,
+        up: Arc<UpFlags>,
+        table: Arc<ArcSwap<DidTable>>,
+    ) -> Result<Self, BuildError> {
         let set = |field: String, name: &str| {
             targets.id(name).ok_or_else(|| BuildError::UnknownTarget(field, name.to_owned()))
         };
@@ -165,16 +196,12 @@ impl Router {
             };
             trunks.push(TrunkPlan { name: t.name.as_str().into(), plan, emergency });
         }
-        let mut table = DidTableBuilder::with_capacity(config.dids.len());
-        insert_config_dids(config, &targets, &mut table)?;
-        let table = table.build();
         let blocks = build_blocks(config, &targets)?;
-        let up = Arc::new(UpFlags::all_up(targets.uris().len()));
         Ok(Self {
             trunks: trunks.into(),
             targets,
             up,
-            table: Arc::new(ArcSwap::from_pointee(table)),
+            table,
             blocks: Arc::new(ArcSwap::from_pointee(blocks)),
         })
     }
