@@ -159,13 +159,11 @@ fn a_target_changed_while_calls_ring_keeps_their_route_and_moves_the_next_call()
     let out = h.recv(PBX1, &response_to(&fwd_a, 487, "Request Terminated", Some("ringA")));
     assert_eq!(out.last().map(|(a, m)| (*a, status(m))), Some((addr(CARRIER), 487)));
     // Call C's callee (no longer a target) hangs up: its BYE reaches the caller.
-    let bye = format!(
-        "BYE sip:caller@192.0.2.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKtCbye\r\n\
+    let bye = "BYE sip:caller@192.0.2.7:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5060;branch=z9hG4bKtCbye\r\n\
          Route: <sip:203.0.113.1:5060;lr>\r\nMax-Forwards: 70\r\n\
          From: <sip:+15551230000@203.0.113.1>;tag=callee\r\nTo: <sip:+442079460000@192.0.2.7>;tag=caller1\r\n\
-         Call-ID: call-tC\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
-    );
-    let out = h.recv(PBX1, &bye);
+         Call-ID: call-tC\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n";
+    let out = h.recv(PBX1, bye);
     assert_eq!(out.iter().map(|(a, m)| (*a, method(m))).collect::<Vec<_>>(), [(addr(CARRIER), "BYE")]);
     // Call B times out at PBX1 and fails over within its own generation: to PBX2, not the new URI.
     let out = h.advance_to(Duration::from_millis(32_100));
