@@ -215,3 +215,108 @@ impl<'a, G: Generations> Follower<'a, G> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use control::config::Did;
+    use control::metrics::Metrics;
+    use control::plane::ControlPlane;
+    use control::store::WriteMode;
+
+    use super::*;
+    use crate::proxy::{Engine, EngineConfig};
+    use crate::route::RouteDecision;
+
+    /// A database in a fresh directory, removed on drop.
+    struct TempDb(PathBuf);
+
+    impl TempDb {
+        fn new() -> Self {
+            let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let dir = std::env::temp_dir().join(format!("sipedge-live-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const CONFIG: &str = r#"
+[[trunk]]
+name = "carrier"
+sources = ["192.0.2.0/24"]
+[[target]]
+name = "pbx"
+uris = ["sip:198.51.100.10:5060"]
+[[did]]
+number = "+15551230000"
+target = "pbx"
+"#;
+
+    fn target_of(engine: &Engine, number: &str) -> Option<String> {
+        let router = engine.router();
+        match router.lookup(E164::parse_plus(number).unwrap()) {
+            RouteDecision::Did { route, .. } => router.targets().name(route.set()).map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    fn parsed(text: &str) -> Config {
+        Config::from_toml(text).unwrap()
+    }
+
+    #[test]
+    fn events_apply_in_order_and_a_full_reload_catches_admission_up_first() {
+        let dir = TempDb::new();
+        let mut config = parsed(CONFIG);
+        config.control.db = dir.0.join("store.db");
+        let (plane, _) = ControlPlane::open(&config, Arc::new(Metrics::new())).unwrap();
+        let publisher = plane.publisher();
+        let mut events = publisher.subscribe();
+        let snapshot = publisher.current();
+        let router = Arc::new(Router::from_config(&snapshot.config).unwrap());
+        let dids_at = reload_dids(&router, publisher).unwrap();
+        let guard = Guard::from_config(&snapshot.config).unwrap();
+        let engine = Engine::new(guard, router, EngineConfig::default());
+        let mut follower = Follower::new(&engine, publisher, &snapshot, dids_at);
+        assert_eq!(target_of(&engine, "+15551230000").as_deref(), Some("pbx"));
+
+        // A target named to sort first, a DID to it, a new trunk source.
+        let aaa = parsed("[[target]]\nname = \"aaa\"\nuris = [\"sip:198.51.100.20\"]\n").targets.remove(0);
+        plane.write_only(|s| s.put_target("test", &aaa, WriteMode::Upsert)).unwrap();
+        plane.write(|s| s.put_did("test", &Did::new("+15551230001", "aaa"), WriteMode::Upsert)).unwrap();
+        let trunk =
+            parsed("[[trunk]]\nname = \"carrier\"\nsources = [\"192.0.2.0/24\", \"198.18.0.0/24\"]\n");
+        plane.write_only(|s| s.put_trunk("test", &trunk.trunks[0], WriteMode::Upsert)).unwrap();
+        while let Ok(event) = events.try_recv() {
+            follower.apply(&event);
+        }
+        assert_eq!(target_of(&engine, "+15551230001").as_deref(), Some("aaa"));
+        assert_eq!(target_of(&engine, "+15551230000").as_deref(), Some("pbx"), "set ids kept by name");
+        assert_eq!(engine.guard().source("198.18.0.9".parse().unwrap()), Ok(0));
+
+        // A full reload that sees a DID naming a target whose Admission event is still queued.
+        let bbb = parsed("[[target]]\nname = \"bbb\"\nuris = [\"sip:198.51.100.30\"]\n").targets.remove(0);
+        plane.write_only(|s| s.put_target("test", &bbb, WriteMode::Upsert)).unwrap();
+        let (_, version) = plane
+            .write(|s| {
+                s.put_did("test", &Did::new("+15551230002", "bbb"), WriteMode::Upsert)
+                    .map(|(d, c)| ((d, c.version), c))
+            })
+            .unwrap();
+        follower.apply(&PolicyEvent { version, change: PolicyChange::Dids });
+        assert_eq!(target_of(&engine, "+15551230002").as_deref(), Some("bbb"));
+        // The queued events are older than what is applied: skipped, nothing changes.
+        while let Ok(event) = events.try_recv() {
+            follower.apply(&event);
+        }
+        assert_eq!(target_of(&engine, "+15551230002").as_deref(), Some("bbb"));
+        assert_eq!(target_of(&engine, "+15551230001").as_deref(), Some("aaa"));
+    }
+}

@@ -44,6 +44,19 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// A call from the trunk "other" (198.18.5.7), answered by PBX1: Call-ID `call-ot`.
+    fn answered_call_from_other_trunk(&mut self) {
+        let inv = invite("z9hG4bKot", "call-ot", "+15551230000", 70)
+            .replace("192.0.2.7", "198.18.5.7")
+            .replace("tag=caller1", "tag=ot");
+        let out = self.recv("198.18.5.7:5060", &inv);
+        assert_eq!(out[1].0, addr(PBX1), "{out:#?}");
+        let up = self.recv(PBX1, &response_to(&out[1].1, 200, "OK", Some("callee")));
+        assert_eq!(status(&up[0].1), 200);
+    }
+}
+
 fn bye_from_caller(call_id: &str, branch: &str) -> String {
     format!(
         "BYE sip:+15551230000@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch={branch}\r\n\
@@ -99,6 +112,9 @@ fn a_source_added_live_is_admitted_by_the_next_datagram() {
 fn a_trunk_removed_during_a_call_lets_the_call_finish_and_frees_its_slot() {
     let mut h = Harness::new();
     h.answered_call("z9hG4bKrt1", "call-rt1");
+    let ringing = invite("z9hG4bKrtr", "call-rtr", "+15551230000", 70);
+    let fwd = h.recv(CARRIER, &ringing)[1].1.clone();
+    h.recv(PBX1, &response_to(&fwd, 180, "Ringing", Some("r")));
     let old_guard = h.engine.guard();
     // The carrier's trunk goes; another trunk stays.
     h.change(
@@ -122,11 +138,24 @@ uris = ["sip:198.51.100.10:5060", "sip:198.51.100.11:5060"]
     let out = h.recv(PBX1, &response_to(&out[0].1, 200, "OK", None));
     assert_eq!(out.iter().map(|(a, m)| (*a, status(m))).collect::<Vec<_>>(), [(addr(CARRIER), 200)]);
     assert_eq!(h.engine.active_calls(), 0);
-    assert_eq!(old_guard.trunks()[0].limits.active(), 0, "the removed trunk's slot went back");
+    // The ringing call's CANCEL passes too, and its 487 comes back.
+    let cancel = ringing.replace("INVITE sip:", "CANCEL sip:").replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let out = h.recv(CARRIER, &cancel);
+    assert_eq!(
+        out.iter().map(|(a, m)| (*a, status(m))).collect::<Vec<_>>(),
+        [(addr(CARRIER), 200), (addr(PBX1), 0)]
+    );
+    let out = h.recv(PBX1, &response_to(&fwd, 487, "Request Terminated", Some("r")));
+    assert_eq!(out.last().map(|(a, m)| (*a, status(m))), Some((addr(CARRIER), 487)));
+    assert_eq!(old_guard.trunks()[0].limits.active(), 0, "the removed trunk's slots went back");
     assert_eq!(old_guard.trunks()[0].limits.release_underflows(), 0);
     // The next INVITE from the removed trunk gets no answer at all.
     assert!(h.recv(CARRIER, &invite("z9hG4bKrt2", "call-rt2", "+15551230000", 70)).is_empty());
     assert!(h.recv(CARRIER, &bye_from_caller("call-rt1", "z9hG4bKrtc")).is_empty(), "the call is over");
+    // A stranger gets nothing for a call it is not a side of.
+    h.answered_call_from_other_trunk();
+    let foreign = bye_from_caller("call-ot", "z9hG4bKrtd").replace("tag=caller1", "tag=ot");
+    assert!(h.recv(CARRIER, &foreign).is_empty(), "not a side of that dialog");
 }
 
 #[test]
