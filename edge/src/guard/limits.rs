@@ -142,11 +142,6 @@ impl<C: Clock + Clone> TrunkLimits<C> {
     pub fn release_underflows(&self) -> u64 {
         self.calls.release_underflows()
     }
-
-    /// Concurrent calls allowed.
-    pub fn max_calls(&self) -> u32 {
-        self.max_calls
-    }
 }
 
 #[cfg(test)]

@@ -85,18 +85,6 @@ pub struct CallHold {
     did: Option<(Arc<DidCalls>, u64)>,
 }
 
-impl CallHold {
-    /// The trunk the call came from (as admitted).
-    pub fn trunk(&self) -> &TrunkState {
-        &self.trunk
-    }
-
-    /// The DID the call is counted on, as its E.164 key.
-    pub fn did(&self) -> Option<u64> {
-        self.did.as_ref().map(|(_, did)| *did)
-    }
-}
-
 impl Drop for CallHold {
     fn drop(&mut self) {
         self.trunk.limits.release();
@@ -166,7 +154,7 @@ impl Guard {
     /// Admits a new call (initial INVITE) on a trunk. On success the call holds a concurrency
     /// slot until the returned hold is dropped.
     pub fn admit_call(&self, trunk: TrunkIdx) -> Result<CallHold, Refusal> {
-        let Some(t) = self.trunk_arc(trunk) else {
+        let Some(t) = self.trunk(trunk) else {
             return Err(Refusal::UnknownSource);
         };
         t.counters.offered.fetch_add(1, Ordering::Relaxed);
@@ -202,12 +190,7 @@ impl Guard {
         self.did_calls.active(did)
     }
 
-    /// One trunk's state.
-    pub fn trunk(&self, trunk: TrunkIdx) -> Option<&TrunkState> {
-        self.trunk_arc(trunk).map(|t| &**t)
-    }
-
-    fn trunk_arc(&self, trunk: TrunkIdx) -> Option<&Arc<TrunkState>> {
+    fn trunk(&self, trunk: TrunkIdx) -> Option<&Arc<TrunkState>> {
         self.trunks.get(usize::try_from(trunk).ok()?)
     }
 

@@ -573,6 +573,34 @@ target = "psap"
     }
 
     #[test]
+    fn a_rebuilt_router_shares_the_did_table_and_keeps_set_ids_and_health() {
+        let r = router();
+        let pbx1_uri = r.targets().uri_id("sip:10.0.0.10:5060").unwrap();
+        r.up_flags().set(pbx1_uri, false);
+        // A target that sorts first is added, "queue" goes, pbx1 loses a URI.
+        let text = CONFIG
+            .replace(
+                "name = \"queue\"\nuris = [\"sip:10.0.1.10\"]",
+                "name = \"aaa\"\nuris = [\"sip:10.0.3.3\"]",
+            )
+            .replace("target = \"queue\"", "target = \"aaa\"")
+            .replace("\"sip:10.0.0.10:5060\", \"sip:10.0.0.11:5060\"", "\"sip:10.0.0.10:5060\"");
+        let next = r.rebuild(&Config::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(next.targets().id("pbx1"), r.targets().id("pbx1"), "ids kept by name");
+        assert_eq!(next.targets().id("aaa"), r.targets().id("queue"), "the hole is reused");
+        let next_pbx1 = next.targets().uri_id("sip:10.0.0.10:5060").unwrap();
+        assert!(!next.up_flags().is_up(next_pbx1), "health carried over by URI");
+        // One table for both: a DID written through the new router routes through the old.
+        let n = E164::parse_plus("+15557770000").unwrap();
+        let pbx1 = next.targets().id("pbx1").unwrap();
+        next.table().upsert(n, pbx1, None, &DidMeta::default()).unwrap();
+        assert_eq!(target_of(&r, r.lookup(n)), Some("pbx1"));
+        assert_eq!(target_of(&next, next.lookup(n)), Some("pbx1"));
+        let us = next.trunk("us").unwrap();
+        assert_eq!(target_of(&next, next.route(us, b"5551240100", None)), Some("pbx1"), "blocks rebuilt");
+    }
+
+    #[test]
     fn bad_blocks_are_refused() {
         let text = CONFIG.replace("first = \"+15551240000\"", "first = \"+15551239999\"")
             + "[[did_range]]\nfirst = \"+15551240050\"\nlast = \"+15551240060\"\ntarget = \"pbx1\"\n";
