@@ -214,3 +214,91 @@ fn a_trunk_source_and_a_target_uri_changed_through_the_api_take_the_next_call() 
     let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), number, 3, 10, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, 3, 0), "calls to the moved target: {r:?}");
 }
+
+/// API changes applied while calls run: each call in progress keeps its route, none fails.
+const CHANGES_UNDER_LOAD: u32 = 120;
+/// Calls SIPp places meanwhile, at [`LOAD_RATE`] per second, each held [`CALL_HOLD_MS`].
+const CALLS_UNDER_LOAD: u32 = 200;
+/// Calls per second.
+const LOAD_RATE: u32 = 50;
+/// How long each call stays up, in milliseconds (so that changes land mid-call).
+const CALL_HOLD_MS: &str = "400";
+/// Pause between two changes.
+const CHANGE_GAP: Duration = Duration::from_millis(25);
+/// The carrier's concurrent-call limit during the run: twice the expected concurrency.
+const MAX_CALLS_UNDER_LOAD: u32 = 40;
+
+#[test]
+fn calls_in_progress_survive_a_stream_of_trunk_limit_and_target_changes() {
+    if !have_sipp("calls_in_progress_survive_a_stream_of_trunk_limit_and_target_changes") {
+        return;
+    }
+    let (pbx_a, pbx_b) = (free_udp_port(), free_udp_port());
+    let edge = Edge::start(&config(pbx_a));
+    let _uas_a = uas(Scenario::Builtin("uas"), "127.0.0.1", pbx_a);
+    let _uas_b = uas(Scenario::Builtin("uas"), "127.0.0.1", pbx_b);
+    let target = edge.addr;
+    let load = std::thread::spawn(move || {
+        uac(
+            Scenario::Builtin("uac"),
+            target,
+            "127.0.0.1",
+            free_udp_port(),
+            "+15551230000",
+            CALLS_UNDER_LOAD,
+            LOAD_RATE,
+            &["-d", CALL_HOLD_MS],
+        )
+    });
+    let mut applied = 0;
+    for i in 0..CHANGES_UNDER_LOAD {
+        let (method, path, body) = match i % 4 {
+            // The target moves between the two PBXs: calls in progress stay where they are.
+            0 => (
+                "PUT",
+                "/v1/targets/pbx".to_owned(),
+                Some(format!(r#"{{"uris": ["sip:127.0.0.1:{pbx_b}"]}}"#)),
+            ),
+            1 => (
+                "PUT",
+                "/v1/targets/pbx".to_owned(),
+                Some(format!(r#"{{"uris": ["sip:127.0.0.1:{pbx_a}"]}}"#)),
+            ),
+            // Limits change, always above the load: no call is refused.
+            2 => (
+                "PUT",
+                "/v1/limits/carrier".to_owned(),
+                Some(format!(r#"{{"cps": {}, "max_calls": {}}}"#, 200 + i, 500 + i)),
+            ),
+            // Another trunk comes and goes (the carrier's trunk index moves).
+            _ if i % 8 == 3 => (
+                "PUT",
+                "/v1/trunks/a-first".to_owned(),
+                Some(r#"{"sources": ["198.18.99.0/24"]}"#.to_owned()),
+            ),
+            _ => ("DELETE", "/v1/trunks/a-first".to_owned(), None),
+        };
+        let (status, text) = edge.api(method, &path, body.as_deref());
+        assert!(matches!(status, 200 | 201 | 204), "{method} {path}: {status} {text}");
+        applied += 1;
+        std::thread::sleep(CHANGE_GAP);
+    }
+    let r = load.join().expect("the SIPp run");
+    println!("{applied} API changes while {CALLS_UNDER_LOAD} calls ran: {r:?}");
+    assert_eq!((r.exit, r.successful, r.failed), (0, u64::from(CALLS_UNDER_LOAD), 0), "{r:?}");
+    // Every call gave its slot back to the carrier's count (the sampler runs once a second).
+    let start = Instant::now();
+    let active = loop {
+        let (_, text) = edge.api("GET", "/metrics", None);
+        let active = text
+            .lines()
+            .find(|l| l.starts_with("sipedge_calls_active{trunk=\"carrier\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if active == Some(0.0) || start.elapsed() > CHANGE_DEADLINE {
+            break active;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(active, Some(0.0), "calls still counted on the carrier");
+}
