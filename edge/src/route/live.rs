@@ -133,16 +133,28 @@ impl<'a, G: Generations> Follower<'a, G> {
 
     /// Applies one event.
     pub fn apply(&mut self, event: &PolicyEvent) {
+        let (newer_dids, newer_admission) = (event.version > self.dids_at, event.version > self.admission_at);
         let result = match &event.change {
-            PolicyChange::Did { number, target } if event.version > self.dids_at => {
-                self.apply_did(number, target.as_deref());
-                self.dids_at = event.version;
+            PolicyChange::Did { number, target } => {
+                if newer_dids {
+                    self.apply_did(number, target.as_deref());
+                    self.dids_at = event.version;
+                }
                 Ok(())
             }
-            PolicyChange::Dids if event.version > self.dids_at => self.reload(),
-            PolicyChange::Admission if event.version > self.admission_at => self.catch_up(),
-            PolicyChange::Rebuild if event.version > self.admission_at.min(self.dids_at) => self.reload(),
-            _ => Ok(()),
+            PolicyChange::Dids if newer_dids => self.reload(),
+            PolicyChange::Admission if newer_admission => self.catch_up(),
+            PolicyChange::Rebuild if newer_dids || newer_admission => self.reload(),
+            PolicyChange::Dids | PolicyChange::Admission | PolicyChange::Rebuild | PolicyChange::None => {
+                Ok(())
+            }
+            other => {
+                tracing::warn!(
+                    ?other,
+                    "live change of a kind this build does not know: reloading everything"
+                );
+                self.reload()
+            }
         };
         if let Err(e) = result {
             tracing::error!(version = event.version, error = %e, "live change not applied");
