@@ -13,9 +13,14 @@
 //!   and is shared rather than reloaded, and carries target health over by URI;
 //! - a configuration import ([`PolicyChange::Rebuild`]): both.
 //!
+//! A snapshot whose trunks, targets and blocks equal the current generation's (a blocklist
+//! change: the packet filter's business) builds nothing.
+//!
 //! Calls in progress keep the generation that admitted them: their failover, CANCEL and ACK go
 //! where it said, and their trunk slot goes back to the trunk's count even when the trunk is
-//! gone. The next datagram is admitted and routed by the new generation.
+//! gone; a source no longer in any trunk (or target) is still heard for the CANCEL, ACK and
+//! in-dialog requests of its calls in progress, and for nothing else. The next datagram is
+//! admitted and routed by the new generation.
 //!
 //! One thread applies the events in version order. DID events write the table every generation
 //! shares, so none falls between building a generation and swapping it in. Two versions say what
