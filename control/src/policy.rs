@@ -8,14 +8,24 @@
 //! - [`PolicyChange::Dids`]: many DIDs changed (bulk import, config import) — load the whole set
 //!   with [`Publisher::routed_dids`], build the table aside, swap it;
 //! - [`PolicyChange::Admission`]: trunks, ACLs, limits, targets, blocks or the blocklist changed —
-//!   rebuild admission from [`Publisher::current`] and swap it;
+//!   build the next admission and routing state aside from [`Publisher::current`] and swap it in
+//!   whole;
 //! - [`PolicyChange::Rebuild`]: both of the above (a configuration import).
+//!
+//! Every kind is live: the data plane's follower (`edge::route::live`) applies each event as it
+//! arrives, typically within a millisecond of the commit. Snapshots are published before their
+//! event is sent, so [`Publisher::current`] is never older than the last event received.
 //!
 //! Exact DIDs (up to millions) are not in the snapshot: copying them on every change would cost
 //! more than the change. A consumer subscribes first, then loads the full set (which carries its
 //! version), then applies the events whose version is newer. A receiver that lags behind the
 //! event buffer ([`EVENT_BUFFER`]) gets `RecvError::Lagged` and must reload the full set.
-//! In-flight dialogs are not affected by any of this: they keep the route they were given.
+//! Versions are shared by every kind of change, so a full DID set may be newer than the snapshot
+//! a consumer last built from: it may name a target that the consumer learns of from
+//! [`Publisher::current`] a moment later.
+//!
+//! In-flight dialogs are not affected by any of this: they keep the route they were given and
+//! the trunk slot they hold, whatever the next snapshot says.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -124,19 +124,20 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let publisher = control.publisher();
     // Subscribe before loading, so that no change falls between the load and the follower.
     let events = publisher.subscribe();
-    let live = publisher.current().config.clone();
+    let snapshot = publisher.current();
+    let live = snapshot.config.clone();
     let guard = Guard::from_config(&live).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&live).context("routing")?);
-    let loaded = route::live::reload_dids(&router, &publisher, &live).context("loading the routed DIDs")?;
-    {
-        let (router, publisher, live) = (Arc::clone(&router), Arc::clone(&publisher), live.clone());
-        std::thread::Builder::new()
-            .name("live-changes".into())
-            .spawn(move || route::live::follow(&router, &publisher, &live, loaded, events))
-            .context("starting the live-change thread")?;
-    }
+    let loaded = route::live::reload_dids(&router, &publisher).context("loading the routed DIDs")?;
     let io_config = IoConfig::from_edge(&config.edge);
     let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
+    {
+        let (engine, publisher) = (Arc::clone(&engine), Arc::clone(&publisher));
+        std::thread::Builder::new()
+            .name("live-changes".into())
+            .spawn(move || route::live::Follower::new(&*engine, &publisher, &snapshot, loaded).run(events))
+            .context("starting the live-change thread")?;
+    }
     let (policy, allow) = cli::xdp::policy_of(&live);
     let mode = match config.xdp.as_ref().map(|x| x.mode) {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,

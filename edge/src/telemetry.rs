@@ -2,6 +2,7 @@
 //! bumps plain atomics; once per [`SAMPLE_INTERVAL`] a sampler copies what moved into the
 //! registry (counters by their increase, gauges by value). Labels are trunks and targets only.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,7 +18,8 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Last values seen, to turn monotonic atomics into counter increments.
 #[derive(Debug, Default)]
 pub struct Sampler {
-    trunks: Vec<[u64; 5]>,
+    /// By trunk name: a trunk's counters follow its name across policy changes.
+    trunks: HashMap<String, [u64; 5]>,
     unknown_source: u64,
     malformed: u64,
 }
@@ -32,8 +34,9 @@ impl Sampler {
     /// Copies the engine's counters into `metrics`.
     pub fn sample(&mut self, engine: &Engine, metrics: &Metrics) {
         let guard = engine.guard();
-        self.trunks.resize(guard.trunks().len(), [0; 5]);
-        for (t, last) in guard.trunks().iter().zip(&mut self.trunks) {
+        self.trunks.retain(|name, _| guard.trunks().iter().any(|t| t.name == *name));
+        for t in guard.trunks() {
+            let last = self.trunks.entry(t.name.clone()).or_default();
             let c = &t.counters;
             let m = metrics.trunk(&t.name);
             m.offered.inc_by(advance(&mut last[0], c.offered.load(Ordering::Relaxed)));

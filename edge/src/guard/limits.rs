@@ -1,7 +1,12 @@
 //! Per-trunk admission limits: new calls per second (GCRA via `governor`, lock-free) and
 //! concurrent calls (an atomic counter that never goes below zero).
+//!
+//! The limits are configuration and change with the policy; the count of calls in progress is
+//! the trunk's and outlives a change: [`TrunkLimits::reconfigured`] makes limits with new values
+//! over the same count (and the same CPS bucket while the rate is unchanged).
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,12 +23,44 @@ type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as C
 /// One trunk's limits and live counts. Shared by every worker (`Sync`).
 #[derive(Debug)]
 pub struct TrunkLimits<C: Clock + Clone = DefaultClock> {
-    cps: Limiter<C>,
+    cps: Arc<Limiter<C>>,
+    cps_per_sec: NonZeroU32,
     clock: C,
     max_calls: u32,
+    calls: Arc<CallCount>,
+}
+
+/// A trunk's calls in progress: kept across policy changes, released by calls admitted under
+/// any of them.
+#[derive(Debug, Default)]
+struct CallCount {
     active: AtomicU32,
     /// Releases that found the count already at zero: a bookkeeping bug, counted not hidden.
     release_underflows: AtomicU64,
+}
+
+impl CallCount {
+    /// Takes a slot unless `max` calls are active.
+    fn try_take(&self, max: u32) -> bool {
+        self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives a slot back.
+    fn release(&self) {
+        if self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_err() {
+            self.release_underflows.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls active now.
+    fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Releases that found no active call (should stay 0).
+    fn release_underflows(&self) -> u64 {
+        self.release_underflows.load(Ordering::Relaxed)
+    }
 }
 
 /// Why the limits refused a new call.
@@ -49,21 +86,38 @@ impl<C: Clock + Clone> TrunkLimits<C> {
     /// Limits on a given clock (tests use `governor::clock::FakeRelativeClock`).
     pub fn with_clock(cps: NonZeroU32, max_calls: u32, clock: C) -> Self {
         Self {
-            cps: RateLimiter::direct_with_clock(Quota::per_second(cps), clock.clone()),
+            cps: Arc::new(RateLimiter::direct_with_clock(Quota::per_second(cps), clock.clone())),
+            cps_per_sec: cps,
             clock,
             max_calls,
-            active: AtomicU32::new(0),
-            release_underflows: AtomicU64::new(0),
+            calls: Arc::new(CallCount::default()),
+        }
+    }
+
+    /// Limits with new values over the same calls in progress: a lower `max_calls` refuses new
+    /// calls until enough of them end, a higher one admits more at once. The CPS bucket carries
+    /// over while the rate is unchanged (a change of rate starts a full bucket).
+    pub fn reconfigured(&self, cps: NonZeroU32, max_calls: u32) -> Self {
+        let bucket = if cps == self.cps_per_sec {
+            Arc::clone(&self.cps)
+        } else {
+            Arc::new(RateLimiter::direct_with_clock(Quota::per_second(cps), self.clock.clone()))
+        };
+        Self {
+            cps: bucket,
+            cps_per_sec: cps,
+            clock: self.clock.clone(),
+            max_calls,
+            calls: Arc::clone(&self.calls),
         }
     }
 
     /// Admits a new call: checks concurrency first (a refused call must not spend a CPS token),
     /// then CPS. On success the call counts as active until [`Self::release`].
     pub fn try_admit(&self) -> Result<(), LimitRefusal> {
-        let max = self.max_calls;
-        self.active
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .map_err(|_| LimitRefusal::Concurrency)?;
+        if !self.calls.try_take(self.max_calls) {
+            return Err(LimitRefusal::Concurrency);
+        }
         if let Err(not_until) = self.cps.check() {
             self.release();
             let wait: Duration = not_until.wait_time_from(self.clock.now());
@@ -76,19 +130,17 @@ impl<C: Clock + Clone> TrunkLimits<C> {
 
     /// A call admitted by [`Self::try_admit`] ended (or was never established).
     pub fn release(&self) {
-        if self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_err() {
-            self.release_underflows.fetch_add(1, Ordering::Relaxed);
-        }
+        self.calls.release();
     }
 
     /// Calls active now.
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Acquire)
+        self.calls.active()
     }
 
     /// Releases that found no active call (should stay 0).
     pub fn release_underflows(&self) -> u64 {
-        self.release_underflows.load(Ordering::Relaxed)
+        self.calls.release_underflows()
     }
 }
 
@@ -127,6 +179,28 @@ mod tests {
         l.release();
         assert_eq!(l.active(), 0);
         assert_eq!(l.release_underflows(), 1);
+    }
+
+    #[test]
+    fn reconfigured_limits_count_the_same_calls() {
+        let clock = FakeRelativeClock::default();
+        let old = TrunkLimits::with_clock(nz(1), 3, clock.clone());
+        old.try_admit().unwrap();
+        old.try_admit().unwrap_err();
+        // Lower max_calls: the call in progress counts against it.
+        let lower = old.reconfigured(nz(1), 1);
+        assert_eq!(lower.active(), 1);
+        assert_eq!(lower.try_admit(), Err(LimitRefusal::Concurrency));
+        // Same rate: same bucket, still empty this second. A new rate: a fresh bucket.
+        let same_rate = old.reconfigured(nz(1), 5);
+        assert!(matches!(same_rate.try_admit(), Err(LimitRefusal::Cps { .. })));
+        let faster = old.reconfigured(nz(10), 5);
+        assert_eq!(faster.try_admit(), Ok(()));
+        assert_eq!(old.active(), 2);
+        // A release through any of them frees the one count.
+        old.release();
+        faster.release();
+        assert_eq!((lower.active(), lower.release_underflows()), (0, 0));
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! Admission, the first phase of every request: source address → trunk (ACL), then for a new
 //! call the trunk's CPS and concurrent-call limits. Sources outside every trunk get no answer at
 //! all; every refusal is counted by reason.
+//!
+//! A [`Guard`] is immutable: a policy change builds the next one with [`Guard::rebuild`], which
+//! keeps each trunk's calls in progress and counters by the trunk's name (its identity), and the
+//! per-DID counts. An admitted call holds a [`CallHold`]: it gives the trunk's (and DID's) slot
+//! back when dropped, whichever guard is current by then — even one without its trunk.
 
 mod acl;
 mod did_calls;
 mod limits;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use control::config::Config;
+use control::config::{Config, Trunk};
 
 pub use acl::{OverlapError, SourceAcl, TrunkIdx};
 pub use did_calls::DidCalls;
@@ -37,14 +43,14 @@ pub enum Refusal {
 /// One trunk as admission sees it.
 #[derive(Debug)]
 pub struct TrunkState {
-    /// The trunk's name (metrics label).
+    /// The trunk's name (its identity across policy changes; the metrics label).
     pub name: String,
     /// CPS and concurrency.
     pub limits: TrunkLimits,
     /// Code for concurrency refusals.
     pub concurrency_code: u16,
-    /// Counters.
-    pub counters: TrunkCounters,
+    /// Counters (kept across policy changes).
+    pub counters: Arc<TrunkCounters>,
 }
 
 /// Per-trunk call counters (monotonic).
@@ -66,14 +72,51 @@ pub struct TrunkCounters {
 #[derive(Debug)]
 pub struct Guard {
     acl: SourceAcl,
-    trunks: Vec<TrunkState>,
-    unknown_source: AtomicU64,
-    did_calls: DidCalls,
+    trunks: Vec<Arc<TrunkState>>,
+    unknown_source: Arc<AtomicU64>,
+    did_calls: Arc<DidCalls>,
+}
+
+/// An admitted call's slot on its trunk and, once counted, on its DID; both are given back
+/// when the hold is dropped (call failed, ended, expired, or never tracked).
+#[derive(Debug)]
+pub struct CallHold {
+    trunk: Arc<TrunkState>,
+    did: Option<(Arc<DidCalls>, u64)>,
+}
+
+impl Drop for CallHold {
+    fn drop(&mut self) {
+        self.trunk.limits.release();
+        if let Some((calls, did)) = &self.did {
+            calls.release(*did);
+        }
+    }
+}
+
+fn cps_of(t: &Trunk) -> NonZeroU32 {
+    NonZeroU32::new(t.cps).unwrap_or(NonZeroU32::MIN)
 }
 
 impl Guard {
     /// Builds admission from a validated configuration.
     pub fn from_config(config: &Config) -> Result<Arc<Self>, OverlapError> {
+        Self::build(config, &HashMap::new(), Arc::default(), Arc::default())
+    }
+
+    /// The next guard for a changed configuration: trunks that keep their name keep their calls
+    /// in progress and counters (new limits apply to the next call); per-DID counts carry over.
+    pub fn rebuild(&self, config: &Config) -> Result<Arc<Self>, OverlapError> {
+        let previous = self.trunks.iter().map(|t| (t.name.as_str(), &**t)).collect();
+        Self::build(config, &previous, Arc::clone(&self.unknown_source), Arc::clone(&self.did_calls))
+    }
+
+    fn build(
+        config: &Config,
+        previous: &HashMap<&str, &TrunkState>,
+        unknown_source: Arc<AtomicU64>,
+        did_calls: Arc<DidCalls>,
+    ) -> Result<Arc<Self>, OverlapError> {
         let acl = SourceAcl::build(
             config
                 .trunks
@@ -84,14 +127,20 @@ impl Guard {
         let trunks = config
             .trunks
             .iter()
-            .map(|t| TrunkState {
-                name: t.name.clone(),
-                limits: TrunkLimits::new(NonZeroU32::new(t.cps).unwrap_or(NonZeroU32::MIN), t.max_calls),
-                concurrency_code: t.over_capacity_code,
-                counters: TrunkCounters::default(),
+            .map(|t| {
+                let (limits, counters) = match previous.get(t.name.as_str()) {
+                    Some(old) => (old.limits.reconfigured(cps_of(t), t.max_calls), Arc::clone(&old.counters)),
+                    None => (TrunkLimits::new(cps_of(t), t.max_calls), Arc::default()),
+                };
+                Arc::new(TrunkState {
+                    name: t.name.clone(),
+                    limits,
+                    concurrency_code: t.over_capacity_code,
+                    counters,
+                })
             })
             .collect();
-        Ok(Arc::new(Self { acl, trunks, unknown_source: AtomicU64::new(0), did_calls: DidCalls::default() }))
+        Ok(Arc::new(Self { acl, trunks, unknown_source, did_calls }))
     }
 
     /// The trunk a datagram's source belongs to, or [`Refusal::UnknownSource`] (counted).
@@ -103,8 +152,8 @@ impl Guard {
     }
 
     /// Admits a new call (initial INVITE) on a trunk. On success the call holds a concurrency
-    /// slot until [`Self::call_ended`].
-    pub fn admit_call(&self, trunk: TrunkIdx) -> Result<(), Refusal> {
+    /// slot until the returned hold is dropped.
+    pub fn admit_call(&self, trunk: TrunkIdx) -> Result<CallHold, Refusal> {
         let Some(t) = self.trunk(trunk) else {
             return Err(Refusal::UnknownSource);
         };
@@ -112,7 +161,7 @@ impl Guard {
         match t.limits.try_admit() {
             Ok(()) => {
                 t.counters.admitted.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(CallHold { trunk: Arc::clone(t), did: None })
             }
             Err(LimitRefusal::Cps { retry_after_secs }) => {
                 t.counters.refused_cps.fetch_add(1, Ordering::Relaxed);
@@ -125,23 +174,15 @@ impl Guard {
         }
     }
 
-    /// Counts a new call on a DID allowed `max` concurrent calls; on refusal the trunk slot
-    /// taken by [`Self::admit_call`] is given back and the trunk's refusal code applies.
-    pub fn admit_did_call(&self, trunk: TrunkIdx, did: u64, max: u32) -> Result<(), Refusal> {
+    /// Counts an admitted call on the DID it calls, allowed `max` concurrent calls; on refusal
+    /// the hold is dropped (its trunk slot goes back) and the trunk's refusal code applies.
+    pub fn admit_did_call(&self, mut hold: CallHold, did: u64, max: u32) -> Result<CallHold, Refusal> {
         if self.did_calls.try_admit(did, max) {
-            return Ok(());
+            hold.did = Some((Arc::clone(&self.did_calls), did));
+            return Ok(hold);
         }
-        self.call_ended(trunk);
-        let t = self.trunk(trunk);
-        if let Some(t) = t {
-            t.counters.refused_did_concurrency.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(Refusal::Concurrency { code: t.map_or(503, |t| t.concurrency_code) })
-    }
-
-    /// A call counted on a DID ended or failed.
-    pub fn did_call_ended(&self, did: u64) {
-        self.did_calls.release(did);
+        hold.trunk.counters.refused_did_concurrency.fetch_add(1, Ordering::Relaxed);
+        Err(Refusal::Concurrency { code: hold.trunk.concurrency_code })
     }
 
     /// Calls active on a DID.
@@ -149,24 +190,16 @@ impl Guard {
         self.did_calls.active(did)
     }
 
-    /// A call admitted by [`Self::admit_call`] ended or failed.
-    pub fn call_ended(&self, trunk: TrunkIdx) {
-        if let Some(t) = self.trunk(trunk) {
-            t.limits.release();
-        }
-    }
-
-    /// One trunk's state.
-    pub fn trunk(&self, trunk: TrunkIdx) -> Option<&TrunkState> {
+    fn trunk(&self, trunk: TrunkIdx) -> Option<&Arc<TrunkState>> {
         self.trunks.get(usize::try_from(trunk).ok()?)
     }
 
     /// Every trunk, indexed by [`TrunkIdx`].
-    pub fn trunks(&self) -> &[TrunkState] {
+    pub fn trunks(&self) -> &[Arc<TrunkState>] {
         &self.trunks
     }
 
-    /// Datagrams dropped because their source is in no trunk.
+    /// Datagrams dropped because their source is in no trunk (under any guard so far).
     pub fn unknown_source_drops(&self) -> u64 {
         self.unknown_source.load(Ordering::Relaxed)
     }
@@ -202,17 +235,47 @@ over_capacity_code = 486
     #[test]
     fn refusals_carry_their_answer_and_are_counted_by_reason() {
         let g = Guard::from_config(&Config::from_toml(CONFIG).unwrap()).unwrap();
-        assert_eq!(g.admit_call(0), Ok(()));
+        let _a = g.admit_call(0).unwrap();
         assert!(matches!(g.admit_call(0), Err(Refusal::Cps { retry_after_secs }) if retry_after_secs >= 1));
-        assert_eq!(g.admit_call(1), Ok(()));
-        assert_eq!(g.admit_call(1), Err(Refusal::Concurrency { code: 486 }));
-        g.call_ended(1);
-        assert_eq!(g.admit_call(1), Ok(()));
+        let b = g.admit_call(1).unwrap();
+        assert_eq!(g.admit_call(1).unwrap_err(), Refusal::Concurrency { code: 486 });
+        drop(b);
+        let _b = g.admit_call(1).unwrap();
         let a = &g.trunks()[0].counters;
         assert_eq!(a.offered.load(Ordering::Relaxed), 2);
         assert_eq!(a.refused_cps.load(Ordering::Relaxed), 1);
         let b = &g.trunks()[1].counters;
         assert_eq!(b.refused_concurrency.load(Ordering::Relaxed), 1);
         assert_eq!(b.admitted.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_rebuild_keeps_trunks_by_name_and_holds_release_into_any_guard() {
+        let g = Guard::from_config(&Config::from_toml(CONFIG).unwrap()).unwrap();
+        let on_b = g.admit_call(1).unwrap();
+        let on_a = g.admit_call(0).unwrap();
+        let on_a = g.admit_did_call(on_a, 15551230000, 1).unwrap();
+        // carrier-a goes; carrier-b gets a new source, max_calls 2 and moves to index 0.
+        let changed = r#"
+[[trunk]]
+name = "carrier-b"
+sources = ["2001:db8::/32", "192.0.2.0/24"]
+max_calls = 2
+"#;
+        let g2 = g.rebuild(&Config::from_toml(changed).unwrap()).unwrap();
+        assert_eq!(g2.source("192.0.2.1".parse().unwrap()), Ok(0), "the new source is admitted");
+        assert_eq!(g2.source("203.0.113.9".parse().unwrap()), Err(Refusal::UnknownSource));
+        assert_eq!(g2.unknown_source_drops(), 1, "the drop counter carries over");
+        let b = &g2.trunks()[0];
+        assert_eq!((b.name.as_str(), b.limits.active()), ("carrier-b", 1), "the call in progress counts");
+        assert_eq!(b.counters.admitted.load(Ordering::Relaxed), 1, "counters carry over");
+        let second = g2.admit_call(0).unwrap();
+        assert_eq!(g2.admit_call(0).unwrap_err(), Refusal::Concurrency { code: 503 }, "new max_calls: 2");
+        assert_eq!(g2.did_active(15551230000), 1, "DID counts carry over");
+        // The removed trunk's call ends: its slots go back, nothing underflows.
+        drop(on_a);
+        assert_eq!(g2.did_active(15551230000), 0);
+        drop((on_b, second));
+        assert_eq!((g2.trunks()[0].limits.active(), g2.trunks()[0].limits.release_underflows()), (0, 0));
     }
 }

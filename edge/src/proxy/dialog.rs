@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::table::{Handle, Key, Table};
-use crate::guard::TrunkIdx;
+use crate::guard::CallHold;
 
 /// Shards of the dialog table (a power of two).
 const SHARDS: usize = 16;
@@ -29,11 +29,12 @@ pub struct DialogId<'a> {
 }
 
 /// What the edge keeps per call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Dialog {
-    /// The trunk that offered the call (holds a concurrency slot).
-    pub trunk: TrunkIdx,
-    /// The called DID as its E.164 key.
+    /// The call's slots on the trunk that offered it and on its DID, given back when the dialog
+    /// ends (dropped).
+    pub hold: CallHold,
+    /// The called DID as its E.164 key (0: an emergency call).
     pub did: u64,
     /// When the 2xx went through.
     pub started: Instant,
@@ -43,8 +44,15 @@ pub struct Dialog {
     pub callee: SocketAddr,
     /// The listen socket the call runs on.
     pub listen: usize,
-    /// The called DID's key: the call is counted on it until it ends.
-    pub counted_did: Option<u64>,
+}
+
+/// The two sides of a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parties {
+    /// Where the INVITE came from.
+    pub caller: SocketAddr,
+    /// The target URI that answered.
+    pub callee: SocketAddr,
 }
 
 /// The shared table of active dialogs.
@@ -99,7 +107,8 @@ impl Dialogs {
         self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A 2xx to an INVITE went upstream.
+    /// A 2xx to an INVITE went upstream. Unless the dialog is [`Confirm::New`], it is dropped
+    /// (and with it its hold).
     pub fn confirm(&self, now: Instant, id: &DialogId<'_>, dialog: Dialog) -> Confirm {
         let (shard, key) = self.key(id);
         let mut t = self.shard(shard);
@@ -115,12 +124,12 @@ impl Dialogs {
         }
     }
 
-    /// The active dialog with this identity.
-    pub fn get(&self, id: &DialogId<'_>) -> Option<Dialog> {
+    /// The sides of the active dialog with this identity.
+    pub fn parties(&self, id: &DialogId<'_>) -> Option<Parties> {
         let (shard, key) = self.key(id);
         let mut t = self.shard(shard);
         let h = t.find(&key)?;
-        t.get_mut(h).copied()
+        t.get_mut(h).map(|d| Parties { caller: d.caller, callee: d.callee })
     }
 
     /// A BYE's final response went through (or the dialog failed): the call ends. Returns the
@@ -161,12 +170,21 @@ impl Dialogs {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
 
-    fn call(trunk: TrunkIdx, did: u64, started: Instant) -> Dialog {
+    use super::*;
+    use crate::guard::Guard;
+
+    fn guard() -> Arc<Guard> {
+        let config =
+            "[[trunk]]\nname = \"t\"\nsources = [\"127.0.0.1/32\"]\nmax_calls = 100000\ncps = 100000\n";
+        Guard::from_config(&control::config::Config::from_toml(config).unwrap()).unwrap()
+    }
+
+    fn call(guard: &Guard, did: u64, started: Instant) -> Dialog {
         let caller = "127.0.0.1:5070".parse().unwrap();
         let callee = "127.0.0.1:5080".parse().unwrap();
-        Dialog { trunk, did, started, caller, callee, listen: 0, counted_did: None }
+        Dialog { hold: guard.admit_call(0).unwrap(), did, started, caller, callee, listen: 0 }
     }
 
     fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {
@@ -177,26 +195,33 @@ mod tests {
     fn confirm_once_end_from_either_side_once() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(3600));
-        let call = call(1, 15551230000, t0);
-        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::New);
-        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call), Confirm::Known);
+        let g = guard();
+        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call(&g, 15551230000, t0)), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c1", "from", "to"), call(&g, 15551230000, t0)), Confirm::Known);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.get(&id("c1", "to", "from")), Some(call));
+        assert_eq!(g.trunks()[0].limits.active(), 1, "the duplicate's hold went back");
+        let parties = d.parties(&id("c1", "to", "from")).unwrap();
+        assert_eq!(parties.callee, "127.0.0.1:5080".parse().unwrap());
         // The callee's BYE carries the tags the other way round.
-        assert_eq!(d.end(&id("c1", "to", "from")), Some(call));
-        assert_eq!(d.end(&id("c1", "from", "to")), None, "never counted down twice");
+        assert_eq!(d.end(&id("c1", "to", "from")).map(|c| c.did), Some(15551230000));
+        assert!(d.end(&id("c1", "from", "to")).is_none(), "never counted down twice");
         assert!(d.is_empty());
+        assert_eq!(g.trunks()[0].limits.active(), 0);
     }
 
     #[test]
     fn distinct_calls_stay_apart() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(3600));
-        let call = call(0, 1, t0);
-        assert_eq!(d.confirm(t0, &id("c1", "a", "b"), call), Confirm::New);
-        assert_eq!(d.confirm(t0, &id("c2", "a", "b"), call), Confirm::New);
-        assert_eq!(d.confirm(t0, &id("c1", "a", "bb"), call), Confirm::New);
-        assert_eq!(d.confirm(t0, &id("c1", "ab", ""), call), Confirm::New, "tag boundaries matter");
+        let g = guard();
+        assert_eq!(d.confirm(t0, &id("c1", "a", "b"), call(&g, 1, t0)), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c2", "a", "b"), call(&g, 1, t0)), Confirm::New);
+        assert_eq!(d.confirm(t0, &id("c1", "a", "bb"), call(&g, 1, t0)), Confirm::New);
+        assert_eq!(
+            d.confirm(t0, &id("c1", "ab", ""), call(&g, 1, t0)),
+            Confirm::New,
+            "tag boundaries matter"
+        );
         assert_eq!(d.len(), 4);
     }
 
@@ -204,23 +229,23 @@ mod tests {
     fn maximum_duration_ends_calls_on_virtual_time() {
         let t0 = Instant::now();
         let d = Dialogs::new(100, Duration::from_secs(60));
-        let call = call(2, 7, t0);
-        d.confirm(t0, &id("c1", "a", "b"), call);
-        d.confirm(t0 + Duration::from_secs(30), &id("c2", "a", "b"), call);
+        let g = guard();
+        d.confirm(t0, &id("c1", "a", "b"), call(&g, 7, t0));
+        d.confirm(t0 + Duration::from_secs(30), &id("c2", "a", "b"), call(&g, 7, t0));
         let mut ended = Vec::new();
         assert_eq!(d.expire(t0 + Duration::from_secs(59), 10, |x| ended.push(x)), 0);
         assert_eq!(d.expire(t0 + Duration::from_secs(61), 10, |x| ended.push(x)), 1);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.end(&id("c1", "a", "b")), None, "an expired call cannot end twice");
+        assert!(d.end(&id("c1", "a", "b")).is_none(), "an expired call cannot end twice");
     }
 
     #[test]
     fn a_full_table_refuses_without_growing() {
         let t0 = Instant::now();
         let d = Dialogs::new(0, Duration::from_secs(60));
-        let call = call(0, 1, t0);
+        let g = guard();
         let results: Vec<Confirm> =
-            (0..2000).map(|i| d.confirm(t0, &id(&i.to_string(), "a", "b"), call)).collect();
+            (0..2000).map(|i| d.confirm(t0, &id(&i.to_string(), "a", "b"), call(&g, 1, t0))).collect();
         assert!(results.contains(&Confirm::Full));
         assert!(d.len() <= 16 * 16);
     }

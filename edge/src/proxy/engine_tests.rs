@@ -518,3 +518,6 @@ fn message_is_routed_by_did_and_its_answer_comes_back() {
     let unknown = message.replace("+15551230000", "+15559999999").replace("z9hG4bKsms1", "z9hG4bKsms2");
     assert_eq!(h.recv(CARRIER, &unknown).iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [404]);
 }
+
+/// Policy changes while calls run.
+mod live;

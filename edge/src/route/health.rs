@@ -7,13 +7,18 @@
 //! detection is deterministic: a URI that stops answering is down `down_after` probes later,
 //! i.e. within `down_after × interval` (+ the probe timeout). Transitions are logged and counted,
 //! and published to the [`UpFlags`] that routing reads.
+//!
+//! When the targets change, [`HealthTracker::carried_over`] moves every URI's state (up or down,
+//! counts, the probe in flight) to the new URI ids by the URI's text. Each probe has an id
+//! ([`HealthTracker::probe_id`]) that survives this, so an answer that was on its way during a
+//! change still counts for its URI.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use control::config::{HealthConfig, RetryAfter503};
 
-use super::targets::{UpFlags, UriId};
+use super::targets::{TargetSets, UpFlags, UriId};
 
 /// Longest `Retry-After` honoured in `pause` mode, in seconds.
 pub const MAX_RETRY_AFTER_SECS: u64 = 3_600;
@@ -90,6 +95,8 @@ struct UriState {
     successes: u32,
     next_probe: Instant,
     in_flight: Option<Instant>,
+    /// Id of the last probe handed out for this URI.
+    probe: u64,
 }
 
 /// The health state machine of every target URI.
@@ -119,9 +126,53 @@ impl HealthTracker {
                 successes: 0,
                 next_probe: now + settings.interval / n * i as u32,
                 in_flight: None,
+                probe: 0,
             })
             .collect();
         Self { settings, uris, flags, stats: HealthStats::default() }
+    }
+
+    /// The tracker for changed targets: `new` with its `flags`, from this tracker over `old`.
+    /// A URI both know keeps its state (published to `flags`); a new URI starts up, probed at
+    /// `now`.
+    pub fn carried_over(self, old: &TargetSets, new: &TargetSets, flags: Arc<UpFlags>, now: Instant) -> Self {
+        let uris = new
+            .uris()
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let kept = old.uri_id(text).and_then(|u| self.uris.get(u.index())).copied();
+                let state = kept.unwrap_or(UriState {
+                    up: true,
+                    failures: 0,
+                    successes: 0,
+                    next_probe: now,
+                    in_flight: None,
+                    probe: 0,
+                });
+                if let Ok(i) = u32::try_from(i) {
+                    flags.set(UriId(i), state.up);
+                }
+                state
+            })
+            .collect();
+        Self { settings: self.settings, uris, flags, stats: self.stats }
+    }
+
+    /// The id of the probe in flight for `uri` (to carry in the probe's branch).
+    pub fn probe_id(&self, uri: UriId) -> Option<u64> {
+        let s = self.uris.get(uri.index())?;
+        s.in_flight.map(|_| s.probe)
+    }
+
+    /// The URI whose probe in flight has id `probe`: `hint` (the id the probe was sent with)
+    /// when it still is that one, else found among all (the targets changed meanwhile).
+    pub fn probe_uri(&self, probe: u64, hint: UriId) -> Option<UriId> {
+        let is = |s: &UriState| s.in_flight.is_some() && s.probe == probe;
+        if self.uris.get(hint.index()).is_some_and(is) {
+            return Some(hint);
+        }
+        self.uris.iter().position(is).and_then(|i| u32::try_from(i).ok()).map(UriId)
     }
 
     /// Turns overdue probes into timeouts, then appends to `out` the URIs to probe now.
@@ -140,6 +191,7 @@ impl HealthTracker {
                 s.in_flight = Some(now);
                 s.next_probe = now + self.settings.interval;
                 self.stats.probes += 1;
+                s.probe = self.stats.probes;
                 out.push(uri);
             }
         }
@@ -351,5 +403,40 @@ mod tests {
         // Nobody answered: each probe timed out 5 s after it left; URI 0 is next, at 30 s.
         assert_eq!(tracker.stats().timeouts, 3);
         assert_eq!(tracker.next_deadline(), Some(t0 + 30 * SECOND));
+    }
+
+    #[test]
+    fn state_and_probes_in_flight_carry_over_by_uri_text() {
+        use control::config::Config;
+        let sets = |text: &str| TargetSets::from_config(&Config::from_toml(text).unwrap().targets).unwrap();
+        let old = sets("[[target]]\nname = \"a\"\nuris = [\"sip:10.0.0.1\", \"sip:10.0.0.2\"]\n");
+        let flags = Arc::new(UpFlags::all_up(2));
+        let t0 = Instant::now();
+        let mut s = settings(RetryAfter503::Failure);
+        s.down_after = 1;
+        let mut tracker = HealthTracker::new(s, flags, t0);
+        let (mut probes, mut tr) = (Vec::new(), Vec::new());
+        tracker.due(t0, &mut probes, &mut tr);
+        assert_eq!(probes, [UriId(0)]);
+        tracker.on_result(UriId(0), t0, ProbeOutcome::Timeout);
+        tracker.due(t0 + 15 * SECOND, &mut probes, &mut tr);
+        let in_flight = tracker.probe_id(UriId(1)).unwrap();
+        // 10.0.0.1 (down) and 10.0.0.2 (probe in flight) move; 10.0.0.3 is new.
+        let new =
+            sets("[[target]]\nname = \"a\"\nuris = [\"sip:10.0.0.2\", \"sip:10.0.0.3\", \"sip:10.0.0.1\"]\n");
+        let new_flags = Arc::new(UpFlags::all_up(3));
+        let now = t0 + 16 * SECOND;
+        let mut tracker = tracker.carried_over(&old, &new, new_flags.clone(), now);
+        assert_eq!((new_flags.is_up(UriId(0)), new_flags.is_up(UriId(2))), (true, false));
+        // The answer to the probe sent before the change (with the old id 1 in its branch)
+        // finds its URI under its new id.
+        assert_eq!(tracker.probe_uri(in_flight, UriId(1)), Some(UriId(0)));
+        assert_eq!(tracker.probe_uri(in_flight + 1, UriId(1)), None);
+        assert_eq!(tracker.on_result(UriId(0), now, OK), None);
+        assert_eq!(tracker.probe_id(UriId(0)), None, "answered");
+        probes.clear();
+        tracker.due(now, &mut probes, &mut tr);
+        assert_eq!(probes, [UriId(1)], "the new URI is probed at once");
+        assert!(!tracker.is_up(UriId(2)), "still down");
     }
 }

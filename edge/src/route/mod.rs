@@ -13,6 +13,10 @@
 //! part and a `tel:` URI's `phone-context`; for a DID or emergency decision,
 //! [`Router::candidates`] gives the URIs to try in order (empty: answer 503). A
 //! [`health::HealthTracker`] over [`Router::up_flags`] drives the OPTIONS probes.
+//!
+//! A change of trunks, targets or number blocks builds the next router aside with
+//! [`Router::rebuild`]; it shares the exact-DID table with the one it was built from (see
+//! [`live`]).
 
 pub mod blocks;
 pub mod csv_import;
@@ -153,6 +157,33 @@ impl Router {
     /// Builds from a validated configuration: plans, targets, `[[did]]` and `[[did_range]]`.
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
         let targets = Arc::new(TargetSets::from_config(&config.targets)?);
+        let mut table = DidTableBuilder::with_capacity(config.dids.len());
+        insert_config_dids(config, &targets, &mut table)?;
+        let up = Arc::new(UpFlags::all_up(targets.uris().len()));
+        Self::assemble(config, targets, up, Arc::new(ArcSwap::from_pointee(table.build())))
+    }
+
+    /// The router of a changed configuration (trunks, targets, number blocks), built aside.
+    /// Target sets keep their ids by name ([`TargetSets::rebuilt`]), so the exact-DID table is
+    /// not rebuilt but shared: DID changes applied through either router reach both, and
+    /// `config.dids` is not read. URIs that stay keep their up/down state.
+    pub fn rebuild(&self, config: &Config) -> Result<Self, BuildError> {
+        let targets = Arc::new(self.targets.rebuilt(&config.targets)?);
+        let up = UpFlags::all_up(targets.uris().len());
+        for (i, uri) in targets.uris().iter().enumerate() {
+            if let (Some(old), Ok(i)) = (self.targets.uri_id(uri), u32::try_from(i)) {
+                up.set(UriId(i), self.up.is_up(old));
+            }
+        }
+        Self::assemble(config, targets, Arc::new(up), Arc::clone(&self.table))
+    }
+
+    fn assemble(
+        config: &Config,
+        targets: Arc<TargetSets>,
+        up: Arc<UpFlags>,
+        table: Arc<ArcSwap<DidTable>>,
+    ) -> Result<Self, BuildError> {
         let set = |field: String, name: &str| {
             targets.id(name).ok_or_else(|| BuildError::UnknownTarget(field, name.to_owned()))
         };
@@ -165,16 +196,12 @@ impl Router {
             };
             trunks.push(TrunkPlan { name: t.name.as_str().into(), plan, emergency });
         }
-        let mut table = DidTableBuilder::with_capacity(config.dids.len());
-        insert_config_dids(config, &targets, &mut table)?;
-        let table = table.build();
         let blocks = build_blocks(config, &targets)?;
-        let up = Arc::new(UpFlags::all_up(targets.uris().len()));
         Ok(Self {
             trunks: trunks.into(),
             targets,
             up,
-            table: Arc::new(ArcSwap::from_pointee(table)),
+            table,
             blocks: Arc::new(ArcSwap::from_pointee(blocks)),
         })
     }
@@ -543,6 +570,34 @@ target = "psap"
         }
         assert_eq!(health.stats().went_down, 2);
         assert_eq!(uris(&r), ["sip:10.0.2.10"], "every pbx1 URI down: the overflow target");
+    }
+
+    #[test]
+    fn a_rebuilt_router_shares_the_did_table_and_keeps_set_ids_and_health() {
+        let r = router();
+        let pbx1_uri = r.targets().uri_id("sip:10.0.0.10:5060").unwrap();
+        r.up_flags().set(pbx1_uri, false);
+        // A target that sorts first is added, "queue" goes, pbx1 loses a URI.
+        let text = CONFIG
+            .replace(
+                "name = \"queue\"\nuris = [\"sip:10.0.1.10\"]",
+                "name = \"aaa\"\nuris = [\"sip:10.0.3.3\"]",
+            )
+            .replace("target = \"queue\"", "target = \"aaa\"")
+            .replace("\"sip:10.0.0.10:5060\", \"sip:10.0.0.11:5060\"", "\"sip:10.0.0.10:5060\"");
+        let next = r.rebuild(&Config::from_toml(&text).unwrap()).unwrap();
+        assert_eq!(next.targets().id("pbx1"), r.targets().id("pbx1"), "ids kept by name");
+        assert_eq!(next.targets().id("aaa"), r.targets().id("queue"), "the hole is reused");
+        let next_pbx1 = next.targets().uri_id("sip:10.0.0.10:5060").unwrap();
+        assert!(!next.up_flags().is_up(next_pbx1), "health carried over by URI");
+        // One table for both: a DID written through the new router routes through the old.
+        let n = E164::parse_plus("+15557770000").unwrap();
+        let pbx1 = next.targets().id("pbx1").unwrap();
+        next.table().upsert(n, pbx1, None, &DidMeta::default()).unwrap();
+        assert_eq!(target_of(&r, r.lookup(n)), Some("pbx1"));
+        assert_eq!(target_of(&next, next.lookup(n)), Some("pbx1"));
+        let us = next.trunk("us").unwrap();
+        assert_eq!(target_of(&next, next.route(us, b"5551240100", None)), Some("pbx1"), "blocks rebuilt");
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //!
 //! URIs are deduplicated across sets: a URI named by two targets is one [`UriId`], probed once
 //! and up or down for both.
+//!
+//! A set's id is stable across policy changes ([`TargetSets::rebuilt`]): a target keeps its id
+//! for as long as its name exists, so the DID table, which stores set ids, stays valid through a
+//! change of targets and is shared by every generation. A removed target leaves a hole that the
+//! next new target fills (the store refuses to delete a target any DID or block still names).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,28 +93,62 @@ impl UpFlags {
 /// Every target set and the distinct URIs they name.
 #[derive(Debug)]
 pub struct TargetSets {
-    sets: Vec<Set>,
+    /// Indexed by [`SetId`]; `None`: the hole a removed target left.
+    sets: Vec<Option<Set>>,
     by_name: HashMap<Box<str>, SetId, RandomState>,
     uris: Vec<Box<str>>,
+    uri_ids: HashMap<Box<str>, UriId, RandomState>,
+}
+
+/// Set ids for `targets`: a name `previous` knows keeps its id; a new name takes the lowest free
+/// one (a hole, or the next after the end).
+fn assign_ids(previous: Option<&TargetSets>, targets: &[Target]) -> Result<Vec<SetId>, TargetError> {
+    let kept: Vec<Option<SetId>> = targets.iter().map(|t| previous.and_then(|p| p.id(&t.name))).collect();
+    let mut taken = vec![false; previous.map_or(0, |p| p.sets.len()) + targets.len()];
+    for id in kept.iter().flatten() {
+        taken[id.0 as usize] = true;
+    }
+    let mut free = (0..taken.len()).filter(|&i| !taken[i]);
+    let ids: Vec<SetId> = kept
+        .into_iter()
+        .map(|id| id.or_else(|| free.next().map(|i| SetId(i as u32))))
+        .collect::<Option<_>>()
+        .ok_or(TargetError::TooMany)?;
+    if ids.iter().any(|id| id.0 as usize >= MAX_TARGET_SETS) {
+        return Err(TargetError::TooMany);
+    }
+    Ok(ids)
 }
 
 impl TargetSets {
     /// Builds the sets of a validated configuration.
     pub fn from_config(targets: &[Target]) -> Result<Self, TargetError> {
+        Self::build(None, targets)
+    }
+
+    /// The sets of a changed configuration, each target keeping its id by name (see the module
+    /// documentation).
+    pub fn rebuilt(&self, targets: &[Target]) -> Result<Self, TargetError> {
+        Self::build(Some(self), targets)
+    }
+
+    fn build(previous: Option<&TargetSets>, targets: &[Target]) -> Result<Self, TargetError> {
         if targets.len() > MAX_TARGET_SETS {
             return Err(TargetError::TooMany);
         }
+        let set_ids = assign_ids(previous, targets)?;
         let by_name: HashMap<Box<str>, SetId, RandomState> =
-            targets.iter().enumerate().map(|(i, t)| (t.name.as_str().into(), SetId(i as u32))).collect();
+            targets.iter().zip(&set_ids).map(|(t, id)| (t.name.as_str().into(), *id)).collect();
         let mut uris: Vec<Box<str>> = Vec::new();
-        let mut uri_ids: HashMap<String, UriId> = HashMap::new();
-        let mut sets = Vec::with_capacity(targets.len());
-        for t in targets {
+        let mut uri_ids: HashMap<Box<str>, UriId, RandomState> = HashMap::default();
+        let len = set_ids.iter().map(|id| id.0 as usize + 1).max().unwrap_or(0);
+        let mut sets: Vec<Option<Set>> = (0..len).map(|_| None).collect();
+        for (t, set_id) in targets.iter().zip(&set_ids) {
             let ids: Box<[UriId]> = t
                 .uris
                 .iter()
                 .map(|u| {
-                    *uri_ids.entry(u.clone()).or_insert_with(|| {
+                    *uri_ids.entry(u.as_str().into()).or_insert_with(|| {
                         uris.push(u.as_str().into());
                         UriId(uris.len() as u32 - 1)
                     })
@@ -136,9 +175,15 @@ impl TargetSets {
                     by_name.get(o.as_str()).copied()
                 }
             };
-            sets.push(Set { name: t.name.as_str().into(), uris: ids, cumulative, overflow });
+            if let Some(slot) = sets.get_mut(set_id.0 as usize) {
+                *slot = Some(Set { name: t.name.as_str().into(), uris: ids, cumulative, overflow });
+            }
         }
-        Ok(Self { sets, by_name, uris })
+        Ok(Self { sets, by_name, uris, uri_ids })
+    }
+
+    fn set(&self, set: SetId) -> Option<&Set> {
+        self.sets.get(set.0 as usize).and_then(Option::as_ref)
     }
 
     /// The set named `name`.
@@ -146,19 +191,24 @@ impl TargetSets {
         self.by_name.get(name).copied()
     }
 
-    /// The name of a set.
+    /// The name of a set (`None`: no such set, or the hole of a removed one).
     pub fn name(&self, set: SetId) -> Option<&str> {
-        self.sets.get(set.0 as usize).map(|s| &*s.name)
+        self.set(set).map(|s| &*s.name)
     }
 
     /// The URIs of a set, in configured order.
     pub fn set_uris(&self, set: SetId) -> &[UriId] {
-        self.sets.get(set.0 as usize).map_or(&[], |s| &s.uris)
+        self.set(set).map_or(&[], |s| &s.uris)
     }
 
     /// The overflow set of a set.
     pub fn overflow(&self, set: SetId) -> Option<SetId> {
-        self.sets.get(set.0 as usize).and_then(|s| s.overflow)
+        self.set(set).and_then(|s| s.overflow)
+    }
+
+    /// The id of a URI by its text.
+    pub fn uri_id(&self, uri: &str) -> Option<UriId> {
+        self.uri_ids.get(uri).copied()
     }
 
     /// Every distinct URI, indexed by [`UriId::index`].
@@ -171,7 +221,7 @@ impl TargetSets {
         self.uris.get(id.index()).map(|u| &**u)
     }
 
-    /// Number of sets.
+    /// Number of set ids (holes included): every [`SetId`] is below it.
     pub fn len(&self) -> usize {
         self.sets.len()
     }
@@ -186,9 +236,9 @@ impl TargetSets {
     /// serial set the up URIs in order. When none is up, the overflow set's URIs. Empty: 503.
     /// `seed` should be a hash of something per call (the Call-ID) so retransmissions agree.
     pub fn candidates<'a>(&'a self, set: SetId, seed: u64, up: &'a UpFlags) -> Candidates<'a> {
-        let chosen = match self.sets.get(set.0 as usize) {
+        let chosen = match self.set(set) {
             Some(s) if s.uris.iter().any(|&u| up.is_up(u)) => Some(s),
-            Some(s) => s.overflow.and_then(|o| self.sets.get(o.0 as usize)),
+            Some(s) => s.overflow.and_then(|o| self.set(o)),
             None => None,
         };
         let (uris, first) = match chosen {
@@ -302,6 +352,42 @@ uris = ["sip:10.0.9.9"]
         assert_eq!(names(&t, t.candidates(serial, 7, &up)), ["10.0.9.9"]);
         up.set(t.set_uris(t.id("spill").unwrap())[0], false);
         assert!(t.candidates(serial, 7, &up).next().is_none(), "all down, overflow down: 503");
+    }
+
+    #[test]
+    fn ids_stay_with_their_names_across_rebuilds_and_holes_are_reused() {
+        let t = sets();
+        let (serial, shared, spill) =
+            (t.id("serial").unwrap(), t.id("shared").unwrap(), t.id("spill").unwrap());
+        // "shared" goes, "aaa" (first by name) comes, "serial" changes its URIs.
+        let text = r#"
+[[target]]
+name = "aaa"
+uris = ["sip:10.0.5.5"]
+[[target]]
+name = "serial"
+uris = ["sip:10.0.0.9"]
+overflow = "spill"
+[[target]]
+name = "spill"
+uris = ["sip:10.0.9.9"]
+"#;
+        let t2 = t.rebuilt(&Config::from_toml(text).unwrap().targets).unwrap();
+        assert_eq!((t2.id("serial"), t2.id("spill")), (Some(serial), Some(spill)));
+        assert_eq!(t2.id("aaa"), Some(shared), "the new target fills the hole");
+        assert_eq!(t2.id("shared"), None);
+        assert_eq!(names(&t2, t2.candidates(serial, 0, &UpFlags::all_up(t2.uris().len()))), ["10.0.0.9"]);
+        assert_eq!(t2.overflow(serial), Some(spill));
+        assert_eq!(t2.uri_id("sip:10.0.9.9").map(|u| t2.uri(u)), Some(Some("sip:10.0.9.9")));
+        // Removing a middle target leaves a hole: no name, no URIs, no candidates.
+        let t3 = t2.rebuilt(
+            &Config::from_toml(&text.replace("name = \"aaa\"", "name = \"serial2\"")).unwrap().targets,
+        );
+        let t3 = t3.unwrap();
+        let t4 = t3.rebuilt(&Config::from_toml(text).unwrap().targets[1..]).unwrap();
+        let hole = t3.id("serial2").unwrap();
+        assert_eq!((t4.name(hole), t4.set_uris(hole).len(), t4.len()), (None, 0, 3));
+        assert!(t4.candidates(hole, 0, &UpFlags::all_up(t4.uris().len())).next().is_none());
     }
 
     #[test]

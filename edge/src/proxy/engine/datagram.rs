@@ -14,8 +14,9 @@ impl Engine {
         sink: &mut dyn Sink,
     ) {
         self.refresh_local(w, listen, sink);
-        let trunk = self.guard.source(src.ip()).ok();
-        let from_target = self.target_ips.contains(&src.ip());
+        let plan = self.plan.load();
+        let trunk = plan.guard.source(src.ip()).ok();
+        let from_target = plan.target_ips.contains(&src.ip());
         let WorkerState { index_in, index_stored, index_other, locals, tags, .. } = w;
         let msg = match sip::parse(payload, &mut index_in[..]) {
             Ok(m) => m,
@@ -31,6 +32,7 @@ impl Engine {
         let Some(Some(local)) = locals.get(listen) else { return };
         let mut ctx = Ctx {
             now,
+            plan: &plan,
             src,
             listen,
             local,
@@ -45,7 +47,7 @@ impl Engine {
             return;
         }
         inc(&self.counters.requests);
-        if trunk.is_none() && !from_target {
+        if trunk.is_none() && !from_target && !self.party_to_a_call(&msg, src) {
             // Not allow-listed: no answer at all (the guard counted it).
             return;
         }
@@ -55,6 +57,38 @@ impl Engine {
             return;
         }
         self.on_request(&msg, trunk, &mut ctx);
+    }
+
+    /// A source outside the current trunks and targets is still heard for a call it takes part
+    /// in (admitted before a policy change removed its trunk or target): a CANCEL or ACK of a
+    /// transaction it opened, or a request within a dialog it is a side of (ACK of a 2xx, BYE,
+    /// re-INVITE, their retransmissions). Requests that start something new — what a flood
+    /// sends — are dropped before any lookup.
+    fn party_to_a_call(&self, msg: &SipMessage<'_>, src: SocketAddr) -> bool {
+        let Some(method) = msg.method() else { return false };
+        let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return false };
+        let to_tag = to.tag();
+        if to_tag.is_none() && !matches!(method, Method::Cancel | Method::Ack) {
+            return false;
+        }
+        if let (Some(tag_a), Some(tag_b)) = (from.tag(), to_tag)
+            && self
+                .dialogs
+                .parties(&DialogId { call_id, tag_a, tag_b })
+                .is_some_and(|p| p.caller.ip() == src.ip() || p.callee.ip() == src.ip())
+        {
+            return true;
+        }
+        let Ok(via) = msg.top_via() else { return false };
+        let Some(branch) = via.branch() else { return false };
+        let via_host = via.raw.get(..via.raw.len().min(128)).unwrap_or_default();
+        let kind = match method {
+            Method::Invite | Method::Ack | Method::Cancel => KEY_INVITE,
+            _ => KEY_OTHER,
+        };
+        let (shard, key) = self.server_key(branch, via_host, via.port.unwrap_or(5060), kind);
+        let mut s = lock(&self.shards[shard]);
+        s.table.find(&key).and_then(|h| s.table.get_mut(h)).is_some_and(|tx| tx.upstream.ip() == src.ip())
     }
 
     pub(super) fn refresh_local(&self, w: &mut WorkerState, listen: usize, sink: &mut dyn Sink) {

@@ -7,15 +7,20 @@
 //! updates one transaction. Our Via branch names the shard, slot and generation of the entry,
 //! so a response finds its transaction without a second index. Each worker runs the timers of
 //! the shards it owns (`shard % workers == worker`).
+//!
+//! Admission and routing state is one immutable generation (a `Plan`, see `plan.rs`), swapped
+//! whole by a policy change ([`Engine::install`]).
 
 mod datagram;
 mod health;
+mod plan;
 mod requests;
 mod responses;
 mod text;
 mod timers;
 mod tx;
 
+use plan::Plan;
 use text::*;
 use tx::*;
 
@@ -25,6 +30,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use super::branch::{Branch, OUR_BRANCH_PREFIX};
 use super::client_tx::{
@@ -37,7 +44,7 @@ use super::server_tx::{
 };
 use super::table::{Handle, Key, Table};
 use super::timers::TimerConfig;
-use crate::guard::{Guard, Refusal, TrunkIdx};
+use crate::guard::{CallHold, Guard, Refusal, TrunkIdx};
 use crate::route::{RouteDecision, Router, SetId, TrunkId};
 use crate::sip::{
     self, ForwardOptions, HeaderIndexEntry, Host, MAX_HEADERS, Method, RecordRouteSpec, SipMessage, Uri,
@@ -231,14 +238,10 @@ const KEY_OTHER: u8 = 2;
 /// The shared engine.
 #[derive(Debug)]
 pub struct Engine {
-    guard: Arc<Guard>,
-    router: Arc<Router>,
+    /// The current generation of admission and routing state.
+    plan: ArcSwap<Plan>,
     dialogs: Dialogs,
     shards: Box<[Mutex<Shard>]>,
-    /// Socket address of each target URI (by `UriId` index); `None` when not an IP literal.
-    uri_addrs: Box<[Option<SocketAddr>]>,
-    /// Addresses of every target: in-dialog requests from them are accepted.
-    target_ips: HashSet<IpAddr>,
     config: EngineConfig,
     hasher: [std::hash::RandomState; 2],
     salt: u64,
@@ -268,27 +271,17 @@ fn uri_socket_addr(uri: &Uri<'_>) -> Option<SocketAddr> {
 impl Engine {
     /// An engine over admission and routing state.
     pub fn new(guard: Arc<Guard>, router: Arc<Router>, config: EngineConfig) -> Self {
-        let uri_addrs: Box<[Option<SocketAddr>]> = router
-            .targets()
-            .uris()
-            .iter()
-            .map(|u| Uri::parse(u.as_bytes()).ok().as_ref().and_then(uri_socket_addr))
-            .collect();
-        let target_ips = uri_addrs.iter().flatten().map(SocketAddr::ip).collect();
         let per_shard = config.max_transactions.div_ceil(TX_SHARDS as u32).max(1);
         let hasher = [std::hash::RandomState::new(), std::hash::RandomState::new()];
         let salt = hasher[0].hash_one(0xA5u8) & 0xffff_ffff;
         Self {
-            guard,
-            router,
+            plan: ArcSwap::from_pointee(Plan::new(guard, router)),
             dialogs: Dialogs::new(config.max_dialogs, config.max_call_duration),
             shards: (0..TX_SHARDS)
                 .map(|idx| {
                     Mutex::new(Shard { idx, table: Table::with_capacity(per_shard), pool: Vec::new() })
                 })
                 .collect(),
-            uri_addrs,
-            target_ips,
             config,
             hasher,
             salt,
@@ -303,14 +296,14 @@ impl Engine {
         &self.counters
     }
 
-    /// Admission state.
-    pub fn guard(&self) -> &Arc<Guard> {
-        &self.guard
+    /// Admission state of the current generation.
+    pub fn guard(&self) -> Arc<Guard> {
+        Arc::clone(&self.plan.load().guard)
     }
 
-    /// Routing state.
-    pub fn router(&self) -> &Arc<Router> {
-        &self.router
+    /// Routing state of the current generation.
+    pub fn router(&self) -> Arc<Router> {
+        Arc::clone(&self.plan.load().router)
     }
 
     /// Active dialogs.
@@ -321,11 +314,6 @@ impl Engine {
     /// Live transactions.
     pub fn transactions(&self) -> usize {
         self.shards.iter().map(|s| lock(s).table.len()).sum()
-    }
-
-    /// Socket address of a target URI.
-    fn target_addr(&self, uri: crate::route::UriId) -> Option<SocketAddr> {
-        self.uri_addrs.get(uri.index()).copied().flatten()
     }
 
     fn server_key(&self, branch: &[u8], via_host: &[u8], via_port: u16, kind: u8) -> (usize, Key) {
@@ -353,6 +341,8 @@ struct Hop {
 /// What one event's handling needs besides the engine.
 struct Ctx<'a, 's> {
     now: Instant,
+    /// The current generation: new calls are admitted and routed by it.
+    plan: &'a Arc<Plan>,
     src: SocketAddr,
     listen: usize,
     local: &'a Local,

@@ -122,72 +122,67 @@ impl Engine {
             Some(Uri::Tel(t)) => (t.number, t.params.get("phone-context").flatten()),
             _ => return self.reply(msg, 416, "Unsupported URI Scheme", &[], ctx),
         };
-        if is_invite {
-            match self.guard.admit_call(trunk) {
-                Ok(()) => {}
-                Err(Refusal::Cps { retry_after_secs }) => {
-                    let mut ra = [0u8; 32];
-                    let header = retry_after(&mut ra, retry_after_secs);
-                    return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
-                }
-                Err(Refusal::Concurrency { code }) => {
-                    let reason = if code == 486 { "Busy Here" } else { "Service Unavailable" };
-                    return self.reply(msg, code, reason, &[], ctx);
-                }
-                Err(Refusal::UnknownSource) => return,
+        let plan: &Arc<Plan> = ctx.plan;
+        let hold = if is_invite {
+            match plan.guard.admit_call(trunk) {
+                Ok(hold) => Some(hold),
+                Err(refusal) => return self.refuse(msg, refusal, ctx),
             }
-        }
-        let release = |engine: &Self| {
-            if is_invite {
-                engine.guard.call_ended(trunk);
-            }
+        } else {
+            None
         };
-        let (set, did, did_limit) = match self.router.route(TrunkId(trunk), user, phone_context) {
+        // From here on, every early return drops `hold`: the call's slots go back.
+        let (set, did, did_limit) = match plan.router.route(TrunkId(trunk), user, phone_context) {
             RouteDecision::Did { number, route, .. } => (route.set(), number.key(), route.max_calls()),
             RouteDecision::Emergency { target } => (target, 0, None),
             RouteDecision::Refuse(r) => {
-                release(self);
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
         // Every call to a DID is counted on it (an emergency call has no DID: key 0).
-        let counted_did = (is_invite && did != 0).then_some(did);
-        if let Some(did) = counted_did
-            && let Err(Refusal::Concurrency { code }) =
-                self.guard.admit_did_call(trunk, did, did_limit.unwrap_or(u32::MAX))
-        {
-            let reason = if code == 486 { "Busy Here" } else { "Service Unavailable" };
-            return self.reply(msg, code, reason, &[], ctx);
-        }
-        let release = |engine: &Self| {
-            if is_invite {
-                engine.guard.call_ended(trunk);
+        let hold = match hold {
+            Some(hold) if did != 0 => {
+                match plan.guard.admit_did_call(hold, did, did_limit.unwrap_or(u32::MAX)) {
+                    Ok(hold) => Some(hold),
+                    Err(refusal) => return self.refuse(msg, refusal, ctx),
+                }
             }
-            if let Some(did) = counted_did {
-                engine.guard.did_call_ended(did);
-            }
+            other => other,
         };
         let seed = self.hasher[1].hash_one(msg.call_id().unwrap_or_default());
-        let route = CallRoute { set, seed };
-        let Some(first) = self.router.candidates(set, seed).find_map(|u| self.target_addr(u).map(|a| (u, a)))
+        let Some(first) = plan.router.candidates(set, seed).find_map(|u| plan.target_addr(u).map(|a| (u, a)))
         else {
-            release(self);
             let mut ra = [0u8; 32];
             let header = retry_after(&mut ra, ALL_DOWN_RETRY_AFTER_SECS);
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
         };
-        let hold = is_invite.then_some(Hold { trunk, did, counted_did });
+        let route = CallRoute { plan: Arc::clone(plan), set, seed, did };
         let Some((mut s, h)) = self.open_tx(shard, key, msg, first.1, Some(route), hold, ctx) else {
-            release(self);
             return;
         };
         if let Some(tx) = s.table.get_mut(h) {
             tx.tried[0] = Some(first.0);
         }
-        let target_uri = self.router.targets().uri(first.0).unwrap_or_default();
+        let target_uri = plan.router.targets().uri(first.0).unwrap_or_default();
         let mut ruri = [0u8; MAX_REQUEST_URI_BYTES];
         let new_ruri = rewrite_request_uri(&mut ruri, user, target_uri);
         self.start_branch(&mut s, shard, h, msg, new_ruri, first.1, false, ctx);
+    }
+
+    /// Answers an admission refusal (an unknown source gets nothing).
+    fn refuse(&self, msg: &SipMessage<'_>, refusal: Refusal, ctx: &mut Ctx<'_, '_>) {
+        match refusal {
+            Refusal::Cps { retry_after_secs } => {
+                let mut ra = [0u8; 32];
+                let header = retry_after(&mut ra, retry_after_secs);
+                self.reply(msg, 503, "Service Unavailable", &[header], ctx);
+            }
+            Refusal::Concurrency { code } => {
+                let reason = if code == 486 { "Busy Here" } else { "Service Unavailable" };
+                self.reply(msg, code, reason, &[], ctx);
+            }
+            Refusal::UnknownSource => {}
+        }
     }
 
     /// Opens the server transaction for a request about to be forwarded to `downstream`, and
@@ -201,7 +196,7 @@ impl Engine {
         msg: &SipMessage<'_>,
         downstream: SocketAddr,
         route: Option<CallRoute>,
-        hold: Option<Hold>,
+        hold: Option<CallHold>,
         ctx: &mut Ctx<'_, '_>,
     ) -> Option<(MutexGuard<'_, Shard>, Handle)> {
         let invite = msg.method() == Some(Method::Invite);
@@ -420,18 +415,19 @@ impl Engine {
             Uri::Sip(u) => u.user.unwrap_or_default(),
             _ => &[],
         };
-        if let Some(d) = self.dialogs.get(&DialogId { call_id, tag_a: from_tag, tag_b: to_tag }) {
+        if let Some(d) = self.dialogs.parties(&DialogId { call_id, tag_a: from_tag, tag_b: to_tag }) {
             let dest = if ctx.src == d.callee { d.caller } else { d.callee };
             let mut buf = [0u8; MAX_REQUEST_URI_BYTES];
             let len = write_sip_uri(&mut buf, user, dest)?;
             return Some(Hop { dest, request_uri: Some((buf, len)), pop_route });
         }
         let trunk = trunk?;
-        let RouteDecision::Did { route, .. } = self.router.route(TrunkId(trunk), user, None) else {
+        let plan = ctx.plan;
+        let RouteDecision::Did { route, .. } = plan.router.route(TrunkId(trunk), user, None) else {
             return None;
         };
-        let uri = self.router.candidates(route.set(), 0).next()?;
-        let dest = self.target_addr(uri)?;
+        let uri = plan.router.candidates(route.set(), 0).next()?;
+        let dest = plan.target_addr(uri)?;
         let mut buf = [0u8; MAX_REQUEST_URI_BYTES];
         let len = write_sip_uri(&mut buf, user, dest)?;
         Some(Hop { dest, request_uri: Some((buf, len)), pop_route })

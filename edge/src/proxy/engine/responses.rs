@@ -59,12 +59,15 @@ impl Engine {
             }
             ClientAction::PassUpAndAck => {
                 send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]);
-                let uri = tx.tried.iter().rev().find_map(|t| *t);
+                // The target that said 503, in the generation that routed the call.
+                let busy = (code == 503)
+                    .then(|| {
+                        Some((Arc::clone(&tx.route.as_ref()?.plan), tx.tried.iter().rev().find_map(|t| *t)?))
+                    })
+                    .flatten();
                 self.on_branch_end(&mut s, h, BranchEnd::Final(code), Some(msg), ctx);
-                if code == 503
-                    && let Some(uri) = uri
-                {
-                    self.on_target_503(uri, msg, ctx.now);
+                if let Some((plan, uri)) = busy {
+                    self.on_target_503(&plan, uri, msg, ctx.now);
                 }
             }
             ClientAction::ResendAck => send_ack(tx, msg, ctx.sink, &mut ctx.stored[..]),
@@ -90,21 +93,18 @@ impl Engine {
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
         let Some(hold) = tx.hold.take() else { return };
         let dialog = Dialog {
-            trunk: hold.trunk,
-            did: hold.did,
+            hold,
+            did: tx.route.as_ref().map_or(0, |r| r.did),
             started: ctx.now,
             caller: tx.upstream,
             callee: tx.downstream,
             listen: tx.listen,
-            counted_did: hold.counted_did,
         };
+        // Unless new, the dialog was dropped, and its hold with it.
         match self.dialogs.confirm(ctx.now, &DialogId { call_id, tag_a, tag_b }, dialog) {
             Confirm::New => inc(&self.counters.calls_answered),
-            Confirm::Known => self.end_call(hold.trunk, hold.counted_did),
-            Confirm::Full => {
-                tracing::warn!("dialog table full: the call is not tracked");
-                self.end_call(hold.trunk, hold.counted_did);
-            }
+            Confirm::Known => {}
+            Confirm::Full => tracing::warn!("dialog table full: the call is not tracked"),
         }
     }
 
@@ -115,8 +115,8 @@ impl Engine {
         }
         let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
-        if let Some(d) = self.dialogs.end(&DialogId { call_id, tag_a, tag_b }) {
-            self.end_call(d.trunk, d.counted_did);
+        // The ended dialog is dropped here: its slots go back.
+        if self.dialogs.end(&DialogId { call_id, tag_a, tag_b }).is_some() {
             inc(&self.counters.calls_ended);
         }
     }
@@ -153,12 +153,14 @@ impl Engine {
         ctx: &mut Ctx<'_, '_>,
     ) {
         let Some(tx) = s.table.get_mut(h) else { return };
-        let next = match (tx.route, tx.cancelled) {
-            (Some(route), false) if tx.tried.iter().any(Option::is_none) => self
+        // Failover stays within the generation that admitted the call.
+        let next = match (&tx.route, tx.cancelled) {
+            (Some(route), false) if tx.tried.iter().any(Option::is_none) => route
+                .plan
                 .router
                 .candidates(route.set, route.seed)
                 .filter(|u| !tx.tried.contains(&Some(*u)))
-                .find_map(|u| self.target_addr(u).map(|a| (u, a))),
+                .find_map(|u| route.plan.target_addr(u).map(|a| (u, a))),
             _ => None,
         };
         let decision = if tx.cancelled || tx.route.is_none() {
@@ -191,7 +193,8 @@ impl Engine {
                     *free = Some(uri);
                 }
                 let original = std::mem::take(&mut tx.original);
-                let target_uri = self.router.targets().uri(uri).unwrap_or_default();
+                let plan = tx.route.as_ref().map(|r| Arc::clone(&r.plan));
+                let target_uri = plan.as_ref().and_then(|p| p.router.targets().uri(uri)).unwrap_or_default();
                 let scratch = std::mem::take(&mut ctx.other);
                 if let Ok(orig) = sip::parse(&original, &mut *scratch) {
                     let user = match orig.request_uri() {
@@ -226,19 +229,9 @@ impl Engine {
         }
     }
 
-    /// A new call that will not be answered: give its trunk slot back.
+    /// A new call that will not be answered: its slots go back (the hold is dropped).
     pub(super) fn call_failed(&self, tx: &mut Tx) {
-        if let Some(hold) = tx.hold.take() {
-            self.end_call(hold.trunk, hold.counted_did);
-        }
-    }
-
-    /// A call's slots go back: its trunk's and its DID's.
-    pub(super) fn end_call(&self, trunk: TrunkIdx, counted_did: Option<u64>) {
-        self.guard.call_ended(trunk);
-        if let Some(did) = counted_did {
-            self.guard.did_call_ended(did);
-        }
+        tx.hold = None;
     }
 
     /// Answers the server transaction with our own final response built from the request.
@@ -292,8 +285,8 @@ impl Engine {
     }
 
     pub(super) fn remove(&self, s: &mut Shard, h: Handle) {
-        if let Some((_, mut tx)) = s.table.remove(h) {
-            self.call_failed(&mut tx);
+        // Dropping the transaction drops its hold, if the call never became a dialog.
+        if let Some((_, tx)) = s.table.remove(h) {
             for b in [tx.original, tx.forwarded, tx.best, tx.last_response] {
                 s.recycle(b);
             }

@@ -15,6 +15,7 @@ impl Engine {
             self.refresh_local(w, listen, sink);
         }
         let workers = self.config.workers.max(1);
+        let plan = self.plan.load_full();
         let WorkerState { idx, index_stored, index_other, locals, tags, .. } = w;
         for shard in (*idx..TX_SHARDS).step_by(workers) {
             let mut s = lock(&self.shards[shard]);
@@ -27,6 +28,7 @@ impl Engine {
                 };
                 let mut ctx = Ctx {
                     now,
+                    plan: &plan,
                     src: tx.upstream,
                     listen,
                     local,
@@ -49,10 +51,8 @@ impl Engine {
         if w.idx == 0 {
             self.run_health(now, w, sink);
             self.resume_paused(now);
-            self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |d| {
-                self.end_call(d.trunk, d.counted_did);
-                inc(&self.counters.calls_ended);
-            });
+            // Each expired dialog is dropped, and its slots go back.
+            self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |_| inc(&self.counters.calls_ended));
         }
     }
 

@@ -23,8 +23,9 @@ pub(super) struct Tx {
     pub(super) ctx: ResponseContext,
     pub(super) best: Vec<u8>,
     pub(super) route: Option<CallRoute>,
-    /// A new call holding a concurrency slot on a trunk until answered or failed.
-    pub(super) hold: Option<Hold>,
+    /// A new call's slots on its trunk and DID, held until answered (then the dialog holds
+    /// them) or failed.
+    pub(super) hold: Option<CallHold>,
     pub(super) cancelled: bool,
     pub(super) cancel_pending: bool,
     pub(super) answered: bool,
@@ -32,17 +33,14 @@ pub(super) struct Tx {
     pub(super) tried: [Option<crate::route::UriId>; MAX_ATTEMPTS],
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Where a new call goes: a target set of the generation that admitted it (failover stays in
+/// that generation whatever changes meanwhile).
+#[derive(Debug)]
 pub(super) struct CallRoute {
+    pub(super) plan: Arc<Plan>,
     pub(super) set: SetId,
     pub(super) seed: u64,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Hold {
-    /// The called DID's E.164 key: the call is counted on it (and held to its limit, if any).
-    pub(super) counted_did: Option<u64>,
-    pub(super) trunk: TrunkIdx,
+    /// The called DID's E.164 key (0: an emergency call).
     pub(super) did: u64,
 }
 
