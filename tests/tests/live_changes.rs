@@ -6,15 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use tests::probe::{probe, until_status};
+use tests::probe::{answers, probe, until_answers, until_status};
 use tests::sipp::{Edge, Scenario, free_udp_port, have_sipp, uac, uas};
 
 /// Longest wait for a change to show, before the test fails.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
 /// A generous bound on the measured delay of a trunk or target change (the goal is one second).
 const CHANGE_LATENCY_BOUND: Duration = Duration::from_secs(5);
-/// How long a probe waits for each answer (on loopback they take well under a millisecond).
-const PROBE_WAIT: Duration = Duration::from_millis(100);
 
 fn config(pbx: u16) -> String {
     format!(
@@ -92,51 +90,6 @@ fn a_did_added_through_the_api_routes_at_once_and_a_deleted_one_gets_404() {
     assert!(admitted >= 2.0, "admitted calls in /metrics: {admitted}");
 }
 
-/// The statuses (at most two: 100 Trying, then the next) answering an INVITE for `number` sent
-/// from `ip`.
-fn answers_from(ip: &str, edge: SocketAddr, number: &str, n: u32) -> Vec<u16> {
-    let Ok(s) = UdpSocket::bind((ip, 0)) else { return Vec::new() };
-    let Ok(me) = s.local_addr() else { return Vec::new() };
-    if s.set_read_timeout(Some(PROBE_WAIT)).is_err() {
-        return Vec::new();
-    }
-    let msg = format!(
-        "INVITE sip:{number}@{edge} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKadm{n}x{port}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=a{n}\r\nTo: <sip:{number}@{edge}>\r\n\
-         Call-ID: adm-{n}-{port}\r\nCSeq: 1 INVITE\r\nContact: <sip:probe@{me}>\r\nContent-Length: 0\r\n\r\n",
-        port = me.port()
-    );
-    if s.send_to(msg.as_bytes(), edge).is_err() {
-        return Vec::new();
-    }
-    let mut buf = [0u8; 4096];
-    let mut statuses = Vec::new();
-    while statuses.len() < 2 {
-        let Ok((len, _)) = s.recv_from(&mut buf) else { break };
-        let status: Option<u16> =
-            std::str::from_utf8(&buf[..len]).ok().and_then(|m| m.get(8..11)?.parse().ok());
-        statuses.extend(status);
-    }
-    statuses
-}
-
-/// Probes until `done(answers)`; returns the time it took.
-fn until_answers(
-    what: &str,
-    mut probe: impl FnMut(u32) -> Vec<u16>,
-    done: impl Fn(&[u16]) -> bool,
-) -> Duration {
-    let start = Instant::now();
-    let mut n = 0;
-    while start.elapsed() < CHANGE_DEADLINE {
-        n += 1;
-        if done(&probe(n)) {
-            return start.elapsed();
-        }
-    }
-    panic!("{what}: not visible within {CHANGE_DEADLINE:?}");
-}
-
 #[test]
 fn a_trunk_source_and_a_target_uri_changed_through_the_api_take_the_next_call() {
     if !have_sipp("a_trunk_source_and_a_target_uri_changed_through_the_api_take_the_next_call") {
@@ -148,14 +101,15 @@ fn a_trunk_source_and_a_target_uri_changed_through_the_api_take_the_next_call() 
     let number = "+15551230000";
     let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), number, 2, 10, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, 2, 0), "before the changes: {r:?}");
-    assert!(answers_from("127.0.0.2", edge.addr, number, 0).is_empty(), "127.0.0.2 is in no trunk yet");
+    assert!(answers("127.0.0.2", edge.addr, number, 0, 2).is_empty(), "127.0.0.2 is in no trunk yet");
 
     // A second source for the trunk: the next call from it is admitted.
     let trunk = r#"{"sources": ["127.0.0.1/32", "127.0.0.2/32"], "cps": 100, "max_calls": 100}"#;
     assert_eq!(edge.api("PUT", "/v1/trunks/carrier", Some(trunk)).0, 200);
     let admitted = until_answers(
         "a new trunk source",
-        |n| answers_from("127.0.0.2", edge.addr, number, n),
+        CHANGE_DEADLINE,
+        |n| answers("127.0.0.2", edge.addr, number, n, 2),
         |a| a.first() == Some(&100),
     );
     println!(
@@ -172,7 +126,8 @@ fn a_trunk_source_and_a_target_uri_changed_through_the_api_take_the_next_call() 
     assert_eq!(edge.api("PUT", "/v1/targets/pbx", Some(&target)).0, 200);
     let moved = until_answers(
         "a new target URI",
-        |n| answers_from("127.0.0.1", edge.addr, number, 1000 + n),
+        CHANGE_DEADLINE,
+        |n| answers("127.0.0.1", edge.addr, number, 1000 + n, 2),
         // The new PBX rings (180); the old one, stopped, says nothing after our 100.
         |a| a.contains(&180),
     );
