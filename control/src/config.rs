@@ -440,9 +440,10 @@ pub struct Target {
 
 /// `[[did]]`: one exact DID and its inventory fields.
 ///
-/// Build one with [`Did::new`] and set the inventory fields you need; only `number` and
-/// `target` matter for routing, and only DIDs with status `in-use` are routed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Build one with [`Did::new`] and set the inventory fields you need; `number`, `target` and
+/// `max_calls` decide routing, the other fields are carried beside the route, and only DIDs with
+/// status `in-use` are routed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Did {
     /// E.164 number with `+`.

@@ -6,7 +6,7 @@
 //!
 //! - [`PolicyChange::Did`]: one DID was added, changed, freed or deleted — apply it in place;
 //! - [`PolicyChange::Dids`]: many DIDs changed (bulk import, config import) — load the whole set
-//!   with [`Publisher::routed_dids`], build the table aside, swap it;
+//!   with [`Publisher::each_routed_did`], build the table aside, swap it;
 //! - [`PolicyChange::Admission`]: trunks, ACLs, limits, targets, blocks or the blocklist changed —
 //!   build the next admission and routing state aside from [`Publisher::current`] and swap it in
 //!   whole;
@@ -34,7 +34,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use tokio::sync::broadcast;
 
-use crate::config::Config;
+use crate::config::{Config, Did};
 use crate::store::{Store, StoreError};
 
 /// Policy events buffered per subscriber before it lags and must reload.
@@ -47,7 +47,7 @@ pub struct Policy {
     pub version: u64,
     /// Trunks (with their sources: the allow-list and their limits), targets and number blocks,
     /// plus the file-only sections (`edge`, `control`, `xdp`) of the running configuration.
-    /// `config.dids` is always empty: exact DIDs come from [`Publisher::routed_dids`] and events.
+    /// `config.dids` is always empty: exact DIDs come from [`Publisher::each_routed_did`] and events.
     pub config: Config,
     /// Blocked sources in force, with their expiry as Unix seconds (`None`: never).
     pub blocklist: Vec<Blocked>,
@@ -66,14 +66,15 @@ pub struct Blocked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PolicyChange {
-    /// One DID: `target` is where it now routes, `None` when it was deleted or freed.
+    /// One DID: `routed` is the stored DID now routed (target, call limit, metadata), `None`
+    /// when it was deleted or freed.
     Did {
         /// The E.164 number.
         number: String,
-        /// Its target, or `None`: no longer routed (404).
-        target: Option<String>,
+        /// The DID as stored (status in-use), or `None`: no longer routed (404).
+        routed: Option<Box<Did>>,
     },
-    /// Many DIDs: reload the whole set ([`Publisher::routed_dids`]).
+    /// Many DIDs: reload the whole set ([`Publisher::each_routed_did`]).
     Dids,
     /// Trunks, ACLs, limits, targets, number blocks or the blocklist: rebuild from the snapshot.
     Admission,
@@ -92,13 +93,38 @@ pub struct PolicyEvent {
     pub change: PolicyChange,
 }
 
-/// The full set of routed (in-use) DIDs at one version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutedDids {
-    /// The policy version this set belongs to.
-    pub version: u64,
-    /// `(number, target)` pairs, numbers in E.164 with `+`, sorted by number.
-    pub dids: Vec<(String, String)>,
+/// One routed (in-use) DID as the data plane loads it, borrowed from the store's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedDid<'a> {
+    /// E.164 number with `+`.
+    pub number: &'a str,
+    /// Target name.
+    pub target: &'a str,
+    /// Concurrent calls allowed; `None`: no per-DID limit.
+    pub max_calls: Option<u32>,
+    /// Customer.
+    pub customer: Option<&'a str>,
+    /// Group.
+    pub group: Option<&'a str>,
+    /// Tag.
+    pub tag: Option<&'a str>,
+    /// Description.
+    pub description: Option<&'a str>,
+}
+
+impl<'a> RoutedDid<'a> {
+    /// The routed view of a stored DID.
+    pub fn of(did: &'a Did) -> Self {
+        Self {
+            number: &did.number,
+            target: &did.target,
+            max_calls: did.max_calls,
+            customer: did.customer.as_deref(),
+            group: did.group.as_deref(),
+            tag: did.tag.as_deref(),
+            description: did.description.as_deref(),
+        }
+    }
 }
 
 /// Publishes snapshots and change events. Shared by the control plane (writer) and the data
@@ -127,10 +153,14 @@ impl Publisher {
         self.events.subscribe()
     }
 
-    /// The whole routed DID set and its version, read from the store in one read transaction on
-    /// a connection of its own (blocking: call it off any async or packet thread).
-    pub fn routed_dids(&self) -> Result<RoutedDids, StoreError> {
-        Store::open(&self.db)?.routed_dids()
+    /// Streams the whole routed DID set to `f`, read from the store in one read transaction on
+    /// a connection of its own (blocking: call it off any async or packet thread); returns the
+    /// version the set belongs to. Nothing is collected: memory stays flat at any table size.
+    pub fn each_routed_did<E: From<StoreError>>(
+        &self,
+        f: impl FnMut(RoutedDid<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        Store::open(&self.db)?.each_routed_did(f)
     }
 
     /// Swaps in `policy` and announces `change` (the writer calls this after each commit, under
@@ -140,5 +170,26 @@ impl Publisher {
         self.current.store(Arc::new(policy));
         // No subscriber is not an error: the data plane may not be running.
         let _ = self.events.send(PolicyEvent { version, change });
+    }
+}
+
+#[cfg(test)]
+impl PolicyChange {
+    /// For a DID event: its number and the target it now routes to (`None`: not routed).
+    pub(crate) fn did_target(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            PolicyChange::Did { number, routed } => {
+                Some((number, routed.as_ref().map(|d| d.target.as_str())))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Publisher {
+    /// The routed set as `(number, target)` pairs, and its version.
+    pub(crate) fn routed_pairs(&self) -> (u64, Vec<(String, String)>) {
+        Store::open(&self.db).expect("store").routed_pairs()
     }
 }

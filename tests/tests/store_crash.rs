@@ -90,8 +90,15 @@ fn kill_9_during_and_after_a_bulk_import() {
     assert!(!server.stdout().contains("sipedge_"), "the token is printed on the first start only");
     let new = old + u64::from(half);
     assert_eq!(did_count(&db), new, "a completed import survives kill -9");
-    let routed = control::store::Store::open(&db).unwrap().routed_dids().unwrap();
-    assert_eq!(routed.dids.len() as u64, new, "the data plane's full load sees the committed set");
+    let mut routed = 0u64;
+    control::store::Store::open(&db)
+        .unwrap()
+        .each_routed_did(|_| {
+            routed += 1;
+            Ok::<_, control::store::StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(routed, new, "the data plane's full load sees the committed set");
     let server = Sipedge::start(&config, api, &dir.0.join("stdout-3.log"));
     assert_eq!(stats_dids(server.api, &token), new);
 }

@@ -232,8 +232,8 @@ impl Store {
             write_did(tx, &stored)?;
             let action = if before.is_some() { "update" } else { "create" };
             audit(tx, actor, action, "did", &did.number, before.as_ref(), Some(&stored))?;
-            let target = (stored.status == DidStatus::InUse).then(|| stored.target.clone());
-            let change = PolicyChange::Did { number: stored.number.clone(), target };
+            let routed = (stored.status == DidStatus::InUse).then(|| Box::new(stored.clone()));
+            let change = PolicyChange::Did { number: stored.number.clone(), routed };
             Ok((stored, change))
         })
     }
@@ -245,7 +245,7 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound { kind: "did", key: number.into() })?;
             tx.prepare_cached("DELETE FROM did WHERE number = ?1")?.execute([number])?;
             audit::<_, ()>(tx, actor, "delete", "did", number, Some(&before), None)?;
-            Ok(((), PolicyChange::Did { number: number.into(), target: None }))
+            Ok(((), PolicyChange::Did { number: number.into(), routed: None }))
         })
         .map(|((), c)| c)
     }

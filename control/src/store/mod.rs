@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FieldError};
-use crate::policy::{Blocked, Policy, PolicyChange, RoutedDids};
+use crate::policy::{Blocked, Policy, PolicyChange, RoutedDid};
 
 pub use dids::{CsvImport, DidQuery, MAX_IMPORT_ERRORS, MAX_IMPORT_ROWS, vanity_to_digits};
 pub use objects::{
@@ -326,16 +326,53 @@ impl Store {
         Ok(Policy { version, config, blocklist })
     }
 
-    /// The routed (in-use) DIDs and the version they belong to, in one read transaction.
-    pub fn routed_dids(&self) -> Result<RoutedDids, StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
+    /// Streams the routed (in-use) DIDs to `f` in number order, in one read transaction;
+    /// returns the policy version they belong to. The first error `f` returns stops the read.
+    pub fn each_routed_did<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(RoutedDid<'_>) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let tx = self.conn.unchecked_transaction().map_err(StoreError::from)?;
         let version = version(&tx)?;
-        let mut stmt =
-            tx.prepare("SELECT number, target FROM did WHERE status = 'in-use' ORDER BY number")?;
-        let dids = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = tx
+            .prepare(
+                "SELECT number, target, max_calls, customer, grp, tag, description FROM did \
+                 WHERE status = 'in-use' ORDER BY number",
+            )
+            .map_err(StoreError::from)?;
+        let mut rows = stmt.query([]).map_err(StoreError::from)?;
+        while let Some(row) = rows.next().map_err(StoreError::from)? {
+            let text = |i: usize| -> Result<Option<&str>, StoreError> {
+                Ok(row.get_ref(i)?.as_str_or_null().map_err(rusqlite::Error::from)?)
+            };
+            let did = RoutedDid {
+                number: text(0)?.unwrap_or_default(),
+                target: text(1)?.unwrap_or_default(),
+                max_calls: row.get(2).map_err(StoreError::from)?,
+                customer: text(3)?,
+                group: text(4)?,
+                tag: text(5)?,
+                description: text(6)?,
+            };
+            f(did)?;
+        }
+        drop(rows);
         drop(stmt);
-        tx.finish()?;
-        Ok(RoutedDids { version, dids })
+        tx.finish().map_err(StoreError::from)?;
+        Ok(version)
+    }
+
+    /// The routed set as `(number, target)` pairs, and its version.
+    #[cfg(test)]
+    pub(crate) fn routed_pairs(&self) -> (u64, Vec<(String, String)>) {
+        let mut pairs = Vec::new();
+        let version = self
+            .each_routed_did(|d| {
+                pairs.push((d.number.to_owned(), d.target.to_owned()));
+                Ok::<_, StoreError>(())
+            })
+            .expect("routed DIDs");
+        (version, pairs)
     }
 
     /// Runs `f` in one IMMEDIATE transaction, then bumps the policy version and commits.

@@ -83,10 +83,7 @@ fn writes_are_audited_with_before_and_after() {
     let mut did = Did::new("+15551230001", "pbx1");
     let (_, c) = store.put_did("alice", &did, WriteMode::Create).unwrap();
     assert_eq!(c.version, v0 + 1);
-    assert_eq!(
-        c.change,
-        crate::policy::PolicyChange::Did { number: did.number.clone(), target: Some("pbx1".into()) }
-    );
+    assert_eq!(c.change.did_target(), Some((did.number.as_str(), Some("pbx1"))));
     did.target = "pbx2".into();
     store.put_did("bob", &did, WriteMode::Upsert).unwrap();
     store.delete_did("carol", &did.number).unwrap();
@@ -138,12 +135,12 @@ fn free_dids_get_a_date_and_leave_routing() {
     let (stored, c) = store.put_did("t", &did, WriteMode::Upsert).unwrap();
     let date = stored.free_since.clone().unwrap();
     assert!(crate::config::check_date(&date).is_ok(), "{date}");
-    assert_eq!(c.change, crate::policy::PolicyChange::Did { number: did.number.clone(), target: None });
-    assert!(store.routed_dids().unwrap().dids.is_empty());
+    assert_eq!(c.change.did_target(), Some((did.number.as_str(), None)));
+    assert!(store.routed_pairs().1.is_empty());
     let back = Did { status: DidStatus::InUse, ..stored };
     let (stored, _) = store.put_did("t", &back, WriteMode::Upsert).unwrap();
     assert_eq!(stored.free_since, None);
-    assert_eq!(store.routed_dids().unwrap().dids, [("+15551230000".to_string(), "pbx1".to_string())]);
+    assert_eq!(store.routed_pairs().1, [("+15551230000".to_string(), "pbx1".to_string())]);
 }
 
 #[test]

@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use control::config::Config;
-use control::policy::{Policy, PolicyChange, PolicyEvent, Publisher};
+use control::policy::{Policy, PolicyChange, PolicyEvent, Publisher, RoutedDid};
+use control::store::StoreError;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -52,7 +53,7 @@ pub const RELOAD_RETRY_PAUSE: Duration = Duration::from_millis(20);
 pub enum LiveError {
     /// The store could not be read.
     #[error("reading the routed DIDs: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     /// The routing state could not be built (e.g. a DID naming a target it does not know).
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -81,23 +82,30 @@ pub fn rebuild(live: &impl Generations, config: &Config, now: Instant) -> Result
     Ok(())
 }
 
-/// Loads every routed DID of the store into a new table, built aside, and swaps it in.
-/// Returns the store version it reflects.
+/// Loads every routed DID of the store (target, call limit, metadata) into a new table, built
+/// aside, and swaps it in. Returns the store version it reflects.
 pub fn reload_dids(router: &Router, publisher: &Publisher) -> Result<u64, LiveError> {
-    let routed = publisher.routed_dids().map_err(|e| LiveError::Store(e.to_string()))?;
-    let mut builder = DidTableBuilder::with_capacity(routed.dids.len());
-    for (number, target) in &routed.dids {
-        let n = E164::parse_plus(number).ok_or_else(|| BuildError::Number("did".into(), number.clone()))?;
+    // The running table's size is the best guess of the next one's.
+    let mut builder = DidTableBuilder::with_capacity(router.table().len());
+    let version = publisher.each_routed_did(|did| -> Result<(), LiveError> {
+        let n = E164::parse_plus(did.number)
+            .ok_or_else(|| BuildError::Number("did".into(), did.number.to_owned()))?;
         let set = router
             .targets()
-            .id(target)
-            .ok_or_else(|| BuildError::UnknownTarget(format!("did {number}"), target.clone()))?;
+            .id(did.target)
+            .ok_or_else(|| BuildError::UnknownTarget(format!("did {}", did.number), did.target.to_owned()))?;
         builder
-            .insert_new(n, set, None, &DidMeta::default())
-            .map_err(|e| BuildError::Table(number.clone(), e))?;
-    }
+            .insert_new(n, set, did.max_calls, &meta_of(&did))
+            .map_err(|e| BuildError::Table(did.number.to_owned(), e))?;
+        Ok(())
+    })?;
     router.replace_table(Arc::new(builder.build()));
-    Ok(routed.version)
+    Ok(version)
+}
+
+/// The metadata a routed DID carries beside its route.
+fn meta_of<'a>(did: &RoutedDid<'a>) -> DidMeta<'a> {
+    DidMeta { customer: did.customer, group: did.group, tag: did.tag, description: did.description }
 }
 
 /// Applies the control plane's events to a running data plane, in order.
@@ -140,9 +148,9 @@ impl<'a, G: Generations> Follower<'a, G> {
     pub fn apply(&mut self, event: &PolicyEvent) {
         let (newer_dids, newer_admission) = (event.version > self.dids_at, event.version > self.admission_at);
         let result = match &event.change {
-            PolicyChange::Did { number, target } => {
+            PolicyChange::Did { number, routed } => {
                 if newer_dids {
-                    self.apply_did(number, target.as_deref());
+                    self.apply_did(number, routed.as_deref().map(RoutedDid::of));
                     self.dids_at = event.version;
                 }
                 Ok(())
@@ -205,15 +213,16 @@ impl<'a, G: Generations> Follower<'a, G> {
         }
     }
 
-    fn apply_did(&mut self, number: &str, target: Option<&str>) {
+    fn apply_did(&mut self, number: &str, routed: Option<RoutedDid<'_>>) {
         let Some(n) = E164::parse_plus(number) else {
             tracing::warn!(%number, "live change: not an E.164 number");
             return;
         };
-        let Some(target) = target else {
+        let Some(did) = routed else {
             self.live.router().table().remove(n);
             return;
         };
+        let target = did.target;
         let mut router = self.live.router();
         if router.targets().id(target).is_none() {
             // A target newer than the generation: an earlier rebuild failed; try again.
@@ -224,7 +233,7 @@ impl<'a, G: Generations> Follower<'a, G> {
         }
         match router.targets().id(target) {
             Some(set) => {
-                if let Err(e) = router.table().upsert(n, set, None, &DidMeta::default()) {
+                if let Err(e) = router.table().upsert(n, set, did.max_calls, &meta_of(&did)) {
                     tracing::warn!(%number, error = %e, "live change: DID not applied");
                 }
             }
@@ -335,5 +344,44 @@ target = "pbx"
         }
         assert_eq!(target_of(&engine, "+15551230002").as_deref(), Some("bbb"));
         assert_eq!(target_of(&engine, "+15551230001").as_deref(), Some("aaa"));
+    }
+
+    /// The call limit and customer the running table holds for `number`.
+    fn limit_and_customer(engine: &Engine, number: &str) -> (Option<u32>, Option<String>) {
+        let router = engine.router();
+        let table = router.table();
+        let route = table.get(E164::parse_plus(number).unwrap().key()).expect("routed");
+        (route.max_calls(), table.with_meta(route.meta(), |m| m.customer.map(str::to_owned)))
+    }
+
+    #[test]
+    fn call_limits_and_metadata_survive_full_loads_and_single_changes() {
+        let dir = TempDb::new();
+        let mut config = parsed(CONFIG);
+        config.control.db = dir.0.join("store.db");
+        let (plane, _) = ControlPlane::open(&config, Arc::new(Metrics::new())).unwrap();
+        let limited =
+            Did { max_calls: Some(2), customer: Some("acme".into()), ..Did::new("+15551230007", "pbx") };
+        plane.write(|s| s.put_did("test", &limited, WriteMode::Upsert)).unwrap();
+        let publisher = plane.publisher();
+        let mut events = publisher.subscribe();
+        let snapshot = publisher.current();
+        let router = Arc::new(Router::from_config(&snapshot.config).unwrap());
+        let dids_at = reload_dids(&router, publisher).unwrap();
+        let engine =
+            Engine::new(Guard::from_config(&snapshot.config).unwrap(), router, EngineConfig::default());
+        let mut follower = Follower::new(&engine, publisher, &snapshot, dids_at);
+        assert_eq!(limit_and_customer(&engine, "+15551230007"), (Some(2), Some("acme".into())), "full load");
+
+        let changed = Did { max_calls: Some(5), customer: Some("globex".into()), ..limited };
+        plane.write(|s| s.put_did("test", &changed, WriteMode::Upsert)).unwrap();
+        while let Ok(event) = events.try_recv() {
+            follower.apply(&event);
+        }
+        assert_eq!(
+            limit_and_customer(&engine, "+15551230007"),
+            (Some(5), Some("globex".into())),
+            "live change"
+        );
     }
 }
