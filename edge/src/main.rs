@@ -128,16 +128,27 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let live = snapshot.config.clone();
     let guard = Guard::from_config(&live).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&live).context("routing")?);
-    let loaded = route::live::reload_dids(&router, &publisher).context("loading the routed DIDs")?;
     let io_config = IoConfig::from_edge(&config.edge);
     let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
+    // The live-change thread loads the routed DIDs first (retrying while a target it names is
+    // newer than the snapshot); the edge listens only once they are in.
+    let (loaded_tx, loaded) = std::sync::mpsc::sync_channel(1);
     {
         let (engine, publisher) = (Arc::clone(&engine), Arc::clone(&publisher));
         std::thread::Builder::new()
             .name("live-changes".into())
-            .spawn(move || route::live::Follower::new(&*engine, &publisher, &snapshot, loaded).run(events))
+            .spawn(move || match route::live::Follower::start(&*engine, &publisher, &snapshot) {
+                Ok(follower) => {
+                    let _ = loaded_tx.send(Ok(()));
+                    follower.run(events);
+                }
+                Err(e) => {
+                    let _ = loaded_tx.send(Err(e));
+                }
+            })
             .context("starting the live-change thread")?;
     }
+    loaded.recv().context("the live-change thread stopped")?.context("loading the routed DIDs")?;
     let (policy, allow) = cli::xdp::policy_of(&live);
     let mode = match config.xdp.as_ref().map(|x| x.mode) {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,

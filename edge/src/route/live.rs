@@ -128,6 +128,15 @@ impl<'a, G: Generations> Follower<'a, G> {
         Self { live, publisher, config: built_from.config.clone(), admission_at: built_from.version, dids_at }
     }
 
+    /// A follower of `live` (built from `built_from`) that has loaded every routed DID into it,
+    /// catching admission up first when the store already names a newer target. Subscribe to
+    /// the events before calling this.
+    pub fn start(live: &'a G, publisher: &'a Publisher, built_from: &Policy) -> Result<Self, LiveError> {
+        let mut follower = Self::new(live, publisher, built_from, 0);
+        follower.reload()?;
+        Ok(follower)
+    }
+
     /// Follows `events` until the control plane closes them.
     pub fn run(mut self, mut events: Receiver<PolicyEvent>) {
         loop {
