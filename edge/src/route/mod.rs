@@ -19,6 +19,7 @@ pub mod csv_import;
 pub mod e164;
 pub mod health;
 pub mod live;
+pub mod lookups;
 pub mod meta;
 pub mod table;
 pub mod targets;
@@ -31,6 +32,7 @@ use control::config::Config;
 pub use blocks::{BlockError, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
+pub use lookups::LookupCounters;
 pub use meta::{DidMeta, MetaId};
 pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
@@ -147,6 +149,7 @@ pub struct Router {
     up: Arc<UpFlags>,
     table: Arc<ArcSwap<DidTable>>,
     blocks: Arc<ArcSwap<Blocks>>,
+    lookups: Arc<LookupCounters>,
 }
 
 impl Router {
@@ -176,6 +179,7 @@ impl Router {
             up,
             table: Arc::new(ArcSwap::from_pointee(table)),
             blocks: Arc::new(ArcSwap::from_pointee(blocks)),
+            lookups: Arc::default(),
         })
     }
 
@@ -188,23 +192,34 @@ impl Router {
     /// plan, then looks the number up. Allocation-free. Workers on the hot path use a
     /// [`RouteReader`] instead, which skips the `arc-swap` load.
     pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
-        decide(&self.trunks, trunk, user, phone_context, |n| {
+        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
             lookup(&self.table.load(), || self.blocks.load_full(), n)
-        })
+        });
+        self.lookups.record(&decision);
+        decision
     }
 
     /// Looks an E.164 number up: exact DID, then range, then longest prefix.
     pub fn lookup(&self, number: E164) -> RouteDecision {
-        lookup(&self.table.load(), || self.blocks.load_full(), number)
+        let decision = lookup(&self.table.load(), || self.blocks.load_full(), number);
+        self.lookups.record(&decision);
+        decision
+    }
+
+    /// How the lookups of this router and its readers ended (for the metrics).
+    pub fn lookups(&self) -> &Arc<LookupCounters> {
+        &self.lookups
     }
 
     /// A reader for one worker thread: it keeps the current table and blocks and re-checks
-    /// them with one plain load per call, so lookups share no written cache line.
+    /// them with one plain load per call, so lookups share no written cache line but the
+    /// [`LookupCounters`] (one relaxed add per lookup).
     pub fn reader(&self) -> RouteReader {
         RouteReader {
             trunks: self.trunks.clone(),
             table: arc_swap::Cache::new(self.table.clone()),
             blocks: arc_swap::Cache::new(self.blocks.clone()),
+            lookups: self.lookups.clone(),
         }
     }
 
@@ -246,6 +261,7 @@ pub struct RouteReader {
     trunks: Arc<[TrunkPlan]>,
     table: arc_swap::Cache<Arc<ArcSwap<DidTable>>, Arc<DidTable>>,
     blocks: arc_swap::Cache<Arc<ArcSwap<Blocks>>, Arc<Blocks>>,
+    lookups: Arc<LookupCounters>,
 }
 
 impl RouteReader {
@@ -253,14 +269,19 @@ impl RouteReader {
     #[inline]
     pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
         let (table, blocks) = (&mut self.table, &mut self.blocks);
-        decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n))
+        let decision =
+            decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n));
+        self.lookups.record(&decision);
+        decision
     }
 
     /// As [`Router::lookup`].
     #[inline]
     pub fn lookup(&mut self, number: E164) -> RouteDecision {
         let blocks = &mut self.blocks;
-        lookup(self.table.load(), || &**blocks.load(), number)
+        let decision = lookup(self.table.load(), || &**blocks.load(), number);
+        self.lookups.record(&decision);
+        decision
     }
 }
 
