@@ -345,7 +345,11 @@ impl Metrics {
         let r = &mut registry;
         r.register("sipedge_packets", "Packets and datagrams by layer and verdict", m.packets.clone());
         r.register("sipedge_sip_requests", "SIP requests received, by method", m.requests.clone());
-        r.register("sipedge_sip_responses", "SIP responses received or generated, by method (CSeq) and code class", m.responses.clone());
+        r.register(
+            "sipedge_sip_responses",
+            "SIP responses received or generated, by method (CSeq) and code class",
+            m.responses.clone(),
+        );
         r.register("sipedge_calls_offered", "New calls offered, by trunk", m.calls_offered.clone());
         r.register("sipedge_calls_admitted", "New calls admitted, by trunk", m.calls_admitted.clone());
         r.register(

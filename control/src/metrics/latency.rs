@@ -144,12 +144,7 @@ impl EncodeMetric for LatencyHistogram {
             let bound = FORWARD_LATENCY_BOUNDS_NS.get(i).map_or(f64::INFINITY, |&ns| ns as f64 / NS_PER_SEC);
             *bucket = (bound, count);
         }
-        encoder.encode_histogram::<NoLabelSet>(
-            snap.sum_ns as f64 / NS_PER_SEC,
-            snap.count(),
-            &buckets,
-            None,
-        )
+        encoder.encode_histogram::<NoLabelSet>(snap.sum_ns as f64 / NS_PER_SEC, snap.count(), &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

@@ -269,8 +269,9 @@ impl RouteReader {
     #[inline]
     pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
         let (table, blocks) = (&mut self.table, &mut self.blocks);
-        let decision =
-            decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n));
+        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
+            lookup(table.load(), || &**blocks.load(), n)
+        });
         self.lookups.record(&decision);
         decision
     }

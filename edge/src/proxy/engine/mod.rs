@@ -135,6 +135,10 @@ pub trait Sink {
         listen: usize,
         write: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> bool;
+
+    /// The datagram just queued forwards the message being handled: the I/O side may measure
+    /// receive → forward here (the engine reads no clock). By default nothing.
+    fn forwarded(&mut self) {}
 }
 
 fn send_bytes(sink: &mut dyn Sink, dest: SocketAddr, listen: usize, bytes: &[u8]) -> bool {
@@ -175,6 +179,9 @@ pub struct ProxyCounters {
     pub calls_answered: AtomicU64,
     /// Calls ended (BYE or maximum duration).
     pub calls_ended: AtomicU64,
+    /// By label, striped per worker: requests by method, responses by method and class,
+    /// user-space verdicts, forward latency.
+    pub sip: super::stats::SipStats,
 }
 
 fn inc(c: &AtomicU64) {
@@ -353,6 +360,8 @@ struct Hop {
 /// What one event's handling needs besides the engine.
 struct Ctx<'a, 's> {
     now: Instant,
+    /// The worker's index (its counter stripe).
+    worker: usize,
     src: SocketAddr,
     listen: usize,
     local: &'a Local,

@@ -258,6 +258,7 @@ impl Engine {
             Ok(n) => {
                 out.truncate(n);
                 send_bytes(ctx.sink, tx.upstream, tx.listen, &out);
+                self.counters.sip.response(ctx.worker, Some(&Method::Invite), 100);
                 tx.server.on_send_response(ctx.now, 100);
             }
             Err(_) => out.clear(),
@@ -310,7 +311,9 @@ impl Engine {
         };
         out.truncate(n);
         tx.downstream = dest;
-        if !send_bytes(ctx.sink, dest, tx.listen, &out) {
+        if send_bytes(ctx.sink, dest, tx.listen, &out) {
+            ctx.sink.forwarded();
+        } else {
             inc(&self.counters.send_refused);
         }
         inc(&self.counters.forwarded);
@@ -374,6 +377,7 @@ impl Engine {
         let ok =
             ctx.sink.send_with(hop.dest, ctx.listen, &mut |buf| sip::forward_request(msg, &opts, buf).ok());
         if ok {
+            ctx.sink.forwarded();
             inc(&self.counters.forwarded);
         } else {
             inc(&self.counters.send_refused);

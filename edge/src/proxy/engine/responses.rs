@@ -129,6 +129,7 @@ impl Engine {
             Ok(n) => {
                 out.truncate(n);
                 if send_bytes(ctx.sink, tx.upstream, tx.listen, &out) {
+                    ctx.sink.forwarded();
                     inc(&self.counters.responses_forwarded);
                 } else {
                     inc(&self.counters.send_refused);
@@ -263,6 +264,7 @@ impl Engine {
             if let Ok(n) = sip::response_from_request(&orig, code, reason, Some(tag), &[], &mut out) {
                 out.truncate(n);
                 send_bytes(ctx.sink, tx.upstream, tx.listen, &out);
+                self.counters.sip.response(ctx.worker, orig.method().as_ref(), code);
                 tx.server.on_send_response(ctx.now, code);
                 if code >= 500 {
                     inc(&self.counters.replies_5xx);

@@ -27,6 +27,7 @@ impl Engine {
                 };
                 let mut ctx = Ctx {
                     now,
+                    worker: *idx,
                     src: tx.upstream,
                     listen,
                     local,
