@@ -22,7 +22,7 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// Last values seen, to turn monotonic atomics into counter increments.
 #[derive(Debug, Default)]
 pub struct Sampler {
-    trunks: Vec<[u64; 5]>,
+    trunks: Vec<[u64; 7]>,
     malformed: u64,
     sip: SipStatsSnapshot,
     lookups: [u64; Lookup::COUNT],
@@ -40,7 +40,7 @@ impl Sampler {
     /// Copies the engine's counters into `metrics`.
     pub fn sample(&mut self, engine: &Engine, metrics: &Metrics) {
         let guard = engine.guard();
-        self.trunks.resize(guard.trunks().len(), [0; 5]);
+        self.trunks.resize(guard.trunks().len(), [0; 7]);
         for (t, last) in guard.trunks().iter().zip(&mut self.trunks) {
             let c = &t.counters;
             let m = metrics.trunk(&t.name);
@@ -52,6 +52,10 @@ impl Sampler {
             let conc = advance(&mut last[3], c.refused_concurrency.load(Ordering::Relaxed))
                 + advance(&mut last[4], c.refused_did_concurrency.load(Ordering::Relaxed));
             metrics.refused(&t.name, RefuseReason::Concurrency).inc_by(conc);
+            let unknown_did = advance(&mut last[5], c.refused_unknown_did.load(Ordering::Relaxed));
+            metrics.refused(&t.name, RefuseReason::UnknownDid).inc_by(unknown_did);
+            let no_target = advance(&mut last[6], c.refused_no_target.load(Ordering::Relaxed));
+            metrics.refused(&t.name, RefuseReason::NoTarget).inc_by(no_target);
         }
         let malformed = advance(&mut self.malformed, engine.counters().malformed.load(Ordering::Relaxed));
         metrics.packet(Layer::User, Verdict::Malformed).inc_by(malformed);
@@ -219,7 +223,8 @@ target = "pbx"
     fn engine_traffic_reaches_the_registry_with_bounded_labels() {
         let config = Config::from_toml(CONFIG).unwrap();
         let router = Arc::new(Router::from_config(&config).unwrap());
-        let engine = Engine::new(Guard::from_config(&config).unwrap(), router, EngineConfig::default());
+        let engine =
+            Engine::new(Guard::from_config(&config).unwrap(), router.clone(), EngineConfig::default());
         let (metrics, mut sampler) = (Metrics::new(), Sampler::default());
         let now = Instant::now();
         let mut w = WorkerState::new(0, now);
@@ -238,24 +243,32 @@ target = "pbx"
         recv(STRANGER, invite("c4", "+15551230000").as_bytes(), &mut sink);
         recv(CARRIER, b"INVITE garbage", &mut sink);
         assert_eq!(sink.forwards, 4, "two INVITEs and two responses forwarded");
+        // The only target down: 503, refused for want of a target.
+        let pbx = router.targets().set_uris(SetId(0))[0];
+        router.up_flags().set(pbx, false);
+        recv(CARRIER, invite("c5", "+15551230000").as_bytes(), &mut sink);
+        assert_eq!(sink.forwards, 4);
 
         sampler.sample(&engine, &metrics);
         // A second sample adds nothing: counters are copied by their increase.
         sampler.sample(&engine, &metrics);
         let text = metrics.encode();
         for want in [
-            "sipedge_sip_requests_total{method=\"INVITE\"} 4",
+            "sipedge_sip_requests_total{method=\"INVITE\"} 5",
             // 100 Trying twice (generated), 180 received.
             "sipedge_sip_responses_total{method=\"INVITE\",code=\"1xx\"} 3",
             "sipedge_sip_responses_total{method=\"INVITE\",code=\"2xx\"} 1",
+            "sipedge_sip_responses_total{method=\"INVITE\",code=\"5xx\"} 1",
             "sipedge_sip_responses_total{method=\"INVITE\",code=\"4xx\"} 1",
-            "sipedge_did_lookups_total{result=\"hit\"} 1",
+            "sipedge_did_lookups_total{result=\"hit\"} 2",
             "sipedge_did_lookups_total{result=\"prefix\"} 1",
             "sipedge_did_lookups_total{result=\"miss\"} 1",
-            "sipedge_packets_total{layer=\"user\",verdict=\"pass\"} 5",
+            "sipedge_packets_total{layer=\"user\",verdict=\"pass\"} 6",
             "sipedge_packets_total{layer=\"user\",verdict=\"unknown-source\"} 1",
             "sipedge_packets_total{layer=\"user\",verdict=\"malformed\"} 1",
-            "sipedge_target_up{target=\"pbx\"} 1",
+            "sipedge_target_up{target=\"pbx\"} 0",
+            "sipedge_calls_refused_total{trunk=\"carrier\",reason=\"unknown-did\"} 1",
+            "sipedge_calls_refused_total{trunk=\"carrier\",reason=\"no-target\"} 1",
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }

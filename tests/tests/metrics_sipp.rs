@@ -102,6 +102,7 @@ fn metrics_reflect_sipp_calls() {
             // Per call: INVITE, ACK and BYE forwarded; 180, 200 and the BYE's 200 forwarded back.
             ("sipedge_forward_latency_seconds_count", 6.0 * calls),
             ("sipedge_calls_offered_total{trunk=\"carrier\"}", calls + misses),
+            ("sipedge_calls_refused_total{trunk=\"carrier\",reason=\"unknown-did\"}", misses),
             ("sipedge_packets_total{layer=\"user\",verdict=\"pass\"}", 1.0),
             ("sipedge_target_up{target=\"pbx\"}", 1.0),
         ],

@@ -60,6 +60,10 @@ pub struct TrunkCounters {
     pub refused_concurrency: AtomicU64,
     /// Refused: over the called DID's concurrent calls.
     pub refused_did_concurrency: AtomicU64,
+    /// Refused: the number is not routed (404).
+    pub refused_unknown_did: AtomicU64,
+    /// Refused: no target could take the call (every target down, or none answered in time).
+    pub refused_no_target: AtomicU64,
 }
 
 /// The admission policy built from one configuration; shared by all workers.
@@ -153,6 +157,20 @@ impl Guard {
     pub fn call_ended(&self, trunk: TrunkIdx) {
         if let Some(t) = self.trunk(trunk) {
             t.limits.release();
+        }
+    }
+
+    /// Counts a new call refused because its number is not routed.
+    pub fn refused_unknown_did(&self, trunk: TrunkIdx) {
+        if let Some(t) = self.trunk(trunk) {
+            t.counters.refused_unknown_did.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a new call refused because no target could take it.
+    pub fn refused_no_target(&self, trunk: TrunkIdx) {
+        if let Some(t) = self.trunk(trunk) {
+            t.counters.refused_no_target.fetch_add(1, Ordering::Relaxed);
         }
     }
 

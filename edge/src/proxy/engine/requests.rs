@@ -147,6 +147,9 @@ impl Engine {
             RouteDecision::Emergency { target } => (target, 0, None),
             RouteDecision::Refuse(r) => {
                 release(self);
+                if is_invite && r.status() == 404 {
+                    self.guard.refused_unknown_did(trunk);
+                }
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
@@ -172,6 +175,9 @@ impl Engine {
         let Some(first) = self.router.candidates(set, seed).find_map(|u| self.target_addr(u).map(|a| (u, a)))
         else {
             release(self);
+            if is_invite {
+                self.guard.refused_no_target(trunk);
+            }
             let mut ra = [0u8; 32];
             let header = retry_after(&mut ra, ALL_DOWN_RETRY_AFTER_SECS);
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);

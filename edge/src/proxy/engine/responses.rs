@@ -221,6 +221,9 @@ impl Engine {
                 self.call_failed(tx);
             }
             Decision::Generate408 => {
+                if let (false, Some(hold)) = (tx.cancelled, &tx.hold) {
+                    self.guard.refused_no_target(hold.trunk);
+                }
                 let code = if tx.cancelled { 487 } else { 408 };
                 self.final_from_original(s, h, code, ctx);
             }
