@@ -92,6 +92,8 @@ label_enum! {
         Scanner => "scanner",
         /// Dropped: not parseable as SIP.
         Malformed => "malformed",
+        /// Dropped: a fragment (of a dropped datagram, or fragments refused by policy).
+        Fragment => "fragment",
     }
 }
 
