@@ -24,7 +24,6 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Sampler {
     trunks: Vec<[u64; 7]>,
     xdp: [u64; ebpf::shared::REASON_COUNT],
-    malformed: u64,
     sip: SipStatsSnapshot,
     lookups: [u64; Lookup::COUNT],
 }
@@ -58,8 +57,6 @@ impl Sampler {
             let no_target = advance(&mut last[6], c.refused_no_target.load(Ordering::Relaxed));
             metrics.refused(&t.name, RefuseReason::NoTarget).inc_by(no_target);
         }
-        let malformed = advance(&mut self.malformed, engine.counters().malformed.load(Ordering::Relaxed));
-        metrics.packet(Layer::User, Verdict::Malformed).inc_by(malformed);
         self.sample_sip(engine, metrics);
         metrics.transactions.set(i64::try_from(engine.transactions()).unwrap_or(i64::MAX));
         metrics.dialogs.set(i64::try_from(engine.active_calls()).unwrap_or(i64::MAX));
@@ -120,9 +117,12 @@ impl Sampler {
                 }
             }
         }
-        metrics.packet(Layer::User, Verdict::Pass).inc_by(advance(&mut last.passed, now.passed));
-        let unknown = advance(&mut last.unknown_source, now.unknown_source);
-        metrics.packet(Layer::User, Verdict::UnknownSource).inc_by(unknown);
+        for ((&verdict, last), now) in Verdict::ALL.iter().zip(&mut last.verdicts).zip(now.verdicts) {
+            let delta = advance(last, now);
+            if delta > 0 {
+                metrics.packet(Layer::User, verdict).inc_by(delta);
+            }
+        }
         metrics.forward_latency.add(&now.forward_latency.since(&last.forward_latency));
         last.forward_latency = now.forward_latency;
         let lookups = engine.router().lookups();

@@ -1,20 +1,26 @@
 //! Hot-path SIP counters: requests by method, responses by method and code class, user-space
 //! datagram verdicts and the receive → forward latency histogram.
 //!
-//! Fixed arrays of relaxed atomics, cut into [`STATS_STRIPES`] cache-line-aligned stripes: a
-//! worker writes the stripe of its index, so workers do not bounce one line between cores
-//! (workers beyond the stripe count share stripes; the adds stay exact). No allocation, no
-//! lock. The metrics sampler sums the stripes once a second ([`SipStats::snapshot`]).
+//! Fixed arrays of relaxed atomics, one cache-line-aligned stripe per worker (as many as the
+//! configuration allows workers): a worker writes only its own stripe, so no line bounces
+//! between cores, and being the only writer it adds with a plain load and store (no locked
+//! read-modify-write). No allocation after start, no lock. The metrics sampler sums the
+//! stripes once a second ([`SipStats::snapshot`]).
 //! Labels are bounded by construction: the known methods plus `other`, code classes 1xx–6xx.
+//!
+//! A response is counted once: when received (whether forwarded, absorbed or stray) or when
+//! the edge generates it. The 400 answering a datagram that did not parse has no method to
+//! count it by: it shows as a `malformed` verdict.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use control::metrics::{CodeClass, LatencyBuckets, LatencySnapshot, Method as MethodLabel};
+use control::config::MAX_WORKERS;
+use control::metrics::{CodeClass, LatencyBuckets, LatencySnapshot, Method as MethodLabel, Verdict};
 
 use crate::sip::Method;
 
-/// Stripes of the counters (workers with the same index modulo this share one).
-pub const STATS_STRIPES: usize = 16;
+/// Stripes of the counters: one per worker the configuration allows (about 1 KiB each).
+pub const STATS_STRIPES: usize = MAX_WORKERS;
 
 /// One worker's counters, on cache lines of their own.
 #[derive(Debug)]
@@ -22,8 +28,7 @@ pub const STATS_STRIPES: usize = 16;
 struct Stripe {
     requests: [AtomicU64; MethodLabel::COUNT],
     responses: [[AtomicU64; CodeClass::COUNT]; MethodLabel::COUNT],
-    passed: AtomicU64,
-    unknown_source: AtomicU64,
+    verdicts: [AtomicU64; Verdict::COUNT],
     forward_latency: LatencyBuckets,
 }
 
@@ -32,8 +37,7 @@ impl Default for Stripe {
         Self {
             requests: [const { AtomicU64::new(0) }; MethodLabel::COUNT],
             responses: [const { [const { AtomicU64::new(0) }; CodeClass::COUNT] }; MethodLabel::COUNT],
-            passed: AtomicU64::new(0),
-            unknown_source: AtomicU64::new(0),
+            verdicts: [const { AtomicU64::new(0) }; Verdict::COUNT],
             forward_latency: LatencyBuckets::new(),
         }
     }
@@ -42,12 +46,13 @@ impl Default for Stripe {
 /// The counters of all workers.
 #[derive(Debug)]
 pub struct SipStats {
-    stripes: Box<[Stripe; STATS_STRIPES]>,
+    /// [`STATS_STRIPES`] stripes, built on the heap (they are too big for a stack).
+    stripes: Box<[Stripe]>,
 }
 
 impl Default for SipStats {
     fn default() -> Self {
-        Self { stripes: Box::new(std::array::from_fn(|_| Stripe::default())) }
+        Self { stripes: (0..STATS_STRIPES).map(|_| Stripe::default()).collect() }
     }
 }
 
@@ -58,11 +63,8 @@ pub struct SipStatsSnapshot {
     pub requests: [u64; MethodLabel::COUNT],
     /// Responses received or generated, by method index then [`CodeClass::index`].
     pub responses: [[u64; CodeClass::COUNT]; MethodLabel::COUNT],
-    /// Datagrams user space let through (parsed; a response, or a request from a trunk or a
-    /// target).
-    pub passed: u64,
-    /// Requests dropped unanswered: their source is neither a trunk nor a target.
-    pub unknown_source: u64,
+    /// User-space datagram verdicts, by [`Verdict::index`].
+    pub verdicts: [u64; Verdict::COUNT],
     /// Receive → forward latencies.
     pub forward_latency: LatencySnapshot,
 }
@@ -88,13 +90,19 @@ pub fn method_label(method: &Method<'_>) -> MethodLabel {
     }
 }
 
+/// Adds one to a counter of the calling worker's own stripe. A worker is its stripe's only
+/// writer (worker indexes are below [`MAX_WORKERS`]), so load and store cannot lose an add;
+/// readers see every value whole.
 fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
+    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 impl SipStats {
+    /// Worker `worker`'s stripe. The index is below `MAX_WORKERS` by configuration; the
+    /// modulo keeps an out-of-range index in bounds (sharing a stripe, it could lose adds).
     fn stripe(&self, worker: usize) -> &Stripe {
-        &self.stripes[worker % STATS_STRIPES]
+        // The length is STATS_STRIPES, never zero: the index is in bounds.
+        &self.stripes[worker % self.stripes.len()]
     }
 
     /// Worker `worker` parsed a request.
@@ -117,16 +125,32 @@ impl SipStats {
         }
     }
 
-    /// Worker `worker` let a datagram through.
+    /// Worker `worker` took a user-space verdict on a datagram (exposed with `layer="user"`).
     #[inline]
-    pub fn passed(&self, worker: usize) {
-        inc(&self.stripe(worker).passed);
+    pub fn verdict(&self, worker: usize, verdict: Verdict) {
+        if let Some(c) = self.stripe(worker).verdicts.get(verdict.index()) {
+            inc(c);
+        }
     }
 
-    /// Worker `worker` dropped a request from an unknown source.
+    /// Worker `worker` let a datagram through: parsed, and a response or a request from a
+    /// trunk or a target.
+    #[inline]
+    pub fn passed(&self, worker: usize) {
+        self.verdict(worker, Verdict::Pass);
+    }
+
+    /// Worker `worker` dropped a request unanswered: its source is neither a trunk nor a target.
     #[inline]
     pub fn unknown_source(&self, worker: usize) {
-        inc(&self.stripe(worker).unknown_source);
+        self.verdict(worker, Verdict::UnknownSource);
+    }
+
+    /// Worker `worker` dropped a datagram that is not SIP, or a request without the headers
+    /// a transaction needs (answered 400 when the sender is known).
+    #[inline]
+    pub fn malformed(&self, worker: usize) {
+        self.verdict(worker, Verdict::Malformed);
     }
 
     /// The latency histogram worker `worker` records its forwards into.
@@ -146,8 +170,9 @@ impl SipStats {
                     *sum = sum.wrapping_add(c.load(Relaxed));
                 }
             }
-            s.passed = s.passed.wrapping_add(stripe.passed.load(Relaxed));
-            s.unknown_source = s.unknown_source.wrapping_add(stripe.unknown_source.load(Relaxed));
+            for (sum, c) in s.verdicts.iter_mut().zip(&stripe.verdicts) {
+                *sum = sum.wrapping_add(c.load(Relaxed));
+            }
             s.forward_latency.merge(&stripe.forward_latency.snapshot());
         }
         s
@@ -183,8 +208,8 @@ mod tests {
         for (i, (method, label)) in METHODS.iter().enumerate() {
             assert_eq!(method_label(method), *label);
             let before = stats.snapshot().requests;
-            // Workers on different stripes, and one beyond the stripe count.
-            stats.request(i * 7 + STATS_STRIPES, method);
+            // Workers on different stripes.
+            stats.request(i * 17 % STATS_STRIPES, method);
             let after = stats.snapshot().requests;
             for (j, (b, a)) in before.iter().zip(after).enumerate() {
                 assert_eq!(a - b, u64::from(j == label.index()), "{label:?}: counter {j}");
@@ -228,11 +253,18 @@ mod tests {
         let stats = SipStats::default();
         stats.passed(0);
         stats.passed(1);
-        stats.unknown_source(STATS_STRIPES + 1);
+        stats.unknown_source(STATS_STRIPES - 1);
+        stats.malformed(2);
+        stats.verdict(3, Verdict::Scanner);
         stats.forward_latency(0).record_ns(50_000);
         stats.forward_latency(3).record_ns(70_000);
         let s = stats.snapshot();
-        assert_eq!((s.passed, s.unknown_source), (2, 1));
+        let verdict = |v: Verdict| s.verdicts[v.index()];
+        assert_eq!(verdict(Verdict::Pass), 2);
+        assert_eq!(verdict(Verdict::UnknownSource), 1);
+        assert_eq!(verdict(Verdict::Malformed), 1);
+        assert_eq!(verdict(Verdict::Scanner), 1);
+        assert_eq!(s.verdicts.iter().sum::<u64>(), 5);
         assert_eq!((s.forward_latency.count(), s.forward_latency.sum_ns), (2, 120_000));
     }
 }

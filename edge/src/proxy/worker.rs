@@ -1,6 +1,7 @@
 //! The seam between the I/O workers and the engine: one [`EdgeWorker`] per worker thread.
 //! It also measures the forwarding latency: from the receive batch's clock reading to the
 //! moment a forward is queued for sending, read here because the engine reads no clock.
+//! Forwards a timer causes (a failover after a timeout) have no receive time: not measured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ struct Timed<'o, 'w> {
 
 impl Sink for Timed<'_, '_> {
     fn local(&self, listen: usize) -> Option<SocketAddr> {
-        self.out.local_addr(listen)
+        Sink::local(&*self.out, listen)
     }
 
     fn send_with(
@@ -45,7 +46,7 @@ impl Sink for Timed<'_, '_> {
         listen: usize,
         write: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> bool {
-        self.out.send_with(dest, listen, write).is_ok()
+        Sink::send_with(&mut *self.out, dest, listen, write)
     }
 
     fn forwarded(&mut self) {

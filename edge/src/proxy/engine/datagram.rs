@@ -21,6 +21,7 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 inc(&self.counters.malformed);
+                self.counters.sip.malformed(*idx);
                 if trunk.is_some() || from_target {
                     tracing::debug!(%src, error = %e, "malformed datagram");
                     self.reply_malformed(payload, src, listen, e.reason(), sink);
@@ -59,6 +60,7 @@ impl Engine {
         }
         if let Err(reason) = check_transaction_headers(&msg) {
             inc(&self.counters.malformed);
+            self.counters.sip.malformed(ctx.worker);
             self.reply(&msg, 400, reason, &[], &mut ctx);
             return;
         }
