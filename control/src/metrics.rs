@@ -5,9 +5,11 @@
 //! [`crate::config::MAX_TRUNKS`] of each). Never a DID, never a source address. When a trunk or
 //! target is deleted, [`Metrics::forget_trunk`] / [`Metrics::forget_target`] drop its series.
 //!
-//! The data plane increments these. Looking a labelled series up takes a lock, so hot paths
-//! resolve their handles once (per trunk at policy rebuild, per verdict at start) and keep them:
-//! [`Metrics::trunk`] returns cheap clones of the atomic counters.
+//! The data plane's hot path never touches these: it counts into fixed arrays of atomics, and
+//! its sampler adds what moved into this registry once a second (looking a labelled series up
+//! takes a lock). Label enums give those arrays their indexes ([`Method::index`], `COUNT`);
+//! the forwarding latency is a [`LatencyHistogram`] with the same buckets as the data plane's
+//! [`LatencyBuckets`].
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;

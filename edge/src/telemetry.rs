@@ -74,7 +74,7 @@ impl Sampler {
 }
 
 /// The exposed verdict of a kernel filter reason; `None` for traffic that is not SIP.
-pub fn xdp_verdict(reason: ebpf::Reason) -> Option<Verdict> {
+fn xdp_verdict(reason: ebpf::Reason) -> Option<Verdict> {
     use ebpf::Reason as R;
     Some(match reason {
         R::PassNonSip => return None,
