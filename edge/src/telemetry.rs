@@ -36,6 +36,20 @@ fn advance(last: &mut u64, now: u64) -> u64 {
     delta
 }
 
+/// The exposed verdict of a kernel filter reason; `None` for traffic that is not SIP.
+fn xdp_verdict(reason: ebpf::Reason) -> Option<Verdict> {
+    use ebpf::Reason as R;
+    Some(match reason {
+        R::PassNonSip => return None,
+        R::PassMalformed | R::PassAllow | R::PassRate | R::PassFrag => Verdict::Pass,
+        R::DropBlock => Verdict::Blocklist,
+        R::DropUnknown => Verdict::UnknownSource,
+        R::DropRateSource | R::DropRateGlobal => Verdict::RateLimit,
+        R::DropScanner => Verdict::Scanner,
+        R::DropFrag => Verdict::Fragment,
+    })
+}
+
 impl Sampler {
     /// Copies the engine's counters into `metrics`.
     pub fn sample(&mut self, engine: &Engine, metrics: &Metrics) {
@@ -71,23 +85,7 @@ impl Sampler {
                 .set(i64::from(healthy));
         }
     }
-}
 
-/// The exposed verdict of a kernel filter reason; `None` for traffic that is not SIP.
-fn xdp_verdict(reason: ebpf::Reason) -> Option<Verdict> {
-    use ebpf::Reason as R;
-    Some(match reason {
-        R::PassNonSip => return None,
-        R::PassMalformed | R::PassAllow | R::PassRate | R::PassFrag => Verdict::Pass,
-        R::DropBlock => Verdict::Blocklist,
-        R::DropUnknown => Verdict::UnknownSource,
-        R::DropRateSource | R::DropRateGlobal => Verdict::RateLimit,
-        R::DropScanner => Verdict::Scanner,
-        R::DropFrag => Verdict::Fragment,
-    })
-}
-
-impl Sampler {
     /// Copies the kernel filter's verdict counters (summed over CPUs) into
     /// `sipedge_packets_total{layer="xdp"}`.
     pub fn sample_xdp(&mut self, stats: &ebpf::Stats, metrics: &Metrics) {
