@@ -5,9 +5,11 @@
 //! [`crate::config::MAX_TRUNKS`] of each). Never a DID, never a source address. When a trunk or
 //! target is deleted, [`Metrics::forget_trunk`] / [`Metrics::forget_target`] drop its series.
 //!
-//! The data plane increments these. Looking a labelled series up takes a lock, so hot paths
-//! resolve their handles once (per trunk at policy rebuild, per verdict at start) and keep them:
-//! [`Metrics::trunk`] returns cheap clones of the atomic counters.
+//! The data plane's hot path never touches these: it counts into fixed arrays of atomics, and
+//! its sampler adds what moved into this registry once a second (looking a labelled series up
+//! takes a lock). Label enums give those arrays their indexes ([`Method::index`], `COUNT`);
+//! the forwarding latency is a [`LatencyHistogram`] with the same buckets as the data plane's
+//! [`LatencyBuckets`].
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -17,13 +19,15 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+mod latency;
+
+pub use latency::{
+    FORWARD_LATENCY_BOUNDS_NS, FORWARD_LATENCY_BUCKETS, LatencyBuckets, LatencyHistogram, LatencySnapshot,
+};
+
 /// Content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Smallest forwarding-latency bucket, in seconds (10 µs).
-const FORWARD_LATENCY_FIRST_BUCKET_SECS: f64 = 10e-6;
-/// Forwarding-latency buckets (doubling: 10 µs … 328 ms).
-const FORWARD_LATENCY_BUCKETS: u16 = 16;
 /// Smallest policy-publish bucket, in seconds (100 µs).
 const POLICY_RELOAD_FIRST_BUCKET_SECS: f64 = 100e-6;
 /// Policy-publish buckets (doubling: 100 µs … 3.3 s).
@@ -41,6 +45,13 @@ macro_rules! label_enum {
         impl $name {
             /// Every value, in order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are (the length of an array indexed by [`Self::index`]).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The position of this value in [`Self::ALL`]: an index into fixed counter arrays.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
 
             /// The label value as exposed.
             pub fn as_str(self) -> &'static str {
@@ -83,6 +94,8 @@ label_enum! {
         Scanner => "scanner",
         /// Dropped: not parseable as SIP.
         Malformed => "malformed",
+        /// Dropped: a fragment (of a dropped datagram, or fragments refused by policy).
+        Fragment => "fragment",
     }
 }
 
@@ -115,6 +128,8 @@ label_enum! {
         Subscribe => "SUBSCRIBE",
         /// NOTIFY.
         Notify => "NOTIFY",
+        /// PUBLISH.
+        Publish => "PUBLISH",
         /// Any other method.
         Other => "other",
     }
@@ -272,7 +287,8 @@ pub struct Metrics {
     pub packets: Family<PacketLabels, Counter>,
     /// `sipedge_sip_requests_total{method}`: requests received.
     pub requests: Family<MethodLabels, Counter>,
-    /// `sipedge_sip_responses_total{method, code}`: responses sent or forwarded.
+    /// `sipedge_sip_responses_total{method, code}`: responses received from peers or generated
+    /// by the edge (each response once: a forwarded one is counted when received).
     pub responses: Family<ResponseLabels, Counter>,
     /// `sipedge_calls_offered_total{trunk}`.
     pub calls_offered: Family<TrunkLabels, Counter>,
@@ -290,8 +306,9 @@ pub struct Metrics {
     pub transactions: Gauge,
     /// `sipedge_dialogs`: entries in the dialog table.
     pub dialogs: Gauge,
-    /// `sipedge_forward_latency_seconds`: receive → forward, per forwarded message.
-    pub forward_latency: Histogram,
+    /// `sipedge_forward_latency_seconds`: receive → forward, per forwarded message (lock-free
+    /// buckets the data plane's sampler adds into).
+    pub forward_latency: LatencyHistogram,
     /// `sipedge_policy_version`: version of the snapshot in force.
     pub policy_version: Gauge,
     /// `sipedge_policy_publish_seconds`: commit → snapshot published.
@@ -321,11 +338,7 @@ impl Metrics {
             target_up: Family::default(),
             transactions: Gauge::default(),
             dialogs: Gauge::default(),
-            forward_latency: Histogram::new(exponential_buckets(
-                FORWARD_LATENCY_FIRST_BUCKET_SECS,
-                2.0,
-                FORWARD_LATENCY_BUCKETS,
-            )),
+            forward_latency: LatencyHistogram::default(),
             policy_version: Gauge::default(),
             policy_publish: Histogram::new(exponential_buckets(
                 POLICY_RELOAD_FIRST_BUCKET_SECS,
@@ -336,7 +349,11 @@ impl Metrics {
         let r = &mut registry;
         r.register("sipedge_packets", "Packets and datagrams by layer and verdict", m.packets.clone());
         r.register("sipedge_sip_requests", "SIP requests received, by method", m.requests.clone());
-        r.register("sipedge_sip_responses", "SIP responses, by method and code class", m.responses.clone());
+        r.register(
+            "sipedge_sip_responses",
+            "SIP responses received or generated, by method (CSeq) and code class",
+            m.responses.clone(),
+        );
         r.register("sipedge_calls_offered", "New calls offered, by trunk", m.calls_offered.clone());
         r.register("sipedge_calls_admitted", "New calls admitted, by trunk", m.calls_admitted.clone());
         r.register(
@@ -455,7 +472,7 @@ mod tests {
         m.refused("carrier-a", RefuseReason::Cps).inc();
         m.packet(Layer::Xdp, Verdict::Blocklist).inc_by(5);
         m.requests.get_or_create(&MethodLabels { method: Method::from_token(b"INVITE") }).inc();
-        m.forward_latency.observe(0.000_2);
+        m.forward_latency.record_ns(200_000);
         let text = m.encode();
         for want in [
             "sipedge_calls_offered_total{trunk=\"carrier-a\"} 1",

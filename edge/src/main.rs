@@ -160,7 +160,12 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
         ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
     };
-    edge::telemetry::spawn(Arc::clone(&engine), control.metrics()).context("starting the metrics sampler")?;
+    let xdp_maps = match &placement {
+        ebpf::Placement::Kernel { interface, .. } => ebpf::open_attached(interface).ok(),
+        ebpf::Placement::Userspace { .. } => None,
+    };
+    edge::telemetry::spawn(Arc::clone(&engine), control.metrics(), xdp_maps)
+        .context("starting the metrics sampler")?;
     control.set_live_calls(Arc::new(edge::telemetry::EngineLiveCalls(Arc::clone(&engine))));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let start = Instant::now();

@@ -66,6 +66,10 @@ pub struct TrunkCounters {
     pub refused_concurrency: AtomicU64,
     /// Refused: over the called DID's concurrent calls.
     pub refused_did_concurrency: AtomicU64,
+    /// Refused: the number is not routed (404).
+    pub refused_unknown_did: AtomicU64,
+    /// Refused: no target could take the call (every target down, or none answered in time).
+    pub refused_no_target: AtomicU64,
 }
 
 /// The admission policy built from one configuration; shared by all workers.
@@ -83,6 +87,14 @@ pub struct Guard {
 pub struct CallHold {
     trunk: Arc<TrunkState>,
     did: Option<(Arc<DidCalls>, u64)>,
+}
+
+impl CallHold {
+    /// Counts this call, on the trunk it was admitted by, as refused because no target could
+    /// take it.
+    pub fn refused_no_target(&self) {
+        self.trunk.counters.refused_no_target.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for CallHold {
@@ -188,6 +200,13 @@ impl Guard {
     /// Calls active on a DID.
     pub fn did_active(&self, did: u64) -> u32 {
         self.did_calls.active(did)
+    }
+
+    /// Counts a new call refused because its number is not routed.
+    pub fn refused_unknown_did(&self, trunk: TrunkIdx) {
+        if let Some(t) = self.trunk(trunk) {
+            t.counters.refused_unknown_did.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn trunk(&self, trunk: TrunkIdx) -> Option<&Arc<TrunkState>> {

@@ -10,6 +10,7 @@ mod engine_tests;
 pub mod failover;
 mod malformed;
 pub mod server_tx;
+pub mod stats;
 pub mod table;
 pub mod timers;
 pub mod worker;

@@ -23,6 +23,7 @@ pub mod csv_import;
 pub mod e164;
 pub mod health;
 pub mod live;
+pub mod lookups;
 pub mod meta;
 pub mod table;
 pub mod targets;
@@ -35,6 +36,7 @@ use control::config::Config;
 pub use blocks::{BlockError, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
+pub use lookups::LookupCounters;
 pub use meta::{DidMeta, MetaId};
 pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
@@ -151,6 +153,7 @@ pub struct Router {
     up: Arc<UpFlags>,
     table: Arc<ArcSwap<DidTable>>,
     blocks: Arc<ArcSwap<Blocks>>,
+    lookups: Arc<LookupCounters>,
 }
 
 impl Router {
@@ -160,7 +163,7 @@ impl Router {
         let mut table = DidTableBuilder::with_capacity(config.dids.len());
         insert_config_dids(config, &targets, &mut table)?;
         let up = Arc::new(UpFlags::all_up(targets.uris().len()));
-        Self::assemble(config, targets, up, Arc::new(ArcSwap::from_pointee(table.build())))
+        Self::assemble(config, targets, up, Arc::new(ArcSwap::from_pointee(table.build())), Arc::default())
     }
 
     /// The router of a changed configuration (trunks, targets, number blocks), built aside.
@@ -175,7 +178,8 @@ impl Router {
                 up.set(UriId(i), self.up.is_up(old));
             }
         }
-        Self::assemble(config, targets, Arc::new(up), Arc::clone(&self.table))
+        // The lookup counters go on counting across generations (the metrics are monotonic).
+        Self::assemble(config, targets, Arc::new(up), Arc::clone(&self.table), Arc::clone(&self.lookups))
     }
 
     fn assemble(
@@ -183,6 +187,7 @@ impl Router {
         targets: Arc<TargetSets>,
         up: Arc<UpFlags>,
         table: Arc<ArcSwap<DidTable>>,
+        lookups: Arc<LookupCounters>,
     ) -> Result<Self, BuildError> {
         let set = |field: String, name: &str| {
             targets.id(name).ok_or_else(|| BuildError::UnknownTarget(field, name.to_owned()))
@@ -203,6 +208,7 @@ impl Router {
             up,
             table,
             blocks: Arc::new(ArcSwap::from_pointee(blocks)),
+            lookups,
         })
     }
 
@@ -215,23 +221,34 @@ impl Router {
     /// plan, then looks the number up. Allocation-free. Workers on the hot path use a
     /// [`RouteReader`] instead, which skips the `arc-swap` load.
     pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
-        decide(&self.trunks, trunk, user, phone_context, |n| {
+        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
             lookup(&self.table.load(), || self.blocks.load_full(), n)
-        })
+        });
+        self.lookups.record(&decision);
+        decision
     }
 
     /// Looks an E.164 number up: exact DID, then range, then longest prefix.
     pub fn lookup(&self, number: E164) -> RouteDecision {
-        lookup(&self.table.load(), || self.blocks.load_full(), number)
+        let decision = lookup(&self.table.load(), || self.blocks.load_full(), number);
+        self.lookups.record(&decision);
+        decision
+    }
+
+    /// How the lookups of this router and its readers ended (for the metrics).
+    pub fn lookups(&self) -> &Arc<LookupCounters> {
+        &self.lookups
     }
 
     /// A reader for one worker thread: it keeps the current table and blocks and re-checks
-    /// them with one plain load per call, so lookups share no written cache line.
+    /// them with one plain load per call, so lookups share no written cache line but the
+    /// [`LookupCounters`] (one relaxed add per lookup).
     pub fn reader(&self) -> RouteReader {
         RouteReader {
             trunks: self.trunks.clone(),
             table: arc_swap::Cache::new(self.table.clone()),
             blocks: arc_swap::Cache::new(self.blocks.clone()),
+            lookups: self.lookups.clone(),
         }
     }
 
@@ -273,6 +290,7 @@ pub struct RouteReader {
     trunks: Arc<[TrunkPlan]>,
     table: arc_swap::Cache<Arc<ArcSwap<DidTable>>, Arc<DidTable>>,
     blocks: arc_swap::Cache<Arc<ArcSwap<Blocks>>, Arc<Blocks>>,
+    lookups: Arc<LookupCounters>,
 }
 
 impl RouteReader {
@@ -280,14 +298,20 @@ impl RouteReader {
     #[inline]
     pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
         let (table, blocks) = (&mut self.table, &mut self.blocks);
-        decide(&self.trunks, trunk, user, phone_context, |n| lookup(table.load(), || &**blocks.load(), n))
+        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
+            lookup(table.load(), || &**blocks.load(), n)
+        });
+        self.lookups.record(&decision);
+        decision
     }
 
     /// As [`Router::lookup`].
     #[inline]
     pub fn lookup(&mut self, number: E164) -> RouteDecision {
         let blocks = &mut self.blocks;
-        lookup(self.table.load(), || &**blocks.load(), number)
+        let decision = lookup(self.table.load(), || &**blocks.load(), number);
+        self.lookups.record(&decision);
+        decision
     }
 }
 

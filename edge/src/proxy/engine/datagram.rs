@@ -17,11 +17,12 @@ impl Engine {
         let plan = self.plan.load();
         let trunk = plan.guard.source(src.ip()).ok();
         let from_target = plan.target_ips.contains(&src.ip());
-        let WorkerState { index_in, index_stored, index_other, locals, tags, .. } = w;
+        let WorkerState { idx, index_in, index_stored, index_other, locals, tags, .. } = w;
         let msg = match sip::parse(payload, &mut index_in[..]) {
             Ok(m) => m,
             Err(e) => {
                 inc(&self.counters.malformed);
+                self.counters.sip.malformed(*idx);
                 if trunk.is_some() || from_target {
                     tracing::debug!(%src, error = %e, "malformed datagram");
                     self.reply_malformed(payload, src, listen, e.reason(), sink);
@@ -33,6 +34,7 @@ impl Engine {
         let mut ctx = Ctx {
             now,
             plan: &plan,
+            worker: *idx,
             src,
             listen,
             local,
@@ -43,19 +45,28 @@ impl Engine {
         };
         if msg.is_response() {
             inc(&self.counters.responses);
+            self.counters.sip.passed(ctx.worker);
+            let cseq_method = msg.cseq().ok().map(|c| c.method);
+            self.counters.sip.response(ctx.worker, cseq_method.as_ref(), msg.status().unwrap_or(0));
             self.on_response(&msg, &mut ctx);
             return;
         }
         inc(&self.counters.requests);
+        if let Some(method) = msg.method() {
+            self.counters.sip.request(ctx.worker, &method);
+        }
         if trunk.is_none() && !from_target && !self.party_to_a_call(&msg, src) {
             // Not allow-listed: no answer at all (the guard counted it).
+            self.counters.sip.unknown_source(ctx.worker);
             return;
         }
         if let Err(reason) = check_transaction_headers(&msg) {
             inc(&self.counters.malformed);
+            self.counters.sip.malformed(ctx.worker);
             self.reply(&msg, 400, reason, &[], &mut ctx);
             return;
         }
+        self.counters.sip.passed(ctx.worker);
         self.on_request(&msg, trunk, &mut ctx);
     }
 
@@ -160,6 +171,7 @@ impl Engine {
             500..=599 => inc(&self.counters.replies_5xx),
             _ => {}
         }
+        self.counters.sip.response(ctx.worker, msg.method().as_ref(), code);
         let ok = ctx.sink.send_with(ctx.src, ctx.listen, &mut |buf| {
             sip::response_from_request(msg, code, reason, tag, extra, buf).ok()
         });

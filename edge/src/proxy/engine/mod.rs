@@ -142,6 +142,10 @@ pub trait Sink {
         listen: usize,
         write: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> bool;
+
+    /// The datagram just queued forwards the message being handled: the I/O side may measure
+    /// receive → forward here (the engine reads no clock). By default nothing.
+    fn forwarded(&mut self) {}
 }
 
 fn send_bytes(sink: &mut dyn Sink, dest: SocketAddr, listen: usize, bytes: &[u8]) -> bool {
@@ -182,6 +186,9 @@ pub struct ProxyCounters {
     pub calls_answered: AtomicU64,
     /// Calls ended (BYE or maximum duration).
     pub calls_ended: AtomicU64,
+    /// By label, striped per worker: requests by method, responses by method and class,
+    /// user-space verdicts, forward latency.
+    pub sip: super::stats::SipStats,
 }
 
 fn inc(c: &AtomicU64) {
@@ -343,6 +350,8 @@ struct Ctx<'a, 's> {
     now: Instant,
     /// The current generation: new calls are admitted and routed by it.
     plan: &'a Arc<Plan>,
+    /// The worker's index (its counter stripe).
+    worker: usize,
     src: SocketAddr,
     listen: usize,
     local: &'a Local,

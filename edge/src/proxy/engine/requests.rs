@@ -136,6 +136,9 @@ impl Engine {
             RouteDecision::Did { number, route, .. } => (route.set(), number.key(), route.max_calls()),
             RouteDecision::Emergency { target } => (target, 0, None),
             RouteDecision::Refuse(r) => {
+                if is_invite && r.status() == 404 {
+                    plan.guard.refused_unknown_did(trunk);
+                }
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
@@ -152,6 +155,9 @@ impl Engine {
         let seed = self.hasher[1].hash_one(msg.call_id().unwrap_or_default());
         let Some(first) = plan.router.candidates(set, seed).find_map(|u| plan.target_addr(u).map(|a| (u, a)))
         else {
+            if let Some(hold) = &hold {
+                hold.refused_no_target();
+            }
             let mut ra = [0u8; 32];
             let header = retry_after(&mut ra, ALL_DOWN_RETRY_AFTER_SECS);
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
@@ -253,6 +259,7 @@ impl Engine {
             Ok(n) => {
                 out.truncate(n);
                 send_bytes(ctx.sink, tx.upstream, tx.listen, &out);
+                self.counters.sip.response(ctx.worker, Some(&Method::Invite), 100);
                 tx.server.on_send_response(ctx.now, 100);
             }
             Err(_) => out.clear(),
@@ -305,7 +312,9 @@ impl Engine {
         };
         out.truncate(n);
         tx.downstream = dest;
-        if !send_bytes(ctx.sink, dest, tx.listen, &out) {
+        if send_bytes(ctx.sink, dest, tx.listen, &out) {
+            ctx.sink.forwarded();
+        } else {
             inc(&self.counters.send_refused);
         }
         inc(&self.counters.forwarded);
@@ -369,6 +378,7 @@ impl Engine {
         let ok =
             ctx.sink.send_with(hop.dest, ctx.listen, &mut |buf| sip::forward_request(msg, &opts, buf).ok());
         if ok {
+            ctx.sink.forwarded();
             inc(&self.counters.forwarded);
         } else {
             inc(&self.counters.send_refused);

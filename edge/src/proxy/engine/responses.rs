@@ -129,6 +129,7 @@ impl Engine {
             Ok(n) => {
                 out.truncate(n);
                 if send_bytes(ctx.sink, tx.upstream, tx.listen, &out) {
+                    ctx.sink.forwarded();
                     inc(&self.counters.responses_forwarded);
                 } else {
                     inc(&self.counters.send_refused);
@@ -223,6 +224,9 @@ impl Engine {
                 self.call_failed(tx);
             }
             Decision::Generate408 => {
+                if let (false, Some(hold)) = (tx.cancelled, &tx.hold) {
+                    hold.refused_no_target();
+                }
                 let code = if tx.cancelled { 487 } else { 408 };
                 self.final_from_original(s, h, code, ctx);
             }
@@ -256,6 +260,7 @@ impl Engine {
             if let Ok(n) = sip::response_from_request(&orig, code, reason, Some(tag), &[], &mut out) {
                 out.truncate(n);
                 send_bytes(ctx.sink, tx.upstream, tx.listen, &out);
+                self.counters.sip.response(ctx.worker, orig.method().as_ref(), code);
                 tx.server.on_send_response(ctx.now, code);
                 if code >= 500 {
                     inc(&self.counters.replies_5xx);

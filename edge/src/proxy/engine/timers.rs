@@ -29,6 +29,7 @@ impl Engine {
                 let mut ctx = Ctx {
                     now,
                     plan: &plan,
+                    worker: *idx,
                     src: tx.upstream,
                     listen,
                     local,
