@@ -136,7 +136,6 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
             .context("starting the live-change thread")?;
     }
     let io_config = IoConfig::from_edge(&config.edge);
-    let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
     let (policy, allow) = cli::xdp::policy_of(&live);
     let mode = match config.xdp.as_ref().map(|x| x.mode) {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
@@ -148,6 +147,18 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
         ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
     };
+    let mut engine = Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers));
+    if let ebpf::Placement::Userspace { filter, .. } = &placement {
+        engine = engine.with_prefilter(Arc::new(edge::guard::Prefilter::new(Arc::clone(filter))));
+    }
+    let engine = Arc::new(engine);
+    let active = match placement {
+        ebpf::Placement::Kernel { filter, .. } => edge::filter::sync::ActiveFilter::Kernel(filter),
+        ebpf::Placement::Userspace { filter, .. } => edge::filter::sync::ActiveFilter::Userspace(filter),
+    };
+    let filter_sync =
+        edge::filter::sync::spawn(edge::filter::sync::FilterSync::new(active), Arc::clone(&publisher))
+            .context("starting the packet filter sync thread")?;
     edge::telemetry::spawn(Arc::clone(&engine), control.metrics()).context("starting the metrics sampler")?;
     control.set_live_calls(Arc::new(edge::telemetry::EngineLiveCalls(Arc::clone(&engine))));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
@@ -170,6 +181,7 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     tracing::info!(?signal, "stopping");
     let counters = workers.counters();
     workers.shutdown().context("stopping the UDP workers")?;
+    filter_sync.stop();
     control.shutdown().context("stopping the control plane")?;
     tracing::info!(?counters, active_calls = engine.active_calls(), "stopped");
     Ok(ExitCode::SUCCESS)
