@@ -141,8 +141,9 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
         _ => ebpf::AttachMode::Native,
     };
-    let placement = ebpf::place(config.xdp.as_ref().map(|x| x.interface.as_str()), mode, &policy, &allow)
-        .context("the packet filter policy")?;
+    let placement =
+        ebpf::place(config.xdp.as_ref().and_then(|x| x.interface.as_deref()), mode, &policy, &allow)
+            .context("the packet filter policy")?;
     let filter = match &placement {
         ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
         ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),

@@ -6,9 +6,9 @@ pub mod sync;
 
 use std::net::IpAddr;
 
-use control::config::{Config, UnknownSources};
+use control::config::{Config, FragmentPolicy, UnknownSources};
 use ebpf::Policy;
-use ebpf::policy::Unknown;
+use ebpf::policy::{Bucket, Fragments, Unknown};
 use ipnet::IpNet;
 
 use crate::sip::{Host, Uri};
@@ -17,13 +17,26 @@ use crate::sip::{Host, Uri};
 /// requests; the filter must let them through like a trunk).
 pub const TARGET_TRUNK: u32 = u32::MAX;
 
-/// The filter policy a configuration asks for (`[xdp]`; defaults without it).
+/// The filter policy a configuration asks for (`[xdp]`; `ebpf::Policy::default()` without it).
+/// Validated configurations give valid policies (the bounds are the same; a test checks it).
 pub fn policy_of(config: &Config) -> Policy {
-    let unknown = match config.xdp.as_ref().map(|x| x.unknown_sources) {
-        Some(UnknownSources::RateLimit) => Unknown::RateLimit,
-        _ => Unknown::Drop,
-    };
-    Policy { unknown, ..Policy::default() }
+    let Some(x) = &config.xdp else { return Policy::default() };
+    Policy {
+        unknown: match x.unknown_sources {
+            UnknownSources::Drop => Unknown::Drop,
+            UnknownSources::RateLimit => Unknown::RateLimit,
+        },
+        per_source: Bucket { rate_pps: x.per_source_pps, burst: x.per_source_burst },
+        global: Bucket { rate_pps: x.global_pps, burst: x.global_burst },
+        fragments: match x.fragments {
+            FragmentPolicy::Follow => Fragments::Follow,
+            FragmentPolicy::Drop => Fragments::Drop,
+        },
+        udp_ports: x.udp_ports.clone(),
+        tcp_ports: x.tcp_ports.clone(),
+        scanner_signatures: x.scanner_signatures.clone(),
+        sample_every: x.sample_every,
+    }
 }
 
 /// The allow-list of a configuration: every trunk's sources (with the trunk's index) and the
@@ -85,5 +98,44 @@ uris = ["sip:10.0.0.10:5060", "sip:[2001:db8::5]", "sip:pbx.example.net", "sip:1
             ]
         );
         assert_eq!(policy_of(&config), Policy::default());
+    }
+
+    #[test]
+    fn the_xdp_section_maps_to_the_policy_with_the_same_defaults_and_bounds() {
+        use control::config as c;
+        let defaults = Config::from_toml("[xdp]\n").unwrap();
+        assert_eq!(policy_of(&defaults), Policy::default());
+        assert_eq!(c::DEFAULT_SCANNER_SIGNATURES, ebpf::policy::DEFAULT_SCANNER_SIGNATURES);
+        assert_eq!(*c::XDP_RATE_PPS.end(), ebpf::policy::MAX_RATE_PPS);
+        assert_eq!(*c::XDP_BURST.end(), ebpf::policy::MAX_BURST);
+        assert_eq!(c::XDP_MAX_SIP_PORTS, ebpf::policy::MAX_SIP_PORTS);
+        assert_eq!(c::XDP_MAX_SCANNER_SIGS, ebpf::shared::MAX_SCANNER_SIGS);
+        assert_eq!(c::XDP_MAX_SIG_LEN, ebpf::shared::MAX_SIG_LEN);
+        let text = r#"
+[xdp]
+unknown_sources = "rate-limit"
+per_source_pps = 5
+per_source_burst = 7
+global_pps = 100000000
+global_burst = 10000000
+udp_ports = [5060, 5080]
+tcp_ports = []
+fragments = "drop"
+scanner_signatures = ["sipsak"]
+sample_every = 0
+"#;
+        let p = policy_of(&Config::from_toml(text).unwrap());
+        let want = Policy {
+            unknown: Unknown::RateLimit,
+            per_source: Bucket { rate_pps: 5, burst: 7 },
+            global: Bucket { rate_pps: ebpf::policy::MAX_RATE_PPS, burst: ebpf::policy::MAX_BURST },
+            fragments: Fragments::Drop,
+            udp_ports: vec![5060, 5080],
+            tcp_ports: vec![],
+            scanner_signatures: vec!["sipsak".into()],
+            sample_every: 0,
+        };
+        assert_eq!(p, want);
+        assert_eq!(p.validate(), Ok(()), "the largest values the config accepts are valid");
     }
 }
