@@ -167,6 +167,18 @@ fn blocklisted_and_unknown_sources_get_nothing_and_the_trunk_gets_its_call() {
     h.publish(Vec::new());
     let out = h.recv(BLOCKED, &invite(BLOCKED, "z9hG4bK-b2", "carrier-sbc"));
     assert!(out.iter().any(|(to, _)| *to == PBX.parse().unwrap()), "unblocked: forwarded");
+
+    // A trunk added in the store: its source passes the filter from the next snapshot on.
+    let allowed = h.count(Reason::PassAllow);
+    h.config.trunks.push(control::config::Trunk {
+        name: "late".into(),
+        sources: vec!["203.0.113.0/24".parse().unwrap()],
+        ..h.config.trunks[0].clone()
+    });
+    h.publish(Vec::new());
+    h.recv(STRANGER, &invite(STRANGER, "z9hG4bK-s2", "carrier-sbc"));
+    assert_eq!(h.count(Reason::PassAllow), allowed + 1, "the new trunk's source is allow-listed");
+    assert_eq!(h.count(Reason::DropUnknown), 1, "no longer dropped as unknown");
 }
 
 #[test]
