@@ -5,6 +5,13 @@
 //! CPU time per million dropped packets on each core (from `/proc/stat`, so it includes the flood
 //! generator itself and anything else running on the machine). Needs root, `nft`, `ethtool`.
 //! Prints a markdown table. Cleans up its namespaces on exit.
+//!
+//! Then (unless `--no-calls`) SIPp calls from the allow-listed address through `sipedge run`
+//! with its XDP filter, alone and under the same flood ([`calls`]): failed calls and sipedge's
+//! user-space CPU. Needs `sipp` and the `sipedge` binary beside this one.
+
+#[path = "xdp_flood_bench/calls.rs"]
+mod calls;
 
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -26,6 +33,8 @@ const FLOOD_NET: &str = "10.88.1.0/24";
 const SIP_PORT: u16 = 5060;
 /// `USER_HZ`: the unit of `/proc/stat`.
 const TICKS_PER_S: f64 = 100.0;
+/// Highest `--call-rate`, calls/s (one SIPp UAC saturates around here).
+const MAX_CALL_RATE: u32 = 5_000;
 /// Receive batch of the user-space sink, datagrams.
 const SINK_BATCH: usize = 64;
 /// Longest block of the sink's receive call.
@@ -42,6 +51,15 @@ struct Args {
     /// Flood payload size, bytes.
     #[arg(long, default_value_t = 400)]
     size: usize,
+    /// New calls per second through sipedge in the calls phases (each lasts `--seconds`).
+    #[arg(long, default_value_t = 200)]
+    call_rate: u32,
+    /// Skip the calls through sipedge.
+    #[arg(long)]
+    no_calls: bool,
+    /// Only the calls through sipedge (skip the five drop-path setups).
+    #[arg(long)]
+    calls_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +103,8 @@ impl Topology {
         sh("ip", &["-n", NS_B, "addr", "add", &format!("{ADDR_B}/16"), "dev", IF_B])?;
         sh("ip", &["-n", NS_A, "link", "set", IF_A, "up"])?;
         sh("ip", &["-n", NS_B, "link", "set", IF_B, "up"])?;
+        // sipedge's control API listens on B's loopback.
+        sh("ip", &["-n", NS_B, "link", "set", "lo", "up"])?;
         // Replies (ICMP unreachable) to passed flood packets would go to unresolvable
         // addresses; keep the receiving side quiet.
         sh("ip", &["netns", "exec", NS_B, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=1000000"])?;
@@ -329,6 +349,7 @@ fn run_setup(args: &Args, setup: Setup, mac: &str) -> anyhow::Result<Row> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.seconds > 0.0 && args.seconds <= 60.0, "--seconds must be in (0, 60]");
+    ensure!((1..=MAX_CALL_RATE).contains(&args.call_rate), "--call-rate must be in 1..={MAX_CALL_RATE}");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (network namespaces, XDP, nftables)");
@@ -340,9 +361,41 @@ fn main() -> anyhow::Result<()> {
         .context("MAC of the receiving veth")?
         .to_owned();
     let mut rows = Vec::new();
-    for setup in Setup::ALL {
+    for setup in Setup::ALL.into_iter().filter(|_| !args.calls_only) {
         rows.push(run_setup(&args, setup, &mac).with_context(|| setup.name())?);
     }
+    if !rows.is_empty() {
+        print_drop_table(&rows);
+    }
+    if !args.no_calls {
+        let (line, calls) = calls::run(&args, &mac).context("calls through sipedge")?;
+        println!();
+        println!("{line}");
+        println!();
+        println!(
+            "| phase | calls | failed | failed % | flood sent | flood dropped in XDP | sipedge CPU s | CPU ms / call |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &calls {
+            let failed = r.offered.saturating_sub(r.successful);
+            println!(
+                "| {} ({:.1} s) | {} | {} | {:.2} | {} | {} | {:.2} | {:.3} |",
+                r.label,
+                r.seconds,
+                r.offered,
+                failed.max(r.failed),
+                100.0 * failed.max(r.failed) as f64 / r.offered.max(1) as f64,
+                r.flood_sent,
+                r.flood_dropped,
+                r.cpu_s,
+                1000.0 * r.cpu_s / r.successful.max(1) as f64,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_drop_table(rows: &[Row]) {
     let cores = rows.first().map_or(0, |r| r.cpu_s.len());
     print!("| setup | offered pps | dropped pps | dropped % |");
     for c in 0..cores {
@@ -354,7 +407,7 @@ fn main() -> anyhow::Result<()> {
         print!("---:|");
     }
     println!();
-    for r in &rows {
+    for r in rows {
         let pct = 100.0 * r.dropped as f64 / r.sent.max(1) as f64;
         print!("| {} | {:.0} | {:.0} | {pct:.1} |", r.setup.name(), r.offered_pps, r.dropped_pps);
         for s in &r.cpu_s {
@@ -362,5 +415,4 @@ fn main() -> anyhow::Result<()> {
         }
         println!();
     }
-    Ok(())
 }
