@@ -368,9 +368,11 @@ fn main() -> anyhow::Result<()> {
         print_drop_table(&rows);
     }
     if !args.no_calls {
-        let (line, calls) = calls::run(&args, &mac).context("calls through sipedge")?;
+        let (lines, calls) = calls::run(&args, &mac).context("calls through sipedge")?;
         println!();
-        println!("{line}");
+        for line in lines {
+            println!("{line}");
+        }
         println!();
         println!(
             "| phase | calls | failed | failed % | flood sent | flood dropped in XDP | sipedge CPU s | CPU ms / call |"

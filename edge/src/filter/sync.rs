@@ -83,37 +83,38 @@ impl FilterSync {
             applied.allow_changed = true;
         }
         let block = self.block_deadlines(&snapshot.blocklist);
-        match (&mut self.active, &self.block) {
-            (ActiveFilter::Kernel(f), Some(old)) => {
-                let add: Vec<(IpNet, u64)> =
-                    block.iter().filter(|(n, e)| old.get(n) != Some(e)).map(|(n, e)| (*n, *e)).collect();
-                let remove: Vec<IpNet> = old.keys().filter(|n| !block.contains_key(n)).copied().collect();
+        let old = self.block.as_ref();
+        let add: Vec<(IpNet, u64)> = block
+            .iter()
+            .filter(|(n, e)| old.and_then(|o| o.get(n)) != Some(e))
+            .map(|(n, e)| (*n, *e))
+            .collect();
+        let remove: Vec<IpNet> =
+            old.map(|o| o.keys().filter(|n| !block.contains_key(n)).copied().collect()).unwrap_or_default();
+        let all = || -> Vec<(IpNet, u64)> { block.iter().map(|(n, e)| (*n, *e)).collect() };
+        match &mut self.active {
+            // The first time, the pinned maps may hold a previous run's entries: replace them.
+            ActiveFilter::Kernel(f) if old.is_none() => {
+                (applied.blocked, applied.unblocked) = f.maps()?.sync_blocklist(&all())?;
+            }
+            ActiveFilter::Kernel(f) => {
                 if !add.is_empty() || !remove.is_empty() {
                     f.maps()?.update_blocklist(&add, &remove)?;
                 }
                 (applied.blocked, applied.unblocked) = (add.len(), remove.len());
             }
-            (ActiveFilter::Kernel(f), None) => {
-                let all: Vec<(IpNet, u64)> = block.iter().map(|(n, e)| (*n, *e)).collect();
-                (applied.blocked, applied.unblocked) = f.maps()?.sync_blocklist(&all)?;
-            }
-            (ActiveFilter::Userspace(f), old) => {
-                if old.as_ref() != Some(&block) {
-                    let all: Vec<(IpNet, u64)> = block.iter().map(|(n, e)| (*n, *e)).collect();
-                    f.set_blocklist(&all)?;
-                    applied.blocked =
-                        block.iter().filter(|(n, e)| old.as_ref().and_then(|o| o.get(n)) != Some(e)).count();
-                    applied.unblocked =
-                        old.as_ref().map_or(0, |o| o.keys().filter(|n| !block.contains_key(n)).count());
+            ActiveFilter::Userspace(f) => {
+                if old.is_none() || !add.is_empty() || !remove.is_empty() {
+                    f.set_blocklist(&all())?;
                 }
+                (applied.blocked, applied.unblocked) = (add.len(), remove.len());
             }
         }
         self.block = Some(block);
         Ok(applied)
     }
 
-    /// Removes expired blocklist entries from the filter; returns how many the kernel swept
-    /// (user space: how many remain is not reported, 0).
+    /// Removes expired blocklist entries from the filter; returns how many.
     pub fn sweep(&mut self) -> Result<usize, ebpf::Error> {
         let now = ebpf::monotonic_ns();
         let swept = match &mut self.active {
@@ -218,6 +219,8 @@ async fn follow(
     stop: &AtomicBool,
 ) {
     let mut last_sweep = Instant::now();
+    // A failed apply is tried again at the next wake-up (an event, or the sweep interval).
+    let mut retry = false;
     while !stop.load(Ordering::Relaxed) {
         let mut due = match tokio::time::timeout(SWEEP_INTERVAL, events.recv()).await {
             Ok(Ok(event)) => concerns_filter(&event.change),
@@ -236,10 +239,12 @@ async fn follow(
                 Err(_) => break,
             }
         }
-        if due {
+        if due || retry {
             let start = Instant::now();
             let snapshot = publisher.current();
-            match sync.apply(&snapshot) {
+            let result = sync.apply(&snapshot);
+            retry = result.is_err();
+            match result {
                 Ok(a) => tracing::debug!(
                     version = snapshot.version,
                     ?a,
@@ -249,7 +254,7 @@ async fn follow(
                 Err(e) => tracing::error!(
                     version = snapshot.version,
                     error = %ebpf::error_chain(&e),
-                    "packet filter not synced"
+                    "packet filter not synced (retried every second)"
                 ),
             }
         }

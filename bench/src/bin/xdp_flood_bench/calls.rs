@@ -1,7 +1,8 @@
-//! SIPp calls through `sipedge run` (its XDP filter attached to the receiving veth, native
-//! mode) from the allow-listed address of namespace A, first alone and then while the flood
-//! from unknown addresses runs: calls offered, failed, and sipedge's user-space CPU (utime +
-//! stime of its process, from `/proc/PID/stat`) per phase and per call.
+//! SIPp calls through `sipedge run` from the allow-listed address of namespace A: with its XDP
+//! filter attached to the receiving veth (native mode), alone and while the flood from unknown
+//! addresses runs; then with XDP off (`[xdp]` without an interface: the same policy in user
+//! space) under the same flood. Per phase: calls offered and failed, and sipedge's user-space
+//! CPU (utime + stime of its process, from `/proc/PID/stat`).
 //!
 //! sipedge and the SIPp UAS run in namespace B (the UAS on B's address, port [`UAS_PORT`], so
 //! sipedge's forwards to it stay on B's loopback); the UAC runs in namespace A.
@@ -42,7 +43,7 @@ impl Drop for Killed {
 
 /// One phase's figures.
 pub(crate) struct CallsRow {
-    /// "calls alone" or "calls + flood".
+    /// What ran.
     pub(crate) label: &'static str,
     pub(crate) offered: u64,
     pub(crate) successful: u64,
@@ -51,12 +52,13 @@ pub(crate) struct CallsRow {
     pub(crate) seconds: f64,
     /// sipedge's utime + stime over the phase, seconds.
     pub(crate) cpu_s: f64,
-    /// Flood frames sent during the phase, and dropped in XDP as unknown.
+    /// Flood frames sent during the phase, and dropped in XDP as unknown (0 with XDP off).
     pub(crate) flood_sent: u64,
     pub(crate) flood_dropped: u64,
 }
 
-fn config(dir: &Path) -> anyhow::Result<PathBuf> {
+fn config(dir: &Path, xdp: bool) -> anyhow::Result<PathBuf> {
+    let interface = if xdp { format!("interface = \"{IF_B}\"") } else { String::new() };
     let text = format!(
         r#"
 [edge]
@@ -68,7 +70,7 @@ api = "127.0.0.1:0"
 [health]
 enabled = false
 [xdp]
-interface = "{IF_B}"
+{interface}
 mode = "native"
 unknown_sources = "drop"
 [[trunk]]
@@ -89,16 +91,19 @@ target = "pbx"
     Ok(path)
 }
 
-/// Starts sipedge in namespace B and waits for its `listening` line (which names the filter).
-fn start_sipedge(dir: &Path) -> anyhow::Result<(Killed, String)> {
+/// Starts sipedge in namespace B (with XDP or without) and waits for its `listening` line
+/// (which names the filter).
+fn start_sipedge(dir: &Path, xdp: bool) -> anyhow::Result<(Killed, String)> {
+    let dir = dir.join(if xdp { "xdp" } else { "user" });
+    std::fs::create_dir_all(&dir)?;
     let bin = std::env::current_exe()?.with_file_name("sipedge");
     ensure!(bin.is_file(), "{} not built (cargo build --release -p edge)", bin.display());
     let mut child = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{NS_B}"))
         .arg(&bin)
         .args(["run", "--config"])
-        .arg(config(dir)?)
-        .current_dir(dir)
+        .arg(config(&dir, xdp)?)
+        .current_dir(&dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -164,19 +169,18 @@ fn xdp_stats() -> anyhow::Result<ebpf::Stats> {
     Ok(ebpf::open_attached(IF_B)?.stats()?)
 }
 
-/// Both phases; `mac` is the receiving veth's (for the flood frames).
-pub(crate) fn run(args: &Args, mac: &str) -> anyhow::Result<(String, Vec<CallsRow>)> {
+/// Every phase; `mac` is the receiving veth's (for the flood frames). Returns sipedge's
+/// start-up lines and the rows.
+pub(crate) fn run(args: &Args, mac: &str) -> anyhow::Result<(Vec<String>, Vec<CallsRow>)> {
     let dir = std::env::temp_dir().join(format!("sxbench-calls-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = phases(args, mac, &dir);
+    let result = all_phases(args, mac, &dir);
     let _ = ebpf::detach(IF_B);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn phases(args: &Args, mac: &str, dir: &Path) -> anyhow::Result<(String, Vec<CallsRow>)> {
-    let (edge, line) = start_sipedge(dir)?;
-    let pid = edge.0.id();
+fn all_phases(args: &Args, mac: &str, dir: &Path) -> anyhow::Result<(Vec<String>, Vec<CallsRow>)> {
     let _uas = Killed(
         Command::new("ip")
             .args(["netns", "exec", NS_B, "sipp", "-sn", "uas", "-i", ADDR_B, "-p", &UAS_PORT.to_string()])
@@ -188,34 +192,59 @@ fn phases(args: &Args, mac: &str, dir: &Path) -> anyhow::Result<(String, Vec<Cal
             .context("sipp uas")?,
     );
     std::thread::sleep(UAS_SETTLE);
-    let calls = (f64::from(args.call_rate) * args.seconds).round() as u64;
-    let mut rows = Vec::new();
-    for label in ["calls alone", "calls + flood"] {
-        eprintln!("sipedge: {label}: {calls} calls at {}/s", args.call_rate);
-        let (x0, cpu0, t0) = (xdp_stats()?, process_cpu_s(pid)?, Instant::now());
-        let (successful, failed, flood_sent) = if label == "calls alone" {
-            let (ok, failed) = uac(dir, calls, args.call_rate)?;
-            (ok, failed, 0)
-        } else {
-            std::thread::scope(|s| -> anyhow::Result<(u64, u64, u64)> {
-                let flood = s.spawn(|| flood(args, mac));
-                let (ok, failed) = uac(dir, calls, args.call_rate)?;
-                let (sent, _secs) = flood.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
-                Ok((ok, failed, sent))
-            })?
-        };
-        let (x1, cpu1, secs) = (xdp_stats()?, process_cpu_s(pid)?, t0.elapsed().as_secs_f64());
-        let moved = x1.packets_since(&x0);
-        rows.push(CallsRow {
-            label,
-            offered: calls,
-            successful,
-            failed,
-            seconds: secs,
-            cpu_s: cpu1 - cpu0,
-            flood_sent,
-            flood_dropped: moved.get(Reason::DropUnknown as usize).copied().unwrap_or(0),
-        });
+    let (mut lines, mut rows) = (Vec::new(), Vec::new());
+    {
+        let (edge, line) = start_sipedge(dir, true)?;
+        lines.push(line);
+        rows.push(phase(args, mac, dir, edge.0.id(), "calls alone, XDP", false)?);
+        rows.push(phase(args, mac, dir, edge.0.id(), "calls + flood, XDP", true)?);
     }
-    Ok((line, rows))
+    // The filter stays attached after sipedge exits (pinned): take it off for the next run.
+    ebpf::detach(IF_B)?;
+    let (edge, line) = start_sipedge(dir, false)?;
+    lines.push(line);
+    rows.push(phase(args, mac, dir, edge.0.id(), "calls + flood, XDP off (user-space filter)", true)?);
+    Ok((lines, rows))
+}
+
+fn phase(
+    args: &Args,
+    mac: &str,
+    dir: &Path,
+    pid: u32,
+    label: &'static str,
+    with_flood: bool,
+) -> anyhow::Result<CallsRow> {
+    let calls = (f64::from(args.call_rate) * args.seconds).round() as u64;
+    eprintln!("sipedge: {label}: {calls} calls at {}/s", args.call_rate);
+    let xdp = ebpf::is_attached(IF_B)?;
+    let counters =
+        || -> anyhow::Result<Option<ebpf::Stats>> { if xdp { Ok(Some(xdp_stats()?)) } else { Ok(None) } };
+    let (x0, cpu0, t0) = (counters()?, process_cpu_s(pid)?, Instant::now());
+    let (successful, failed, flood_sent) = if with_flood {
+        std::thread::scope(|s| -> anyhow::Result<(u64, u64, u64)> {
+            let flood = s.spawn(|| flood(args, mac));
+            let (ok, failed) = uac(dir, calls, args.call_rate)?;
+            let (sent, _secs) = flood.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+            Ok((ok, failed, sent))
+        })?
+    } else {
+        let (ok, failed) = uac(dir, calls, args.call_rate)?;
+        (ok, failed, 0)
+    };
+    let (x1, cpu1, secs) = (counters()?, process_cpu_s(pid)?, t0.elapsed().as_secs_f64());
+    let flood_dropped = match (x0, x1) {
+        (Some(a), Some(b)) => b.packets_since(&a).get(Reason::DropUnknown as usize).copied().unwrap_or(0),
+        _ => 0,
+    };
+    Ok(CallsRow {
+        label,
+        offered: calls,
+        successful,
+        failed,
+        seconds: secs,
+        cpu_s: cpu1 - cpu0,
+        flood_sent,
+        flood_dropped,
+    })
 }
