@@ -148,18 +148,21 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
         ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
         ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
     };
-    let mut engine = Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers));
-    if let ebpf::Placement::Userspace { filter, .. } = &placement {
-        engine = engine.with_prefilter(Arc::new(edge::guard::Prefilter::new(Arc::clone(filter))));
-    }
-    let engine = Arc::new(engine);
-    let active = match placement {
-        ebpf::Placement::Kernel { filter, .. } => edge::filter::sync::ActiveFilter::Kernel(filter),
-        ebpf::Placement::Userspace { filter, .. } => edge::filter::sync::ActiveFilter::Userspace(filter),
+    let engine = Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers));
+    let (engine, active) = match placement {
+        ebpf::Placement::Kernel { filter, .. } => (engine, edge::filter::sync::ActiveFilter::Kernel(filter)),
+        ebpf::Placement::Userspace { filter, .. } => {
+            let prefilter = Arc::new(edge::guard::Prefilter::new(filter));
+            (
+                engine.with_prefilter(Arc::clone(&prefilter)),
+                edge::filter::sync::ActiveFilter::Userspace(prefilter),
+            )
+        }
     };
-    let filter_sync =
-        edge::filter::sync::spawn(edge::filter::sync::FilterSync::new(active), Arc::clone(&publisher))
-            .context("starting the packet filter sync thread")?;
+    let engine = Arc::new(engine);
+    let sync = edge::filter::sync::FilterSync::new(active).with_metrics(control.metrics());
+    let filter_sync = edge::filter::sync::spawn(sync, Arc::clone(&publisher))
+        .context("starting the packet filter sync thread")?;
     edge::telemetry::spawn(Arc::clone(&engine), control.metrics()).context("starting the metrics sampler")?;
     control.set_live_calls(Arc::new(edge::telemetry::EngineLiveCalls(Arc::clone(&engine))));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;

@@ -78,7 +78,7 @@ impl Harness {
         let prefilter = Arc::new(Prefilter::new(Arc::clone(&filter)));
         let engine =
             Engine::new(guard, router, EngineConfig::default()).with_prefilter(Arc::clone(&prefilter));
-        let sync = FilterSync::new(ActiveFilter::Userspace(filter));
+        let sync = FilterSync::new(ActiveFilter::Userspace(Arc::clone(&prefilter)));
         let now = Instant::now();
         Self {
             engine,

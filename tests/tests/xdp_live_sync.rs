@@ -208,6 +208,14 @@ fn api_changes_reach_the_xdp_maps_within_a_second() {
     let took = wait_for("block in the XDP map", VISIBLE_WITHIN, || blocked(&topo.if_b).contains(&net));
     eprintln!("XDP: blocklist add visible in the map {took:?} after the API answered");
     assert_eq!(probe(&topo.if_b, &carrier).get(Reason::DropBlock).packets, PROBES, "blocked in XDP");
+    // The kernel's counters reach the Prometheus metrics (sampled once a second).
+    let metric = r#"sipedge_packets_total{layer="xdp",verdict="blocklist"}"#;
+    wait_for("XDP drops in /metrics", VISIBLE_WITHIN * 3, || {
+        let (_, text) = api("GET", "/metrics", None);
+        text.lines().any(|l| {
+            l.strip_prefix(metric).is_some_and(|v| v.trim().parse::<f64>().is_ok_and(|v| v >= PROBES as f64))
+        })
+    });
     // Its TTL ends it: the program lets the carrier through, the sweep empties the map.
     let ttl = Duration::from_secs(TTL_S);
     std::thread::sleep(ttl.saturating_sub(blocked_at.elapsed()));

@@ -80,6 +80,24 @@ fn until(edge: SocketAddr, ip: &str, want: bool, limit: Duration) -> Option<Dura
     None
 }
 
+/// Polls `/metrics` until `name` has a value of at least 1; that value, or None past `limit`.
+fn wait_metric(edge: &Edge, name: &str, limit: Duration) -> Option<u64> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let (_, text) = edge.api("GET", "/metrics", None);
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64);
+        if let Some(v) = value.filter(|v| *v >= 1) {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 #[test]
 fn blocklisted_sources_get_nothing_and_changes_apply_live_without_xdp() {
     const TEST: &str = "blocklisted_sources_get_nothing_and_changes_apply_live_without_xdp";
@@ -94,6 +112,11 @@ fn blocklisted_sources_get_nothing_and_changes_apply_live_without_xdp() {
     assert!(!answered(edge.addr, MEMBER), "the blocklisted member gets no answer");
     let r = uac(Scenario::Builtin("uac"), edge.addr, CARRIER, free_udp_port(), DID, CALLS, CALLS, &[]);
     assert_eq!((r.exit, r.successful, r.failed), (0, u64::from(CALLS), 0), "{r:?}");
+
+    // The drops are in the Prometheus metrics (sampled once a second).
+    let metric = r#"sipedge_packets_total{layer="user",verdict="blocklist"}"#;
+    let exported = wait_metric(&edge, metric, Duration::from_secs(3)).expect("user-space drops exported");
+    assert!(exported >= 1, "{metric} {exported}");
 
     // Unblock through the API: the member is answered again.
     let start = Instant::now();

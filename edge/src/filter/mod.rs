@@ -2,6 +2,7 @@
 //! allow-list (trunk sources and target addresses), the blocklist, and the policy knobs; and
 //! the thread that keeps whichever filter runs (XDP maps or the user-space filter) in sync.
 
+pub mod metrics;
 pub mod sync;
 
 use std::net::IpAddr;

@@ -16,9 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use control::metrics::{Layer, Metrics};
 use control::policy::{Blocked, Policy as Snapshot, PolicyChange, PolicyEvent, Publisher};
 use ebpf::XdpFilter;
-use ebpf::userspace::UserspaceFilter;
+
+use super::metrics::FilterMetrics;
+use crate::guard::Prefilter;
 use ipnet::IpNet;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -35,8 +38,8 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 pub enum ActiveFilter {
     /// XDP in the kernel: its maps.
     Kernel(Box<XdpFilter>),
-    /// The user-space filter the workers call.
-    Userspace(Arc<UserspaceFilter>),
+    /// The user-space filter the workers call, through their prefilter.
+    Userspace(Arc<Prefilter>),
 }
 
 /// What one [`FilterSync::apply`] changed.
@@ -59,12 +62,25 @@ pub struct FilterSync {
     deadlines: HashMap<(IpNet, u64), u64>,
     allow: Option<HashSet<(IpNet, u32)>>,
     block: Option<HashMap<IpNet, u64>>,
+    metrics: Option<FilterMetrics>,
 }
 
 impl FilterSync {
     /// Syncs `active`; nothing applied yet.
     pub fn new(active: ActiveFilter) -> Self {
-        Self { active, deadlines: HashMap::new(), allow: None, block: None }
+        Self { active, deadlines: HashMap::new(), allow: None, block: None, metrics: None }
+    }
+
+    /// Also exports the filter's verdict counters to `metrics` (at every [`FilterSync::sweep`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        // Pinned XDP counters carry what earlier runs counted: export from here on. The
+        // prefilter's start at zero with this process.
+        let (layer, baseline) = match &mut self.active {
+            ActiveFilter::Kernel(f) => (Layer::Xdp, f.maps().and_then(|m| m.stats()).ok()),
+            ActiveFilter::Userspace(p) => (Layer::User, Some(p.stats())),
+        };
+        self.metrics = Some(FilterMetrics::new(metrics, layer, baseline));
+        self
     }
 
     /// Makes the filter's allow-list and blocklist those of `snapshot`.
@@ -77,7 +93,7 @@ impl FilterSync {
                 ActiveFilter::Kernel(f) => {
                     f.maps()?.sync_allow_list(&allow)?;
                 }
-                ActiveFilter::Userspace(f) => f.set_allow_list(&allow)?,
+                ActiveFilter::Userspace(f) => f.filter().set_allow_list(&allow)?,
             }
             self.allow = Some(allow_set);
             applied.allow_changed = true;
@@ -105,7 +121,7 @@ impl FilterSync {
             }
             ActiveFilter::Userspace(f) => {
                 if old.is_none() || !add.is_empty() || !remove.is_empty() {
-                    f.set_blocklist(&all())?;
+                    f.filter().set_blocklist(&all())?;
                 }
                 (applied.blocked, applied.unblocked) = (add.len(), remove.len());
             }
@@ -114,16 +130,23 @@ impl FilterSync {
         Ok(applied)
     }
 
-    /// Removes expired blocklist entries from the filter; returns how many.
+    /// Removes expired blocklist entries from the filter and samples its counters into the
+    /// metrics; returns how many entries it removed.
     pub fn sweep(&mut self) -> Result<usize, ebpf::Error> {
         let now = ebpf::monotonic_ns();
-        let swept = match &mut self.active {
-            ActiveFilter::Kernel(f) => f.maps()?.sweep_expired(now)?,
-            ActiveFilter::Userspace(f) => {
-                let before = f.blocked().len();
-                before.saturating_sub(f.sweep(now))
+        let (swept, stats) = match &mut self.active {
+            ActiveFilter::Kernel(f) => {
+                let maps = f.maps()?;
+                (maps.sweep_expired(now)?, if self.metrics.is_some() { Some(maps.stats()?) } else { None })
+            }
+            ActiveFilter::Userspace(p) => {
+                let before = p.filter().blocked().len();
+                (before.saturating_sub(p.filter().sweep(now)), Some(p.stats()))
             }
         };
+        if let (Some(m), Some(stats)) = (&mut self.metrics, stats) {
+            m.sample(stats);
+        }
         if let Some(block) = &mut self.block {
             block.retain(|_, &mut exp| exp == 0 || exp > now);
         }
