@@ -291,3 +291,47 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use control::config::Config;
+    use ebpf::userspace::UserspaceFilter;
+
+    fn unix_now_s() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_writes_nothing_and_deadlines_convert_once() {
+        let prefilter =
+            Arc::new(Prefilter::new(Arc::new(UserspaceFilter::new(ebpf::Policy::default()).unwrap())));
+        let mut sync = FilterSync::new(ActiveFilter::Userspace(Arc::clone(&prefilter)));
+        let config = Config::from_toml("[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\n").unwrap();
+        let net = |s: &str| -> IpNet { s.parse().unwrap() };
+        let unix = unix_now_s();
+        let snapshot = Snapshot {
+            version: 1,
+            config,
+            blocklist: vec![
+                Blocked { cidr: net("198.51.100.0/24"), expires_unix: Some(unix + 60) },
+                Blocked { cidr: net("203.0.113.0/24"), expires_unix: Some(unix + 60) },
+                Blocked { cidr: net("203.0.113.0/24"), expires_unix: None },
+                Blocked { cidr: net("192.0.2.9/32"), expires_unix: Some(unix - 5) },
+            ],
+        };
+        let mono = ebpf::monotonic_ns();
+        let first = sync.apply(&snapshot).unwrap();
+        assert_eq!(first, Applied { allow_changed: true, blocked: 2, unblocked: 0 });
+        let mut blocked = prefilter.filter().blocked();
+        blocked.sort();
+        assert_eq!(blocked[1], (net("203.0.113.0/24"), 0), "never outlasts a deadline");
+        let (n, exp) = blocked[0];
+        assert_eq!(n, net("198.51.100.0/24"));
+        assert!((mono + 58_000_000_000..mono + 61_000_000_000).contains(&exp), "about 60 s from now: {exp}");
+        assert_eq!(sync.apply(&snapshot).unwrap(), Applied::default(), "same snapshot: nothing to write");
+        let fewer = Snapshot { blocklist: snapshot.blocklist[..1].to_vec(), ..snapshot.clone() };
+        assert_eq!(sync.apply(&fewer).unwrap(), Applied { allow_changed: false, blocked: 0, unblocked: 1 });
+        assert_eq!(prefilter.filter().blocked(), [(n, exp)], "the kept entry keeps its deadline");
+    }
+}
