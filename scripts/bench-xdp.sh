@@ -2,7 +2,7 @@
 # XDP filter benchmark, one run (needs root): program cost per verdict path through
 # BPF_PROG_TEST_RUN against the minimal program, then the veth flood against sipedge XDP (native
 # and skb), the minimal XDP program, an nftables drop rule and a user-space socket; then SIPp calls
-# through sipedge while the flood runs (XDP filter, user-space filter) and without it.
+# from an allow-listed address through `sipedge run` (XDP attached), alone and under the flood.
 # Paste the two tables into bench/README.md with the machine and the date.
 #   scripts/bench-xdp.sh [--seconds S] [--rounds N]
 set -euo pipefail
@@ -20,10 +20,10 @@ done
 
 SIPEDGE_BENCH=1 scripts/setup.sh
 cargo build --release -p bench --bin xdp-cost --bin xdp-flood-bench --bin flood
-cargo build --release -p edge
+cargo build --release -p edge --bin sipedge
 echo "## machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "## program cost: target/release/xdp-cost --rounds $rounds"
 target/release/xdp-cost --rounds "$rounds"
 echo
 echo "## flood: target/release/xdp-flood-bench --seconds $seconds"
-SIPEDGE_PROFILE=release target/release/xdp-flood-bench --seconds "$seconds"
+target/release/xdp-flood-bench --seconds "$seconds"

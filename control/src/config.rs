@@ -250,18 +250,198 @@ fn default_db() -> PathBuf {
     PathBuf::from("sipedge.db")
 }
 
-/// `[xdp]`: the kernel filter.
+/// `[xdp]`: the packet filter — in the kernel (XDP) on `interface`, else the same policy in user
+/// space on every datagram sipedge receives. The policy keys apply to both; without an
+/// `interface` only the user-space filter runs. Defaults are those of `ebpf::Policy::default()`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
-    /// Interface to attach to.
-    pub interface: String,
+    /// Interface to attach to. Absent: XDP off, the policy runs in user space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
     /// Attach mode. Default: `native` (falls back to `skb`).
     #[serde(default)]
     pub mode: XdpMode,
     /// What happens to SIP traffic from sources outside every trunk. Default: `drop`.
     #[serde(default)]
     pub unknown_sources: UnknownSources,
+    /// Refill rate of one unknown source's bucket (IPv6: one /64), packets/s, under
+    /// `rate-limit`. Default: 10.
+    #[serde(default = "default_per_source_pps")]
+    pub per_source_pps: u64,
+    /// Depth of one unknown source's bucket, packets. Default: 20.
+    #[serde(default = "default_per_source_burst")]
+    pub per_source_burst: u64,
+    /// Refill rate of the budget all unknown sources share, packets/s. Default: 2000.
+    #[serde(default = "default_global_pps")]
+    pub global_pps: u64,
+    /// Depth of the shared budget, packets. Default: 4000.
+    #[serde(default = "default_global_burst")]
+    pub global_burst: u64,
+    /// UDP ports whose traffic is SIP (XDP judges only these; every other packet passes).
+    /// Must include sipedge's UDP listen ports when `interface` is set. Default: [5060].
+    #[serde(default = "default_udp_ports")]
+    pub udp_ports: Vec<u16>,
+    /// TCP ports whose traffic is SIP. Default: [5060, 5061].
+    #[serde(default = "default_tcp_ports")]
+    pub tcp_ports: Vec<u16>,
+    /// Non-first IP fragments of a SIP datagram. Default: `follow` (the first's verdict).
+    #[serde(default)]
+    pub fragments: FragmentPolicy,
+    /// User-Agent / From prefixes of SIP scanners, dropped from unknown sources whatever the
+    /// rate (case-insensitive; ASCII). Default: [`DEFAULT_SCANNER_SIGNATURES`].
+    #[serde(default = "default_scanner_signatures")]
+    pub scanner_signatures: Vec<String>,
+    /// XDP reports one drop event per this many drops per CPU; 0: none. Default: 64.
+    #[serde(default = "default_sample_every")]
+    pub sample_every: u32,
+}
+
+impl Default for XdpConfig {
+    fn default() -> Self {
+        Self {
+            interface: None,
+            mode: XdpMode::default(),
+            unknown_sources: UnknownSources::default(),
+            per_source_pps: default_per_source_pps(),
+            per_source_burst: default_per_source_burst(),
+            global_pps: default_global_pps(),
+            global_burst: default_global_burst(),
+            udp_ports: default_udp_ports(),
+            tcp_ports: default_tcp_ports(),
+            fragments: FragmentPolicy::default(),
+            scanner_signatures: default_scanner_signatures(),
+            sample_every: default_sample_every(),
+        }
+    }
+}
+
+/// Bucket refill rates the filter accepts, packets/s (the program's `MAX_RATE_PPS`).
+pub const XDP_RATE_PPS: std::ops::RangeInclusive<u64> = 1..=100_000_000;
+/// Bucket depths the filter accepts, packets (the program's `MAX_BURST`).
+pub const XDP_BURST: std::ops::RangeInclusive<u64> = 1..=10_000_000;
+/// Most SIP ports per transport (the program's `MAX_SIP_PORTS`).
+pub const XDP_MAX_SIP_PORTS: usize = 64;
+/// Most scanner signatures (the program's `MAX_SCANNER_SIGS`).
+pub const XDP_MAX_SCANNER_SIGS: usize = 16;
+/// Longest scanner signature, bytes (the program's `MAX_SIG_LEN`).
+pub const XDP_MAX_SIG_LEN: usize = 32;
+/// Default scanner signatures.
+pub const DEFAULT_SCANNER_SIGNATURES: [&str; 8] = [
+    "friendly-scanner",
+    "sipvicious",
+    "sipcli",
+    "VaxSIPUserAgent",
+    "pplsip",
+    "sundayddr",
+    "iWar",
+    "sip-scan",
+];
+
+fn default_per_source_pps() -> u64 {
+    10
+}
+fn default_per_source_burst() -> u64 {
+    20
+}
+fn default_global_pps() -> u64 {
+    2_000
+}
+fn default_global_burst() -> u64 {
+    4_000
+}
+fn default_udp_ports() -> Vec<u16> {
+    vec![5060]
+}
+fn default_tcp_ports() -> Vec<u16> {
+    vec![5060, 5061]
+}
+fn default_scanner_signatures() -> Vec<String> {
+    DEFAULT_SCANNER_SIGNATURES.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_sample_every() -> u32 {
+    64
+}
+
+impl XdpConfig {
+    /// Checks this section against `listen` (sipedge's sockets); field names are relative.
+    pub fn check(&self, listen: &[ListenAddr]) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Some(i) = &self.interface
+            && i.trim().is_empty()
+        {
+            errors.push(FieldError::new("interface", "must name an interface (or be left out: XDP off)"));
+        }
+        for (field, value, range) in [
+            ("per_source_pps", self.per_source_pps, &XDP_RATE_PPS),
+            ("per_source_burst", self.per_source_burst, &XDP_BURST),
+            ("global_pps", self.global_pps, &XDP_RATE_PPS),
+            ("global_burst", self.global_burst, &XDP_BURST),
+        ] {
+            if !range.contains(&value) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                ));
+            }
+        }
+        for (field, ports) in [("udp_ports", &self.udp_ports), ("tcp_ports", &self.tcp_ports)] {
+            if ports.len() > XDP_MAX_SIP_PORTS {
+                errors.push(FieldError::new(field, format!("at most {XDP_MAX_SIP_PORTS} ports")));
+            }
+            if ports.contains(&0) {
+                errors.push(FieldError::new(field, "port 0 is not a port"));
+            }
+            let distinct: HashSet<&u16> = ports.iter().collect();
+            if distinct.len() != ports.len() {
+                errors.push(FieldError::new(field, "lists a port twice"));
+            }
+        }
+        if self.udp_ports.is_empty() && self.tcp_ports.is_empty() {
+            errors.push(FieldError::new("udp_ports", "udp_ports and tcp_ports cannot both be empty"));
+        }
+        if self.interface.is_some() {
+            for (i, l) in listen.iter().enumerate() {
+                let (field, ports) = match l.transport {
+                    Transport::Udp => ("udp_ports", &self.udp_ports),
+                    Transport::Tcp | Transport::Tls => ("tcp_ports", &self.tcp_ports),
+                };
+                let port = l.addr.port();
+                if port != 0 && !ports.contains(&port) {
+                    errors.push(FieldError::new(
+                        field,
+                        format!("misses port {port} of edge.listen[{i}]: XDP would not judge sipedge's own traffic"),
+                    ));
+                }
+            }
+        }
+        if self.scanner_signatures.len() > XDP_MAX_SCANNER_SIGS {
+            errors.push(FieldError::new("scanner_signatures", format!("at most {XDP_MAX_SCANNER_SIGS}")));
+        }
+        for (i, sig) in self.scanner_signatures.iter().enumerate() {
+            if sig.is_empty()
+                || sig.len() > XDP_MAX_SIG_LEN
+                || !sig.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+            {
+                errors.push(FieldError::new(
+                    format!("scanner_signatures[{i}]"),
+                    format!("needs 1..={XDP_MAX_SIG_LEN} printable ASCII bytes"),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Non-first fragments of a SIP datagram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FragmentPolicy {
+    /// The first fragment's verdict.
+    #[default]
+    Follow,
+    /// Dropped (SIP then works unfragmented or over TCP only).
+    Drop,
 }
 
 /// XDP attach mode.
@@ -687,10 +867,11 @@ impl Config {
                 err(field.into(), format!("{value} is outside {}..={}", range.start(), range.end()));
             }
         }
-        if let Some(xdp) = &self.xdp
-            && xdp.interface.trim().is_empty()
-        {
-            err("xdp.interface".into(), "must name an interface".into());
+        if let Some(xdp) = &self.xdp {
+            for e in xdp.check(&self.edge.listen) {
+                let e = e.under("xdp");
+                err(e.field, e.reason);
+            }
         }
 
         let targets: HashSet<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
@@ -1187,5 +1368,47 @@ target = "t"
         assert!(check_e164("+1234567890123456").is_err());
         assert!(check_e164("15551230000").is_err());
         assert!(check_e164("+").is_err());
+    }
+
+    #[test]
+    fn xdp_policy_keys_default_validate_and_need_no_interface() {
+        let c = Config::from_toml("[xdp]\nunknown_sources = \"rate-limit\"\n").unwrap();
+        let x = c.xdp.unwrap();
+        assert_eq!(x.interface, None, "without an interface: user-space filter only");
+        assert_eq!(XdpConfig { unknown_sources: UnknownSources::RateLimit, ..XdpConfig::default() }, x);
+        let text = r#"
+[edge]
+listen = ["udp:127.0.0.1:5070"]
+[xdp]
+interface = "eth0"
+per_source_pps = 0
+global_burst = 10000001
+udp_ports = [5060, 5060]
+tcp_ports = [0]
+fragments = "drop"
+scanner_signatures = ["", "ok", "caf\u00e9"]
+sample_every = 0
+"#;
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(text) else { panic!("accepted") };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "xdp.per_source_pps",
+                "xdp.global_burst",
+                "xdp.udp_ports",
+                "xdp.tcp_ports",
+                "xdp.udp_ports",
+                "xdp.scanner_signatures[0]",
+                "xdp.scanner_signatures[2]",
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[4].reason.contains("5070"), "names the listen port: {}", errors[4]);
+        let ok = "[xdp]\nfragments = \"drop\"\nudp_ports = [5060, 5080]\ntcp_ports = []\nsample_every = 0\n";
+        let x = Config::from_toml(ok).unwrap().xdp.unwrap();
+        assert_eq!((x.fragments, x.udp_ports.len(), x.sample_every), (FragmentPolicy::Drop, 2, 0));
+        let both_empty = "[xdp]\nudp_ports = []\ntcp_ports = []\n";
+        assert!(Config::from_toml(both_empty).is_err());
     }
 }

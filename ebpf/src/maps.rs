@@ -185,6 +185,57 @@ impl FilterMaps {
         Ok(counts)
     }
 
+    /// Makes the blocklist exactly `entries` (each prefix with its `CLOCK_MONOTONIC` deadline;
+    /// 0: never). Only trie entries whose value changes are written. Returns (added or changed,
+    /// removed).
+    pub fn sync_blocklist(&mut self, entries: &[(IpNet, u64)]) -> Result<(usize, usize), Error> {
+        let (mut want4, mut want6) = (HashMap::new(), HashMap::new());
+        for (net, exp) in entries {
+            match net.trunc() {
+                IpNet::V4(n) => want4.insert((n.prefix_len().into(), n.addr().octets()), *exp),
+                IpNet::V6(n) => want6.insert((n.prefix_len().into(), n.addr().octets()), *exp),
+            };
+        }
+        let mut counts = (0, 0);
+        self.edit(|own4, own6| {
+            let (a4, r4) = set_blocks(own4, &want4);
+            let (a6, r6) = set_blocks(own6, &want6);
+            counts = (a4 + a6, r4 + r6);
+        })?;
+        Ok(counts)
+    }
+
+    /// Blocks each of `block` (prefix, deadline) and unblocks each of `unblock`, in one pass over
+    /// the tries (only entries whose value changes are written). Other entries stay.
+    pub fn update_blocklist(&mut self, block: &[(IpNet, u64)], unblock: &[IpNet]) -> Result<(), Error> {
+        self.edit(|own4, own6| {
+            for net in unblock {
+                match net.trunc() {
+                    IpNet::V4(n) => {
+                        if let Some(o) = own4.get_mut(&(n.prefix_len().into(), n.addr().octets())) {
+                            o.block = None;
+                        }
+                    }
+                    IpNet::V6(n) => {
+                        if let Some(o) = own6.get_mut(&(n.prefix_len().into(), n.addr().octets())) {
+                            o.block = None;
+                        }
+                    }
+                }
+            }
+            for (net, exp) in block {
+                match net.trunc() {
+                    IpNet::V4(n) => {
+                        own4.entry((n.prefix_len().into(), n.addr().octets())).or_default().block = Some(*exp)
+                    }
+                    IpNet::V6(n) => {
+                        own6.entry((n.prefix_len().into(), n.addr().octets())).or_default().block = Some(*exp)
+                    }
+                }
+            }
+        })
+    }
+
     /// Blocks `net` until `expires_ns` (`CLOCK_MONOTONIC`; 0: never).
     pub fn block(&mut self, net: IpNet, expires_ns: u64) -> Result<(), Error> {
         self.edit(|own4, own6| match net.trunc() {
@@ -307,6 +358,29 @@ fn set_allows<const N: usize>(
         o.allow = Some(*trunk);
     }
     (added, removed)
+}
+
+/// Makes the own block entries of one family exactly `want`; returns (added or changed, removed).
+fn set_blocks<const N: usize>(
+    own: &mut HashMap<Prefix<N>, Own>,
+    want: &HashMap<Prefix<N>, u64>,
+) -> (usize, usize) {
+    let mut removed = 0;
+    for (k, o) in own.iter_mut() {
+        if o.block.is_some() && !want.contains_key(k) {
+            o.block = None;
+            removed += 1;
+        }
+    }
+    let mut changed = 0;
+    for (k, exp) in want {
+        let o = own.entry(*k).or_default();
+        if o.block != Some(*exp) {
+            changed += 1;
+        }
+        o.block = Some(*exp);
+    }
+    (changed, removed)
 }
 
 fn read_trie<const N: usize>(

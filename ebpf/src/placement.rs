@@ -1,5 +1,7 @@
 //! Where the policy runs: in XDP when the interface and privileges allow, otherwise in user
-//! space (the admission guard), and say which.
+//! space (every received datagram, before parsing), and say which.
+
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -7,7 +9,7 @@ use crate::error::Error;
 use crate::loader::{
     AttachMode, Attached, SIPEDGE_XDP_OBJECT, XdpFilter, detach, ensure_bpffs, is_attached, pin_dir,
 };
-use crate::policy::{Policy, PolicyError};
+use crate::policy::Policy;
 use crate::userspace::UserspaceFilter;
 
 /// The filter, where it ended up.
@@ -24,8 +26,9 @@ pub enum Placement {
     },
     /// In user space; `why` says what kept it out of the kernel.
     Userspace {
-        /// The model the admission guard calls per datagram.
-        filter: Box<UserspaceFilter>,
+        /// The model every received datagram goes through (shared by the workers and whoever
+        /// keeps its lists in sync).
+        filter: Arc<UserspaceFilter>,
         /// The reason, for the start-up log.
         why: String,
     },
@@ -65,7 +68,7 @@ pub fn place(
     mode: AttachMode,
     policy: &Policy,
     allow: &[(IpNet, u32)],
-) -> Result<Placement, PolicyError> {
+) -> Result<Placement, Error> {
     policy.validate()?;
     let why = match interface {
         None => "no [xdp] interface configured".to_owned(),
@@ -81,10 +84,10 @@ pub fn place(
             Err(e) => error_chain(&e),
         },
     };
-    tracing::warn!(%why, "XDP filter unavailable: the same policy runs in user space (admission guard)");
-    let mut filter = UserspaceFilter::new(policy.clone())?;
-    filter.set_allow_list(allow);
-    Ok(Placement::Userspace { filter: Box::new(filter), why })
+    tracing::warn!(%why, "XDP filter unavailable: the same policy runs in user space on every received datagram");
+    let filter = UserspaceFilter::new(policy.clone())?;
+    filter.set_allow_list(allow)?;
+    Ok(Placement::Userspace { filter: Arc::new(filter), why })
 }
 
 /// `e: cause: cause…` on one line.

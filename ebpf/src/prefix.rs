@@ -64,6 +64,27 @@ impl<V> PrefixMap<V> {
         lens.iter().rev().find_map(|&len| self.by_len.get(&(v6, len, mask(b, len))))
     }
 
+    /// The values of every prefix containing `addr`, longest first.
+    pub fn covering(&self, addr: IpAddr) -> impl Iterator<Item = &V> {
+        let (v6, b) = bits(addr);
+        let lens = if v6 { &self.lens_v6 } else { &self.lens_v4 };
+        lens.iter().rev().filter_map(move |&len| self.by_len.get(&(v6, len, mask(b, len))))
+    }
+
+    /// Every prefix with its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &V)> {
+        self.by_len.iter().filter_map(|(&(v6, len, b), v)| {
+            let addr =
+                if v6 { IpAddr::V6(b.into()) } else { IpAddr::V4(u32::try_from(b >> 96).ok()?.into()) };
+            Some((IpNet::new(addr, len).ok()?, v))
+        })
+    }
+
+    /// Number of prefixes of one family.
+    pub fn len_family(&self, v6: bool) -> usize {
+        self.by_len.keys().filter(|k| k.0 == v6).count()
+    }
+
     /// Number of prefixes.
     pub fn len(&self) -> usize {
         self.by_len.len()
@@ -102,6 +123,14 @@ mod tests {
         assert_eq!(m.lookup("2001:db8::1".parse().unwrap()), Some(&6));
         assert!(m.remove("10.1.0.0/16".parse().unwrap()));
         assert_eq!(m.lookup("10.1.2.3".parse().unwrap()), Some(&1));
+        assert_eq!(m.covering("10.1.2.3".parse().unwrap()).count(), 1);
+        m.insert("10.1.2.0/24".parse().unwrap(), 3);
+        assert_eq!(m.covering("10.1.2.3".parse().unwrap()).copied().collect::<Vec<_>>(), [3, 1]);
+        let mut all: Vec<String> = m.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        all.sort();
+        assert_eq!(all, ["10.0.0.0/8=1", "10.1.2.0/24=3", "::/0=6"]);
+        assert_eq!((m.len_family(false), m.len_family(true)), (2, 1));
+        assert!(m.remove("10.1.2.0/24".parse().unwrap()));
         m.retain(|v| *v != 1);
         assert_eq!(m.lookup("10.1.2.3".parse().unwrap()), None);
         assert_eq!(m.len(), 1);

@@ -1,22 +1,41 @@
-//! The filter's policy in user space: what the admission guard runs when XDP is unavailable
-//! (no CAP_BPF/CAP_NET_ADMIN, no interface). It mirrors `xdp/sipedge_xdp.c` step for step, and
-//! the packet table in `tests/test_run.rs` checks that both give the same verdict.
+//! The filter's policy in user space: what sipedge runs on every received datagram when XDP is
+//! unavailable (no CAP_BPF/CAP_NET_ADMIN, no interface). It mirrors `xdp/sipedge_xdp.c` step for
+//! step, and the packet table in `tests/test_run.rs` checks that both give the same verdict.
 //!
 //! Time is an argument (`now_ns`, `CLOCK_MONOTONIC` like `bpf_ktime_get_ns`): the model reads no
 //! clock.
+//!
+//! The filter is shared by every worker thread and synchronised inside, with no lock held
+//! longer than one map operation and none across I/O:
+//! - allow-list and blocklist are an immutable snapshot behind an [`ArcSwap`], read wait-free
+//!   per datagram and replaced whole by the (rare) writers;
+//! - the per-source token buckets are cut into [`BUCKET_SHARDS`] shards, each a bounded map
+//!   behind its own mutex, picked by a keyed hash of the source (a flood cannot aim at one);
+//! - the global budget is one token bucket behind a mutex taken only for unknown sources.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
+use crate::error::Error;
 use crate::frame::{self, Frag, IPPROTO_TCP, IPPROTO_UDP, Unparsed};
 use crate::policy::{Bucket, Fragments, Policy, PolicyError, Unknown};
 use crate::prefix::PrefixMap;
-use crate::shared::{MAX_PAYLOAD_OFF, MAX_SIG_LEN, MAX_VALUE_SKIP, NANO_PER_PACKET, Reason, SCAN_MAX_BYTES};
+use crate::shared::{
+    MAX_PAYLOAD_OFF, MAX_SIG_LEN, MAX_SRC_ENTRIES, MAX_VALUE_SKIP, NANO_PER_PACKET, Reason, SCAN_MAX_BYTES,
+};
 
-/// Unknown sources with a bucket (`MAX_RATE_SOURCES`).
+/// Unknown sources with a bucket, all shards together (`MAX_RATE_SOURCES`).
 pub const MAX_RATE_SOURCES: usize = 65_536;
+/// Shards of the bucket table (a power of two; more than the worker threads of any machine
+/// this runs on, so that two workers rarely meet on one shard).
+pub const BUCKET_SHARDS: usize = 64;
+/// Buckets per shard: the shards share [`MAX_RATE_SOURCES`] evenly.
+const BUCKETS_PER_SHARD: usize = MAX_RATE_SOURCES / BUCKET_SHARDS;
 /// Fragmented SIP datagrams remembered (`MAX_FRAG_TRACKED`).
 pub const MAX_FRAG_TRACKED: usize = 8_192;
 
@@ -62,19 +81,57 @@ struct FragKey {
     id: u32,
 }
 
-/// The user-space filter: policy, allow-list, blocklist, buckets.
+/// Allow-list and blocklist: one immutable snapshot, replaced whole on every change.
+#[derive(Debug, Clone, Default)]
+struct Lists {
+    allow: PrefixMap<u32>,
+    /// Blocked prefixes and their `CLOCK_MONOTONIC` deadline (0: never).
+    block: PrefixMap<u64>,
+}
+
+impl Lists {
+    /// Blocked at `now` when any blocked prefix containing `src` is still in force (the kernel
+    /// gives each trie entry the latest deadline of the blocks covering it: the same answer).
+    fn blocked(&self, src: IpAddr, now: u64) -> bool {
+        self.block.covering(src).any(|&exp| exp == 0 || exp > now)
+    }
+
+    fn check_size(&self) -> Result<(), Error> {
+        for (family, len) in [("IPv4", self.len_of(false)), ("IPv6", self.len_of(true))] {
+            if len > MAX_SRC_ENTRIES {
+                return Err(Error::TooManyPrefixes { family, max: MAX_SRC_ENTRIES });
+            }
+        }
+        Ok(())
+    }
+
+    /// Distinct prefixes of one family over both lists (an upper bound of the kernel's entries).
+    fn len_of(&self, v6: bool) -> usize {
+        self.allow.len_family(v6) + self.block.len_family(v6)
+    }
+}
+
+/// The user-space filter: policy, allow-list, blocklist, buckets. Shared by reference between
+/// threads (`&self` everywhere).
 #[derive(Debug)]
 pub struct UserspaceFilter {
     policy: Policy,
     src_full_ns: u64,
     global_full_ns: u64,
     signatures: Vec<Vec<u8>>,
-    allow: PrefixMap<u32>,
-    /// Blocked prefixes and their `CLOCK_MONOTONIC` deadline (0: never).
-    block: PrefixMap<u64>,
-    buckets: HashMap<IpAddr, TokenBucket>,
-    global: TokenBucket,
-    frags: HashMap<FragKey, Reason>,
+    lists: ArcSwap<Lists>,
+    /// Serialises the writers of `lists` (readers never take it).
+    writer: Mutex<()>,
+    buckets: Box<[Mutex<HashMap<IpAddr, TokenBucket>>]>,
+    shard_of: std::hash::RandomState,
+    global: Mutex<TokenBucket>,
+    frags: Mutex<HashMap<FragKey, Reason>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps hold plain data that every update leaves consistent; a panic elsewhere
+    // while one was held does not make them wrong.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl UserspaceFilter {
@@ -87,40 +144,80 @@ impl UserspaceFilter {
             global_full_ns: policy.global.full_ns(),
             policy,
             signatures,
-            allow: PrefixMap::new(),
-            block: PrefixMap::new(),
-            buckets: HashMap::new(),
-            global: TokenBucket::default(),
-            frags: HashMap::new(),
+            lists: ArcSwap::from_pointee(Lists::default()),
+            writer: Mutex::new(()),
+            buckets: (0..BUCKET_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shard_of: std::hash::RandomState::new(),
+            global: Mutex::new(TokenBucket::default()),
+            frags: Mutex::new(HashMap::new()),
         })
     }
 
+    /// The policy it runs.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Changes the lists: `f` edits a copy, which replaces the snapshot if within bounds.
+    fn edit_lists<T>(&self, f: impl FnOnce(&mut Lists) -> T) -> Result<T, Error> {
+        let _writer = lock(&self.writer);
+        let mut next = Lists::clone(&self.lists.load());
+        let out = f(&mut next);
+        next.check_size()?;
+        self.lists.store(Arc::new(next));
+        Ok(out)
+    }
+
     /// Replaces the allow-list: each prefix with the index of its trunk.
-    pub fn set_allow_list(&mut self, sources: &[(IpNet, u32)]) {
-        self.allow = PrefixMap::new();
-        for (net, trunk) in sources {
-            self.allow.insert(net.trunc(), *trunk);
-        }
+    pub fn set_allow_list(&self, sources: &[(IpNet, u32)]) -> Result<(), Error> {
+        self.edit_lists(|l| {
+            l.allow = PrefixMap::new();
+            for (net, trunk) in sources {
+                l.allow.insert(net.trunc(), *trunk);
+            }
+        })
+    }
+
+    /// Replaces the blocklist: each prefix with its `CLOCK_MONOTONIC` deadline (0: never).
+    pub fn set_blocklist(&self, entries: &[(IpNet, u64)]) -> Result<(), Error> {
+        self.edit_lists(|l| {
+            l.block = PrefixMap::new();
+            for (net, exp) in entries {
+                l.block.insert(net.trunc(), *exp);
+            }
+        })
     }
 
     /// Blocks a prefix until `expires_ns` (`CLOCK_MONOTONIC`; 0: never).
-    pub fn block(&mut self, net: IpNet, expires_ns: u64) {
-        self.block.insert(net.trunc(), expires_ns);
+    pub fn block(&self, net: IpNet, expires_ns: u64) -> Result<(), Error> {
+        self.edit_lists(|l| l.block.insert(net.trunc(), expires_ns))
     }
 
     /// Unblocks a prefix; true if it was blocked.
-    pub fn unblock(&mut self, net: IpNet) -> bool {
-        self.block.remove(net.trunc())
+    pub fn unblock(&self, net: IpNet) -> bool {
+        self.edit_lists(|l| l.block.remove(net.trunc())).unwrap_or(false)
+    }
+
+    /// The blocklist: prefixes and deadlines.
+    pub fn blocked(&self) -> Vec<(IpNet, u64)> {
+        self.lists.load().block.iter().map(|(net, exp)| (net, *exp)).collect()
     }
 
     /// Removes blocklist entries expired at `now_ns`; returns how many remain.
-    pub fn sweep(&mut self, now_ns: u64) -> usize {
-        self.block.retain(|&exp| exp == 0 || exp > now_ns);
-        self.block.len()
+    pub fn sweep(&self, now_ns: u64) -> usize {
+        let expired = |exp: u64| exp != 0 && exp <= now_ns;
+        if !self.lists.load().block.iter().any(|(_, &exp)| expired(exp)) {
+            return self.lists.load().block.len();
+        }
+        self.edit_lists(|l| {
+            l.block.retain(|&exp| !expired(exp));
+            l.block.len()
+        })
+        .unwrap_or_else(|_| self.lists.load().block.len())
     }
 
     /// Judges one Ethernet frame, as the XDP program would.
-    pub fn judge_frame(&mut self, frame: &[u8], now_ns: u64) -> Reason {
+    pub fn judge_frame(&self, frame: &[u8], now_ns: u64) -> Reason {
         let p = match frame::parse(frame) {
             Ok(p) => p,
             Err(Unparsed::Malformed) => return Reason::PassMalformed,
@@ -128,7 +225,7 @@ impl UserspaceFilter {
         };
         let key = FragKey { src: p.src, dst: p.dst, id: p.frag_id };
         if p.frag == Frag::Later {
-            return match self.frags.get(&key) {
+            return match lock(&self.frags).get(&key) {
                 None => Reason::PassNonSip,
                 Some(_) if self.policy.fragments == Fragments::Drop => Reason::DropFrag,
                 Some(r) if r.is_drop() => Reason::DropFrag,
@@ -143,18 +240,23 @@ impl UserspaceFilter {
         let scan = p.payload_off <= MAX_PAYLOAD_OFF;
         let reason = self.judge_source(p.src, transport, p.payload, scan, now_ns);
         if p.frag == Frag::First {
-            if self.frags.len() >= MAX_FRAG_TRACKED && !self.frags.contains_key(&key) {
-                self.evict_one_frag();
+            let mut frags = lock(&self.frags);
+            if frags.len() >= MAX_FRAG_TRACKED
+                && !frags.contains_key(&key)
+                && let Some(k) = frags.keys().next().copied()
+            {
+                frags.remove(&k);
             }
-            self.frags.insert(key, reason);
+            frags.insert(key, reason);
         }
         reason
     }
 
-    /// Judges a datagram received on a socket (no frame, not fragmented): what the admission
-    /// guard calls per packet when XDP is off.
+    /// Judges a datagram that arrived on a socket, as the program would judge it on the wire
+    /// (not fragmented: the kernel reassembled it). Traffic to ports outside the policy's SIP
+    /// ports passes (`PassNonSip`), as in XDP.
     pub fn judge_datagram(
-        &mut self,
+        &self,
         src: IpAddr,
         transport: Transport,
         dport: u16,
@@ -167,6 +269,13 @@ impl UserspaceFilter {
         self.judge_source(src, transport, payload, true, now_ns)
     }
 
+    /// Judges a datagram known to be SIP whatever its port: one that arrived on a SIP listen
+    /// socket of sipedge (the port list only tells XDP, which sees all of an interface's
+    /// traffic, what SIP is).
+    pub fn judge_sip(&self, src: IpAddr, transport: Transport, payload: &[u8], now_ns: u64) -> Reason {
+        self.judge_source(src, transport, payload, true, now_ns)
+    }
+
     fn is_sip_port(&self, transport: Transport, port: u16) -> bool {
         match transport {
             Transport::Udp => self.policy.udp_ports.contains(&port),
@@ -175,33 +284,30 @@ impl UserspaceFilter {
     }
 
     fn judge_source(
-        &mut self,
+        &self,
         src: IpAddr,
         transport: Transport,
         payload: &[u8],
         scan: bool,
         now: u64,
     ) -> Reason {
-        if let Some(&exp) = self.block.lookup(src)
-            && (exp == 0 || exp > now)
         {
-            return Reason::DropBlock;
-        }
-        if self.allow.lookup(src).is_some() {
-            return Reason::PassAllow;
+            let lists = self.lists.load();
+            if lists.blocked(src, now) {
+                return Reason::DropBlock;
+            }
+            if lists.allow.lookup(src).is_some() {
+                return Reason::PassAllow;
+            }
         }
         if self.policy.unknown == Unknown::Drop {
             return Reason::DropUnknown;
         }
         let key = rate_key(src);
-        if self.buckets.len() >= MAX_RATE_SOURCES && !self.buckets.contains_key(&key) {
-            self.evict_one_bucket();
-        }
-        let bucket = self.buckets.entry(key).or_default();
-        if !bucket.take(&self.policy.per_source, self.src_full_ns, now) {
+        if !self.take_source(key, now) {
             return Reason::DropRateSource;
         }
-        if !self.global.take(&self.policy.global, self.global_full_ns, now) {
+        if !lock(&self.global).take(&self.policy.global, self.global_full_ns, now) {
             return Reason::DropRateGlobal;
         }
         if transport == Transport::Udp && scan && scan_payload(payload, &self.signatures) {
@@ -210,17 +316,24 @@ impl UserspaceFilter {
         Reason::PassRate
     }
 
-    /// The kernel's LRU evicts the least recently used; here, the bucket refilled longest ago.
-    fn evict_one_bucket(&mut self) {
-        if let Some(k) = self.buckets.iter().min_by_key(|(_, b)| b.last_ns).map(|(k, _)| *k) {
-            self.buckets.remove(&k);
+    /// Takes a token from `key`'s bucket (created full when new).
+    fn take_source(&self, key: IpAddr, now: u64) -> bool {
+        let shard = usize::try_from(self.shard_of.hash_one(key)).unwrap_or(0) % BUCKET_SHARDS;
+        let Some(shard) = self.buckets.get(shard) else { return false };
+        let mut buckets = lock(shard);
+        if buckets.len() >= BUCKETS_PER_SHARD && !buckets.contains_key(&key) {
+            // The kernel's LRU evicts the least recently used; here, the bucket of the shard
+            // touched longest ago (a scan of at most BUCKETS_PER_SHARD entries).
+            if let Some(k) = buckets.iter().min_by_key(|(_, b)| b.last_ns).map(|(k, _)| *k) {
+                buckets.remove(&k);
+            }
         }
+        buckets.entry(key).or_default().take(&self.policy.per_source, self.src_full_ns, now)
     }
 
-    fn evict_one_frag(&mut self) {
-        if let Some(k) = self.frags.keys().next().copied() {
-            self.frags.remove(&k);
-        }
+    /// Sources with a bucket now (at most [`MAX_RATE_SOURCES`]).
+    pub fn tracked_sources(&self) -> usize {
+        self.buckets.iter().map(|s| lock(s).len()).sum()
     }
 }
 
@@ -332,9 +445,9 @@ mod tests {
             per_source: Bucket { rate_pps: 1, burst: 1 },
             ..Policy::default()
         };
-        let mut f = UserspaceFilter::new(policy).unwrap();
-        f.set_allow_list(&[("203.0.113.0/24".parse().unwrap(), 0)]);
-        f.block("203.0.113.9/32".parse().unwrap(), 0);
+        let f = UserspaceFilter::new(policy).unwrap();
+        f.set_allow_list(&[("203.0.113.0/24".parse().unwrap(), 0)]).unwrap();
+        f.block("203.0.113.9/32".parse().unwrap(), 0).unwrap();
         let now = 100 * NANO_PER_PACKET;
         let ok = b"OPTIONS sip:1@x SIP/2.0\r\nUser-Agent: carrier\r\n\r\n";
         let scan = b"OPTIONS sip:1@x SIP/2.0\r\nUser-Agent: friendly-scanner\r\n\r\n";

@@ -100,17 +100,17 @@ fn kernel(test: &str, policy: &Policy) -> Option<XdpFilter> {
 }
 
 fn model(policy: &Policy) -> UserspaceFilter {
-    let mut m = UserspaceFilter::new(policy.clone()).expect("policy");
-    m.set_allow_list(&trunks());
+    let m = UserspaceFilter::new(policy.clone()).expect("policy");
+    m.set_allow_list(&trunks()).expect("allow-list");
     for (net, exp) in blocklist() {
-        m.block(net, exp);
+        m.block(net, exp).expect("block");
     }
     m
 }
 
 /// Runs the table through both and checks verdicts, counters and drop events.
 fn run_table(test: &str, policy: &Policy, cases: &[Case]) {
-    let mut model = model(policy);
+    let model = model(policy);
     let Some(mut k) = kernel(test, policy) else {
         // Without BPF, still hold the model to the table.
         for c in cases {
@@ -431,7 +431,7 @@ fn scanner_scan_agrees_on_generated_payloads() {
         sample_every: 0,
         ..Policy::default()
     };
-    let mut model = model(&policy);
+    let model = model(&policy);
     let Some(mut k) = kernel(TEST, &policy) else { return };
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |n: u64| {

@@ -1,4 +1,5 @@
 //! sipedge data plane: the SIP parser and, as they land, routing, admission and the proxy.
+pub mod filter;
 pub mod guard;
 pub mod io;
 pub mod proxy;

@@ -129,7 +129,30 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let guard = Guard::from_config(&live).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&live).context("routing")?);
     let io_config = IoConfig::from_edge(&config.edge);
-    let engine = Arc::new(Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers)));
+    let (policy, allow) = cli::xdp::policy_of(&live);
+    let mode = match config.xdp.as_ref().map(|x| x.mode) {
+        Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
+        _ => ebpf::AttachMode::Native,
+    };
+    let placement =
+        ebpf::place(config.xdp.as_ref().and_then(|x| x.interface.as_deref()), mode, &policy, &allow)
+            .context("the packet filter policy")?;
+    let filter = match &placement {
+        ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
+        ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
+    };
+    let engine = Engine::new(guard, router, EngineConfig::from_config(&config, io_config.workers));
+    let (engine, active) = match placement {
+        ebpf::Placement::Kernel { filter, .. } => (engine, edge::filter::sync::ActiveFilter::Kernel(filter)),
+        ebpf::Placement::Userspace { filter, .. } => {
+            let prefilter = Arc::new(edge::guard::Prefilter::new(filter));
+            (
+                engine.with_prefilter(Arc::clone(&prefilter)),
+                edge::filter::sync::ActiveFilter::Userspace(prefilter),
+            )
+        }
+    };
+    let engine = Arc::new(engine);
     // The live-change thread loads the routed DIDs first (retrying while a target it names is
     // newer than the snapshot); the edge listens only once they are in.
     let (loaded_tx, loaded) = std::sync::mpsc::sync_channel(1);
@@ -149,23 +172,10 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
             .context("starting the live-change thread")?;
     }
     loaded.recv().context("the live-change thread stopped")?.context("loading the routed DIDs")?;
-    let (policy, allow) = cli::xdp::policy_of(&live);
-    let mode = match config.xdp.as_ref().map(|x| x.mode) {
-        Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,
-        _ => ebpf::AttachMode::Native,
-    };
-    let placement = ebpf::place(config.xdp.as_ref().map(|x| x.interface.as_str()), mode, &policy, &allow)
-        .context("the packet filter policy")?;
-    let filter = match &placement {
-        ebpf::Placement::Kernel { interface, attached, .. } => format!("XDP {attached} on {interface}"),
-        ebpf::Placement::Userspace { why, .. } => format!("user space ({why})"),
-    };
-    let xdp_maps = match &placement {
-        ebpf::Placement::Kernel { interface, .. } => ebpf::open_attached(interface).ok(),
-        ebpf::Placement::Userspace { .. } => None,
-    };
-    edge::telemetry::spawn(Arc::clone(&engine), control.metrics(), xdp_maps)
-        .context("starting the metrics sampler")?;
+    let sync = edge::filter::sync::FilterSync::new(active).with_metrics(control.metrics());
+    let filter_sync = edge::filter::sync::spawn(sync, Arc::clone(&publisher))
+        .context("starting the packet filter sync thread")?;
+    edge::telemetry::spawn(Arc::clone(&engine), control.metrics()).context("starting the metrics sampler")?;
     control.set_live_calls(Arc::new(edge::telemetry::EngineLiveCalls(Arc::clone(&engine))));
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
     let start = Instant::now();
@@ -187,6 +197,7 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     tracing::info!(?signal, "stopping");
     let counters = workers.counters();
     workers.shutdown().context("stopping the UDP workers")?;
+    filter_sync.stop();
     control.shutdown().context("stopping the control plane")?;
     tracing::info!(?counters, active_calls = engine.active_calls(), "stopped");
     Ok(ExitCode::SUCCESS)

@@ -25,7 +25,6 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Sampler {
     /// By trunk name: a trunk's counters follow its name across policy changes.
     trunks: HashMap<String, [u64; 7]>,
-    xdp: [u64; ebpf::shared::REASON_COUNT],
     sip: SipStatsSnapshot,
     lookups: [u64; Lookup::COUNT],
 }
@@ -36,20 +35,6 @@ fn advance(last: &mut u64, now: u64) -> u64 {
     let delta = if now >= *last { now - *last } else { now };
     *last = now;
     delta
-}
-
-/// The exposed verdict of a kernel filter reason; `None` for traffic that is not SIP.
-fn xdp_verdict(reason: ebpf::Reason) -> Option<Verdict> {
-    use ebpf::Reason as R;
-    Some(match reason {
-        R::PassNonSip => return None,
-        R::PassMalformed | R::PassAllow | R::PassRate | R::PassFrag => Verdict::Pass,
-        R::DropBlock => Verdict::Blocklist,
-        R::DropUnknown => Verdict::UnknownSource,
-        R::DropRateSource | R::DropRateGlobal => Verdict::RateLimit,
-        R::DropScanner => Verdict::Scanner,
-        R::DropFrag => Verdict::Fragment,
-    })
 }
 
 impl Sampler {
@@ -86,17 +71,6 @@ impl Sampler {
                 .target_up
                 .get_or_create(&TargetLabels { target: name.to_owned() })
                 .set(i64::from(healthy));
-        }
-    }
-
-    /// Copies the kernel filter's verdict counters (summed over CPUs) into
-    /// `sipedge_packets_total{layer="xdp"}`.
-    pub fn sample_xdp(&mut self, stats: &ebpf::Stats, metrics: &Metrics) {
-        for (&reason, last) in ebpf::Reason::ALL.iter().zip(&mut self.xdp) {
-            let delta = advance(last, stats.get(reason).packets);
-            if let Some(verdict) = xdp_verdict(reason) {
-                metrics.packet(Layer::Xdp, verdict).inc_by(delta);
-            }
         }
     }
 
@@ -152,27 +126,13 @@ impl control::live::LiveCalls for EngineLiveCalls {
     }
 }
 
-/// Samples every [`SAMPLE_INTERVAL`] on a thread of its own until the process ends; `xdp`: the
-/// maps of the attached kernel filter, whose verdict counters are sampled too.
-pub fn spawn(
-    engine: Arc<Engine>,
-    metrics: Arc<Metrics>,
-    xdp: Option<ebpf::FilterMaps>,
-) -> std::io::Result<()> {
+/// Samples every [`SAMPLE_INTERVAL`] on a thread of its own until the process ends. (The packet
+/// filter's verdicts are exported by the filter sync thread, which owns the filter.)
+pub fn spawn(engine: Arc<Engine>, metrics: Arc<Metrics>) -> std::io::Result<()> {
     std::thread::Builder::new().name("telemetry".into()).spawn(move || {
         let mut sampler = Sampler::default();
-        let mut xdp_failed = false;
         loop {
             sampler.sample(&engine, &metrics);
-            match xdp.as_ref().map(ebpf::FilterMaps::stats) {
-                Some(Ok(stats)) => sampler.sample_xdp(&stats, &metrics),
-                // Said once: the maps stay open, a later read may work again.
-                Some(Err(e)) if !xdp_failed => {
-                    xdp_failed = true;
-                    tracing::warn!(error = %e, "cannot read the XDP filter's counters");
-                }
-                Some(Err(_)) | None => {}
-            }
             std::thread::sleep(SAMPLE_INTERVAL);
         }
     })?;
@@ -316,41 +276,5 @@ target = "pbx"
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
         assert!(!text.contains("result=\"range\""), "series appear once they move:\n{text}");
-    }
-
-    #[test]
-    fn kernel_verdicts_map_to_bounded_labels_by_their_increase() {
-        let (metrics, mut sampler) = (Metrics::new(), Sampler::default());
-        let mut stats = ebpf::Stats::default();
-        let mut set = |reason: ebpf::Reason, packets: u64| {
-            stats.counters[reason as usize].packets = packets;
-        };
-        set(ebpf::Reason::PassNonSip, 1000);
-        set(ebpf::Reason::PassAllow, 10);
-        set(ebpf::Reason::PassRate, 2);
-        set(ebpf::Reason::DropBlock, 3);
-        set(ebpf::Reason::DropUnknown, 4);
-        set(ebpf::Reason::DropRateSource, 5);
-        set(ebpf::Reason::DropRateGlobal, 6);
-        set(ebpf::Reason::DropScanner, 7);
-        set(ebpf::Reason::DropFrag, 8);
-        sampler.sample_xdp(&stats, &metrics);
-        stats.counters[ebpf::Reason::PassAllow as usize].packets = 15;
-        sampler.sample_xdp(&stats, &metrics);
-        let text = metrics.encode();
-        for want in [
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"pass\"} 17",
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"blocklist\"} 3",
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"unknown-source\"} 4",
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"rate-limit\"} 11",
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"scanner\"} 7",
-            "sipedge_packets_total{layer=\"xdp\",verdict=\"fragment\"} 8",
-        ] {
-            assert!(text.contains(want), "{want:?} missing from\n{text}");
-        }
-        assert!(
-            !text.contains("1000") && !text.contains("1017"),
-            "non-SIP traffic is not a verdict:\n{text}"
-        );
     }
 }

@@ -50,10 +50,23 @@ pub struct Edge {
 impl Edge {
     /// Starts sipedge on `config` (TOML) and waits for its `listening` line.
     pub fn start(config: &str) -> Edge {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Edge::start`], with sipedge run through `launcher` (e.g. `nsenter --net=PATH`).
+    pub fn start_with(config: &str, launcher: &[&str]) -> Edge {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sipedge.toml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(sipedge_bin())
+        let mut cmd = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(sipedge_bin());
+                c
+            }
+            None => Command::new(sipedge_bin()),
+        };
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .current_dir(dir.path())

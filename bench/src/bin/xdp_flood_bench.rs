@@ -6,13 +6,14 @@
 //! generator itself and anything else running on the machine). Needs root, `nft`, `ethtool`.
 //! Prints a markdown table. Cleans up its namespaces on exit.
 //!
-//! Then calls through sipedge under the flood: sipedge (`target/release/sipedge`, or `SIPEDGE_BIN`)
-//! runs in namespace B with the sender's address as its trunk and a SIPp UAS behind it; a SIPp UAC
-//! in namespace A places calls at a steady rate while the flood runs, with sipedge's XDP filter,
-//! then with only its user-space filter, and once without a flood. For each: calls failed and
-//! sipedge's own CPU time (`/proc/PID/stat`). Prints a second table.
+//! Then (unless `--no-calls`) SIPp calls from the allow-listed address through `sipedge run`
+//! with its XDP filter, alone and under the same flood ([`calls`]): failed calls and sipedge's
+//! user-space CPU. Needs `sipp` and the `sipedge` binary beside this one.
 
-use std::net::{SocketAddr, UdpSocket};
+#[path = "xdp_flood_bench/calls.rs"]
+mod calls;
+
+use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use ebpf::{AttachMode, Policy, Reason};
-use tests::sipp::{Edge, Scenario, uac, uas};
 
 const NS_A: &str = "sxbench-a";
 const NS_B: &str = "sxbench-b";
@@ -33,6 +33,8 @@ const FLOOD_NET: &str = "10.88.1.0/24";
 const SIP_PORT: u16 = 5060;
 /// `USER_HZ`: the unit of `/proc/stat`.
 const TICKS_PER_S: f64 = 100.0;
+/// Highest `--call-rate`, calls/s (one SIPp UAC saturates around here).
+const MAX_CALL_RATE: u32 = 5_000;
 /// Receive batch of the user-space sink, datagrams.
 const SINK_BATCH: usize = 64;
 /// Longest block of the sink's receive call.
@@ -49,6 +51,15 @@ struct Args {
     /// Flood payload size, bytes.
     #[arg(long, default_value_t = 400)]
     size: usize,
+    /// New calls per second through sipedge in the calls phases (each lasts `--seconds`).
+    #[arg(long, default_value_t = 200)]
+    call_rate: u32,
+    /// Skip the calls through sipedge.
+    #[arg(long)]
+    no_calls: bool,
+    /// Only the calls through sipedge (skip the five drop-path setups).
+    #[arg(long)]
+    calls_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +103,7 @@ impl Topology {
         sh("ip", &["-n", NS_B, "addr", "add", &format!("{ADDR_B}/16"), "dev", IF_B])?;
         sh("ip", &["-n", NS_A, "link", "set", IF_A, "up"])?;
         sh("ip", &["-n", NS_B, "link", "set", IF_B, "up"])?;
-        // sipedge's control API listens on namespace B's loopback.
+        // sipedge's control API listens on B's loopback.
         sh("ip", &["-n", NS_B, "link", "set", "lo", "up"])?;
         // Replies (ICMP unreachable) to passed flood packets would go to unresolvable
         // addresses; keep the receiving side quiet.
@@ -335,139 +346,10 @@ fn run_setup(args: &Args, setup: Setup, mac: &str) -> anyhow::Result<Row> {
     })
 }
 
-/// Calls per second the SIPp UAC places through sipedge in the call rows.
-const CALL_RATE: u32 = 200;
-/// The SIPp UAS behind sipedge, in namespace B.
-const PBX_PORT: u16 = 5070;
-/// The SIPp UAC's port in namespace A.
-const UAC_PORT: u16 = 5061;
-/// The number the calls dial.
-const CALLED: &str = "+15551230000";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallSetup {
-    NoFlood,
-    FloodXdp,
-    FloodUserspace,
-}
-
-impl CallSetup {
-    const ALL: [CallSetup; 3] = [CallSetup::NoFlood, CallSetup::FloodXdp, CallSetup::FloodUserspace];
-
-    fn name(self) -> &'static str {
-        match self {
-            CallSetup::NoFlood => "no flood (XDP filter attached)",
-            CallSetup::FloodXdp => "flood, sipedge's XDP filter (native)",
-            CallSetup::FloodUserspace => "flood, sipedge's user-space filter only",
-        }
-    }
-}
-
-/// sipedge's configuration: namespace B's address, the UAC's address as the trunk, the UAS as
-/// the PBX; with `xdp`, the filter on the receiving veth.
-fn edge_config(xdp: bool) -> String {
-    let filter =
-        if xdp { format!("[xdp]\ninterface = \"{IF_B}\"\nmode = \"native\"\n") } else { String::new() };
-    format!(
-        r#"
-[edge]
-listen = ["udp:{ADDR_B}:{SIP_PORT}"]
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-enabled = false
-{filter}
-[[trunk]]
-name = "bench"
-sources = ["{ADDR_A}/32"]
-cps = 100000
-max_calls = 1000000
-[[target]]
-name = "pbx"
-uris = ["sip:{ADDR_B}:{PBX_PORT}"]
-[[did]]
-number = "{CALLED}"
-target = "pbx"
-"#
-    )
-}
-
-/// User plus system CPU seconds of a process.
-fn process_cpu_s(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name's closing parenthesis start at field 3 (state); utime and
-    // stime are fields 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')').context("/proc/PID/stat")?.1.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<u64> { Ok(fields.get(i).context("/proc/PID/stat")?.parse()?) };
-    Ok((ticks(11)? + ticks(12)?) as f64 / TICKS_PER_S)
-}
-
-struct CallRow {
-    setup: CallSetup,
-    calls: u32,
-    successful: u64,
-    failed: u64,
-    cpu_s: f64,
-    flood_pps: Option<f64>,
-}
-
-fn run_calls(args: &Args, setup: CallSetup, mac: &str) -> anyhow::Result<CallRow> {
-    if setup == CallSetup::FloodUserspace {
-        ebpf::detach(IF_B)?;
-    }
-    let _pbx = in_netns(NS_B, || uas(Scenario::Builtin("uas"), ADDR_B, PBX_PORT))?;
-    let edge = in_netns(NS_B, || Edge::start(&edge_config(setup != CallSetup::FloodUserspace)))?;
-    let calls = (f64::from(CALL_RATE) * args.seconds).ceil() as u32;
-    let target = SocketAddr::new(ADDR_B.parse()?, SIP_PORT);
-    eprintln!("{}: {calls} calls at {CALL_RATE}/s", setup.name());
-    let cpu0 = process_cpu_s(edge.pid())?;
-    let (calls_done, flooded) = std::thread::scope(|s| -> anyhow::Result<_> {
-        let flooder = (setup != CallSetup::NoFlood).then(|| s.spawn(|| flood(args, mac)));
-        let r = in_netns(NS_A, || {
-            uac(Scenario::Builtin("uac"), target, ADDR_A, UAC_PORT, CALLED, calls, CALL_RATE, &[])
-        })?;
-        let flooded = match flooder {
-            Some(h) => Some(h.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))??),
-            None => None,
-        };
-        Ok((r, flooded))
-    })?;
-    let cpu_s = process_cpu_s(edge.pid())? - cpu0;
-    Ok(CallRow {
-        setup,
-        calls,
-        successful: calls_done.successful,
-        failed: calls_done.failed
-            + u64::from(calls).saturating_sub(calls_done.successful + calls_done.failed),
-        cpu_s,
-        flood_pps: flooded.map(|(sent, secs)| sent as f64 / secs),
-    })
-}
-
-fn print_call_rows(rows: &[CallRow]) {
-    println!();
-    println!(
-        "| calls through sipedge | calls | completed | failed | failed % | sipedge CPU s | flood offered pps |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let pct = 100.0 * r.failed as f64 / f64::from(r.calls.max(1));
-        let flood = r.flood_pps.map_or_else(|| "-".to_owned(), |p| format!("{p:.0}"));
-        println!(
-            "| {} | {} | {} | {} | {pct:.2} | {:.2} | {flood} |",
-            r.setup.name(),
-            r.calls,
-            r.successful,
-            r.failed,
-            r.cpu_s
-        );
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.seconds > 0.0 && args.seconds <= 60.0, "--seconds must be in (0, 60]");
+    ensure!((1..=MAX_CALL_RATE).contains(&args.call_rate), "--call-rate must be in 1..={MAX_CALL_RATE}");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (network namespaces, XDP, nftables)");
@@ -479,9 +361,43 @@ fn main() -> anyhow::Result<()> {
         .context("MAC of the receiving veth")?
         .to_owned();
     let mut rows = Vec::new();
-    for setup in Setup::ALL {
+    for setup in Setup::ALL.into_iter().filter(|_| !args.calls_only) {
         rows.push(run_setup(&args, setup, &mac).with_context(|| setup.name())?);
     }
+    if !rows.is_empty() {
+        print_drop_table(&rows);
+    }
+    if !args.no_calls {
+        let (lines, calls) = calls::run(&args, &mac).context("calls through sipedge")?;
+        println!();
+        for line in lines {
+            println!("{line}");
+        }
+        println!();
+        println!(
+            "| phase | calls | failed | failed % | flood sent | flood dropped in XDP | sipedge CPU s | CPU ms / call |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &calls {
+            let failed = r.offered.saturating_sub(r.successful);
+            println!(
+                "| {} ({:.1} s) | {} | {} | {:.2} | {} | {} | {:.2} | {:.3} |",
+                r.label,
+                r.seconds,
+                r.offered,
+                failed.max(r.failed),
+                100.0 * failed.max(r.failed) as f64 / r.offered.max(1) as f64,
+                r.flood_sent,
+                r.flood_dropped,
+                r.cpu_s,
+                1000.0 * r.cpu_s / r.successful.max(1) as f64,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_drop_table(rows: &[Row]) {
     let cores = rows.first().map_or(0, |r| r.cpu_s.len());
     print!("| setup | offered pps | dropped pps | dropped % |");
     for c in 0..cores {
@@ -493,7 +409,7 @@ fn main() -> anyhow::Result<()> {
         print!("---:|");
     }
     println!();
-    for r in &rows {
+    for r in rows {
         let pct = 100.0 * r.dropped as f64 / r.sent.max(1) as f64;
         print!("| {} | {:.0} | {:.0} | {pct:.1} |", r.setup.name(), r.offered_pps, r.dropped_pps);
         for s in &r.cpu_s {
@@ -501,10 +417,4 @@ fn main() -> anyhow::Result<()> {
         }
         println!();
     }
-    let mut calls = Vec::new();
-    for setup in CallSetup::ALL {
-        calls.push(run_calls(&args, setup, &mac).with_context(|| setup.name())?);
-    }
-    print_call_rows(&calls);
-    Ok(())
 }

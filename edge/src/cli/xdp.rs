@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
-use control::config::{Config, UnknownSources, XdpMode};
+use control::config::{Config, XdpMode};
 use ebpf::policy::Unknown;
 use ebpf::{AttachMode, BPFFS_ROOT, Policy};
 use ipnet::IpNet;
@@ -157,13 +157,7 @@ fn attach(interface: &str, config: Option<&Path>, mode: Option<ModeArg>) -> anyh
 
 /// The filter policy and allow-list a configuration asks for.
 pub(crate) fn policy_of(config: &Config) -> (Policy, Vec<(IpNet, u32)>) {
-    let unknown = match config.xdp.as_ref().map(|x| x.unknown_sources) {
-        Some(UnknownSources::RateLimit) => Unknown::RateLimit,
-        _ => Unknown::Drop,
-    };
-    let allow =
-        (0u32..).zip(&config.trunks).flat_map(|(i, t)| t.sources.iter().map(move |net| (*net, i))).collect();
-    (Policy { unknown, ..Policy::default() }, allow)
+    (edge::filter::policy_of(config), edge::filter::allow_list(config))
 }
 
 fn parse_prefix(s: &str) -> anyhow::Result<IpNet> {

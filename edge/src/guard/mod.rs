@@ -10,6 +10,7 @@
 mod acl;
 mod did_calls;
 mod limits;
+mod prefilter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use control::config::{Config, Trunk};
 pub use acl::{OverlapError, SourceAcl, TrunkIdx};
 pub use did_calls::DidCalls;
 pub use limits::{LimitRefusal, RETRY_AFTER_MIN_SECS, TrunkLimits};
+pub use prefilter::Prefilter;
 
 /// Why admission refused a request, and what the caller gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

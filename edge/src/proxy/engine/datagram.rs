@@ -13,6 +13,11 @@ impl Engine {
         payload: &[u8],
         sink: &mut dyn Sink,
     ) {
+        if let Some(filter) = &self.prefilter
+            && !filter.admit(now, src.ip(), payload)
+        {
+            return; // dropped by the packet filter's policy: no reply (counted there)
+        }
         self.refresh_local(w, listen, sink);
         let plan = self.plan.load();
         let trunk = plan.guard.source(src.ip()).ok();

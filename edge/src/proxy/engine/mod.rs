@@ -257,6 +257,8 @@ pub struct Engine {
     health: Mutex<Option<crate::route::HealthTracker>>,
     /// Targets paused by a 503 with Retry-After while probing is off: `(uri, until)`.
     paused: Mutex<Vec<(crate::route::UriId, Instant)>>,
+    /// The packet filter in user space, when XDP is not in the kernel.
+    prefilter: Option<Arc<crate::guard::Prefilter>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,7 +297,15 @@ impl Engine {
             counters: ProxyCounters::default(),
             health: Mutex::new(None),
             paused: Mutex::new(Vec::new()),
+            prefilter: None,
         }
+    }
+
+    /// Judges every received datagram by `prefilter` before parsing it (the packet filter's
+    /// policy in user space, for when XDP is not in the kernel).
+    pub fn with_prefilter(mut self, prefilter: Arc<crate::guard::Prefilter>) -> Self {
+        self.prefilter = Some(prefilter);
+        self
     }
 
     /// The counters.
