@@ -134,11 +134,6 @@ impl Edge {
         (status, resp.body_mut().read_to_string().unwrap_or_default())
     }
 
-    /// The process id (for its CPU time in `/proc/PID/stat`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
