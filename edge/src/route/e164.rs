@@ -191,9 +191,12 @@ impl NumberingPlan {
     /// `tel:` URI, its `phone-context`. Allocation-free.
     pub fn normalise(&self, user: &[u8], phone_context: Option<&[u8]>) -> Normalised {
         let mut buf = [0u8; MAX_DIALLED_DIGITS];
-        let (plus, dialled) = match strip(user, &mut buf) {
-            Ok(x) => x,
-            Err(r) => return Normalised::Refused(r),
+        let (plus, dialled) = match plain(user) {
+            Some(x) => x,
+            None => match strip(user, &mut buf) {
+                Ok(x) => x,
+                Err(r) => return Normalised::Refused(r),
+            },
         };
         if dialled.is_empty() {
             return Normalised::Refused(Refusal::Incomplete);
@@ -232,6 +235,17 @@ impl NumberingPlan {
     }
 }
 
+/// The common forms, read in place: digits, or `+` and digits, with nothing to drop
+/// (`None` otherwise: [`strip`] copies what is left once separators are dropped).
+#[inline]
+fn plain(input: &[u8]) -> Option<(bool, &[u8])> {
+    let (plus, digits) = match input.split_first() {
+        Some((b'+', rest)) => (true, rest),
+        _ => (false, input),
+    };
+    (digits.len() <= MAX_DIALLED_DIGITS && digits.iter().all(u8::is_ascii_digit)).then_some((plus, digits))
+}
+
 /// Drops visual separators into `buf`; returns whether a `+` led and the digits.
 fn strip<'b>(input: &[u8], buf: &'b mut [u8; MAX_DIALLED_DIGITS]) -> Result<(bool, &'b [u8]), Refusal> {
     let mut len = 0;
@@ -252,6 +266,12 @@ fn strip<'b>(input: &[u8], buf: &'b mut [u8; MAX_DIALLED_DIGITS]) -> Result<(boo
     Ok((plus, &buf[..len]))
 }
 
+/// The value of at most 15 ASCII digits.
+#[inline]
+fn decimal(digits: &[u8]) -> u64 {
+    digits.iter().fold(0, |v, &d| v * 10 + u64::from(d - b'0'))
+}
+
 /// Joins a country code (or context) and the rest into a checked E.164 number.
 fn finish(head: &[u8], rest: &[u8]) -> Normalised {
     let total = head.len() + rest.len();
@@ -265,10 +285,7 @@ fn finish(head: &[u8], rest: &[u8]) -> Normalised {
     if first == Some(&b'0') {
         return Normalised::Refused(Refusal::NotANumber);
     }
-    let mut value = 0u64;
-    for &d in head.iter().chain(rest) {
-        value = value * 10 + u64::from(d - b'0');
-    }
+    let value = rest.iter().fold(decimal(head), |v, &d| v * 10 + u64::from(d - b'0'));
     Normalised::Number(E164 { value, digits: total as u8 })
 }
 

@@ -252,7 +252,11 @@ impl Slots {
 
     fn iter(&self) -> impl Iterator<Item = (u64, DidRoute)> + '_ {
         self.buckets.iter().flat_map(|b| {
-            b.keys.iter().zip(&b.routes).filter(|(k, _)| *k & KEY_MASK != 0).map(|(k, r)| (k & KEY_MASK, DidRoute(*r)))
+            b.keys
+                .iter()
+                .zip(&b.routes)
+                .filter(|(k, _)| *k & KEY_MASK != 0)
+                .map(|(k, r)| (k & KEY_MASK, DidRoute(*r)))
         })
     }
 
@@ -296,7 +300,8 @@ impl DidTableBuilder {
 
     /// Doubles the buckets and moves every key over (only when the capacity was too small).
     fn grow(&mut self) {
-        let mut bigger = Slots::with_capacity(2 * self.exact.buckets.len() * BUCKET_SLOTS * TARGET_LOAD_PERCENT / 100);
+        let mut bigger =
+            Slots::with_capacity(2 * self.exact.buckets.len() * BUCKET_SLOTS * TARGET_LOAD_PERCENT / 100);
         for (key, route) in self.exact.iter() {
             // Keys come from a table that held each once: no duplicate.
             let _ = bigger.insert(key, route);

@@ -142,16 +142,19 @@ impl Engine {
                 engine.guard.call_ended(trunk);
             }
         };
-        let (set, did, did_limit) = match self.router.route(TrunkId(trunk), user, phone_context) {
-            RouteDecision::Did { number, route, .. } => (route.set(), number.key(), route.max_calls()),
-            RouteDecision::Emergency { target } => (target, 0, None),
+        let (set, did, counter, did_limit) = match self.router.route(TrunkId(trunk), user, phone_context) {
+            RouteDecision::Did { number, route, limit_key, .. } => {
+                (route.set(), number.key(), limit_key, route.max_calls())
+            }
+            RouteDecision::Emergency { target } => (target, 0, 0, None),
             RouteDecision::Refuse(r) => {
                 release(self);
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
-        // Every call to a DID is counted on it (an emergency call has no DID: key 0).
-        let counted_did = (is_invite && did != 0).then_some(did);
+        // Every call to a DID is counted on it, or on its number block (an emergency call has
+        // no DID: key 0).
+        let counted_did = (is_invite && counter != 0).then_some(counter);
         if let Some(did) = counted_did
             && let Err(Refusal::Concurrency { code }) =
                 self.guard.admit_did_call(trunk, did, did_limit.unwrap_or(u32::MAX))
