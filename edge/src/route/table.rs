@@ -158,17 +158,18 @@ struct Bucket {
 
 impl Bucket {
     /// The route stored under `key` (non-zero, at most [`KEY_BITS`] bits), compared without a
-    /// branch per slot.
+    /// branch per slot: which slot holds a key is random, and a mispredicted branch would stop
+    /// the processor from starting the next lookup's memory access meanwhile.
     #[inline(always)]
     fn find(&self, key: u64) -> Option<DidRoute> {
-        let mut hit = 0u64;
+        let mut hit = false;
         let mut route = 0u64;
         for (k, r) in self.keys.iter().zip(&self.routes) {
-            let eq = u64::from(k & KEY_MASK == key);
-            hit |= eq;
-            route |= r & eq.wrapping_neg();
+            let eq = k & KEY_MASK == key;
+            hit = std::hint::select_unpredictable(eq, true, hit);
+            route = std::hint::select_unpredictable(eq, *r, route);
         }
-        (hit != 0).then_some(DidRoute(route))
+        hit.then_some(DidRoute(route))
     }
 
     fn overflowed(&self) -> bool {
@@ -359,15 +360,22 @@ impl DidTable {
     /// The route of an exact DID: one bucket read (rarely two), lock-free. A key with a live
     /// change (or sharing its filter bit with one) also probes the overlay, read-locking one
     /// shard for one probe.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: u64) -> Option<DidRoute> {
         let (word, bit) = filter_bit(key);
         if self.filter.get(word).is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
-            && let Some(change) = self.overlay.get(&key)
+            && let Some(change) = self.overlay_get(key)
         {
-            return *change;
+            return change;
         }
         self.base.get(key)
+    }
+
+    /// The live change of a key, if any (out of line: most lookups never get here).
+    #[cold]
+    #[inline(never)]
+    fn overlay_get(&self, key: u64) -> Option<Option<DidRoute>> {
+        self.overlay.get(&key).map(|change| *change)
     }
 
     /// Adds or replaces a DID while lookups run; returns the route it replaced.
