@@ -29,11 +29,16 @@ pub const E164_MIN_DIGITS: usize = 7;
 /// full E.164 number. Longer strings are refused (404) without further reading.
 const MAX_DIALLED_DIGITS: usize = 4 + E164_MAX_DIGITS;
 
-/// A short digit string (country code, prefixes, an emergency number), stored inline.
+/// A short digit string (country code, prefixes, an emergency number), stored inline, and as
+/// one word with its mask, so that "does this dialled string start with it" is one compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Digits {
     buf: [u8; MAX_EMERGENCY_DIGITS],
     len: u8,
+    /// `buf` read as a little-endian word.
+    word: u64,
+    /// The bytes of `word` that hold digits.
+    mask: u64,
 }
 
 impl Digits {
@@ -45,11 +50,24 @@ impl Digits {
         }
         let mut buf = [0; MAX_EMERGENCY_DIGITS];
         buf[..bytes.len()].copy_from_slice(bytes);
-        Some(Self { buf, len: bytes.len() as u8 })
+        let mask = u64::MAX.checked_shr(64 - 8 * bytes.len() as u32).unwrap_or(0);
+        Some(Self { buf, len: bytes.len() as u8, word: u64::from_le_bytes(buf), mask })
     }
 
     fn as_slice(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
+    }
+
+    /// `digits` without this leading string, if it leads. A dialled number has at least eight
+    /// digits in the common case: one word compare then, no `memcmp` call.
+    #[inline]
+    fn strip_from<'d>(&self, digits: &'d [u8]) -> Option<&'d [u8]> {
+        match digits.first_chunk::<MAX_EMERGENCY_DIGITS>() {
+            Some(head) => (u64::from_le_bytes(*head) & self.mask == self.word)
+                .then(|| digits.get(usize::from(self.len)..))
+                .flatten(),
+            None => digits.strip_prefix(self.as_slice()),
+        }
     }
 }
 
@@ -202,8 +220,9 @@ impl NumberingPlan {
             return Normalised::Refused(Refusal::Incomplete);
         }
         if plus {
-            let cc = self.country_code.as_slice();
-            if dialled.starts_with(cc) && self.is_emergency(&dialled[cc.len()..]) {
+            if let Some(rest) = self.country_code.strip_from(dialled)
+                && self.is_emergency(rest)
+            {
                 return Normalised::Emergency;
             }
             return finish(&[], dialled);
@@ -220,18 +239,20 @@ impl NumberingPlan {
                 Err(r) => Normalised::Refused(r),
             };
         }
-        if let Some(rest) = dialled.strip_prefix(self.international_prefix.as_slice()) {
+        if let Some(rest) = self.international_prefix.strip_from(dialled) {
             return finish(&[], rest);
         }
-        let nsn = dialled.strip_prefix(self.national_prefix.as_slice()).unwrap_or(dialled);
+        let nsn = self.national_prefix.strip_from(dialled).unwrap_or(dialled);
         if nsn.len() < self.min_national_digits {
             return Normalised::Refused(Refusal::Incomplete);
         }
         finish(self.country_code.as_slice(), nsn)
     }
 
+    #[inline]
     fn is_emergency(&self, digits: &[u8]) -> bool {
-        self.emergency.iter().any(|e| e.as_slice() == digits)
+        // Emergency numbers are short: a full-length number is never compared.
+        digits.len() <= MAX_EMERGENCY_DIGITS && self.emergency.iter().any(|e| e.as_slice() == digits)
     }
 }
 
@@ -333,6 +354,23 @@ mod tests {
                 (Refused(code), Normalised::Refused(r)) => assert_eq!(r.status(), *code, "{input:?}: {r:?}"),
                 (_, got) => panic!("{input:?}: got {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn leading_digits_strip_by_word_and_by_slice() {
+        let cases: [(&str, &[u8], Option<&[u8]>); 8] = [
+            ("", b"0044207946", Some(b"0044207946")),
+            ("00", b"0044207946", Some(b"44207946")),
+            ("011", b"0044207946", None),
+            ("011", b"01144207946", Some(b"44207946")),
+            ("12345678", b"12345678", Some(b"")),
+            ("12345678", b"12345679", None),
+            ("00", b"0012", Some(b"12")),
+            ("00", b"0", None),
+        ];
+        for (prefix, digits, want) in cases {
+            assert_eq!(Digits::new(prefix).unwrap().strip_from(digits), want, "{prefix:?} {digits:?}");
         }
     }
 

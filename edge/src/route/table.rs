@@ -162,14 +162,15 @@ impl Bucket {
     /// the processor from starting the next lookup's memory access meanwhile.
     #[inline(always)]
     fn find(&self, key: u64) -> Option<DidRoute> {
-        let mut hit = false;
+        // A count, not `||`: the compiler turns an or of comparisons back into branches.
+        let mut hits = 0u64;
         let mut route = 0u64;
         for (k, r) in self.keys.iter().zip(&self.routes) {
             let eq = k & KEY_MASK == key;
-            hit = std::hint::select_unpredictable(eq, true, hit);
+            hits += u64::from(eq);
             route = std::hint::select_unpredictable(eq, *r, route);
         }
-        hit.then_some(DidRoute(route))
+        (hits != 0).then_some(DidRoute(route))
     }
 
     fn overflowed(&self) -> bool {
