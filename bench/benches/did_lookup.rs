@@ -152,6 +152,33 @@ fn naive_route(map: &HashMap<String, DidRoute>, user: &[u8]) -> Option<DidRoute>
     map.get(&e164).copied()
 }
 
+/// Rounds of the CPU-time measurement; each makes every query of a kind once.
+const CPU_ROUNDS: usize = 9;
+
+/// Median over [`CPU_ROUNDS`] rounds of `call(0..QUERIES)`, in ns of this thread's CPU time
+/// per call.
+fn cpu_ns_per_call(mut call: impl FnMut(usize)) -> f64 {
+    let mut rounds: Vec<f64> = (0..CPU_ROUNDS)
+        .map(|_| {
+            let start = thread_cpu_ns();
+            for i in 0..QUERIES {
+                call(i);
+            }
+            thread_cpu_ns().saturating_sub(start) as f64 / QUERIES as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[CPU_ROUNDS / 2]
+}
+
+/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), in ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 struct TempDir(PathBuf);
 
 impl Drop for TempDir {
@@ -264,6 +291,38 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
         })
     });
     g.finish();
+
+    // The same loops timed on this thread's CPU clock: on a shared machine criterion's wall
+    // time also counts the time other processes held the core.
+    let table = router.table();
+    let mut cpu = Vec::new();
+    for (name, qs) in
+        [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)]
+    {
+        cpu.push((
+            format!("sipedge/{name}"),
+            cpu_ns_per_call(|i| {
+                black_box(reader.route(trunk, black_box(&qs[i]), None));
+            }),
+        ));
+    }
+    for (name, qs) in [("hit", &hits), ("miss", &misses)] {
+        cpu.push((
+            format!("std_hashmap_string/{name}"),
+            cpu_ns_per_call(|i| {
+                black_box(naive_route(&baseline, black_box(&qs[i])));
+            }),
+        ));
+    }
+    cpu.push((
+        "sipedge_table_only/hit".to_owned(),
+        cpu_ns_per_call(|i| {
+            black_box(table.get(black_box(keys[i])));
+        }),
+    ));
+    for (name, ns) in cpu {
+        eprintln!("[{label}] thread CPU time, median of {CPU_ROUNDS} rounds: {name} {ns:.1} ns");
+    }
     drop(baseline);
 
     if n == LOAD_BENCH_ROWS {

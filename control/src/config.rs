@@ -758,8 +758,9 @@ impl BlockEntry {
     }
 }
 
-/// `[[did_range]]`: a prefix block (`prefix`) or an explicit inclusive range (`first`, `last`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[[did_range]]`: a prefix block (`prefix`) or an explicit inclusive range (`first`, `last`),
+/// with the same metadata and optional call limit as a `[[did]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DidRange {
     /// E.164 prefix with `+`: every number under it.
@@ -770,6 +771,22 @@ pub struct DidRange {
     pub last: Option<String>,
     /// Target name.
     pub target: String,
+    /// Concurrent calls to the whole block (1..=1048575), counted per block, not per number.
+    /// Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Customer the block is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// Group within the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Free-form tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Operator's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// One reason a configuration is refused, naming the field.
@@ -1121,6 +1138,21 @@ impl DidRange {
         if self.target.is_empty() {
             err("target", "is required".into());
         }
+        if let Some(m) = self.max_calls
+            && !(1..=MAX_DID_CALLS).contains(&m)
+        {
+            err("max_calls", format!("{m} is outside 1..={MAX_DID_CALLS}"));
+        }
+        for (key, v) in [
+            ("customer", &self.customer),
+            ("group", &self.group),
+            ("tag", &self.tag),
+            ("description", &self.description),
+        ] {
+            if v.as_ref().is_some_and(|v| v.len() > MAX_DID_META_BYTES) {
+                err(key, format!("longer than {MAX_DID_META_BYTES} bytes"));
+            }
+        }
         errors
     }
 }
@@ -1332,16 +1364,19 @@ target = "t"
         let good = format!(
             "{base}[[target]]\nname = \"w\"\nuris = [\"sip:10.0.0.2\", \"sip:10.0.0.3\"]\nweights = [1, 3]\noverflow = \"t\"\n\
              [[did]]\nnumber = \"+15551230000\"\ntarget = \"w\"\nmax_calls = 10\ncustomer = \"acme\"\ntag = \"crm-1\"\n\
+             [[did_range]]\nprefix = \"+1555124\"\ntarget = \"w\"\nmax_calls = 5\ncustomer = \"acme\"\ngroup = \"sales\"\n\
              [health]\ninterval_secs = 10\ntimeout_ms = 2000\nretry_after_503 = \"pause\"\n"
         );
         let c = Config::from_toml(&good).unwrap();
         assert_eq!(c.health.retry_after_503, RetryAfter503::Pause);
         assert_eq!(c.dids[0].max_calls, Some(10));
+        assert_eq!((c.did_ranges[0].max_calls, c.did_ranges[0].group.as_deref()), (Some(5), Some("sales")));
         let bad = "[[trunk]]\nname = \"a\"\nsources = [\"192.0.2.0/24\"]\nemergency_numbers = [\"9x9\"]\nmin_national_digits = 0\n\
              [[target]]\nname = \"t\"\nuris = [\"sip:10.0.0.1\"]\nweights = [1, 2]\noverflow = \"t\"\n\
              [[target]]\nname = \"u\"\nuris = [\"sip:10.0.0.1\"]\nweights = [0]\noverflow = \"v\"\n\
              [[target]]\nname = \"v\"\nuris = [\"sip:10.0.0.1\"]\noverflow = \"t\"\n\
              [[did]]\nnumber = \"+15551230000\"\ntarget = \"t\"\nmax_calls = 2000000\n\
+             [[did_range]]\nprefix = \"+1555\"\ntarget = \"t\"\nmax_calls = 0\n\
              [health]\ninterval_secs = 5\ntimeout_ms = 5000\ndown_after = 0\nup_after = 101\n";
         let Err(ConfigError::Invalid(errors)) = Config::from_toml(bad) else { panic!("expected errors") };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -1353,6 +1388,7 @@ target = "t"
             "target[1].weights",
             "target[1].overflow",
             "did[0].max_calls",
+            "did_range[0].max_calls",
             "health.timeout_ms",
             "health.down_after",
             "health.up_after",

@@ -28,6 +28,9 @@ customer = "acme"
 [[did_range]]
 prefix = "+1555124"
 target = "pbx1"
+max_calls = 5
+customer = "acme"
+tag = "block"
 "#;
 
 const CSV: &str = "number,target,customer,group,tag\n\
@@ -76,7 +79,7 @@ fn prints_route_decisions() {
         lines,
         [
             "1 (555) 123-0000: +15551230000 exact -> pbx1 [sip:10.0.0.10:5060, sip:10.0.0.11:5060] max_calls=10 customer=\"acme\"",
-            "5551240077: +15551240077 prefix of 7 digits -> pbx1 [sip:10.0.0.10:5060, sip:10.0.0.11:5060]",
+            "5551240077: +15551240077 prefix of 7 digits -> pbx1 [sip:10.0.0.10:5060, sip:10.0.0.11:5060] max_calls=5 customer=\"acme\" tag=\"block\"",
             "911: emergency -> psap [sip:10.0.9.11]",
             "411: 484 address incomplete",
             "alice: 404 not a number",

@@ -50,7 +50,7 @@ fn default_over_capacity_code() -> u16 {
 }
 
 /// A number block (`[[did_range]]`) with its store id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberBlock {
     /// Store id (the pagination key and the path key); ignored on create.
@@ -67,12 +67,37 @@ pub struct NumberBlock {
     pub last: Option<String>,
     /// Target name.
     pub target: String,
+    /// Concurrent calls to the whole block; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
+    /// Customer the block is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// Group within the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Free-form tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Operator's note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl NumberBlock {
     /// The configuration form.
     pub fn into_range(self) -> DidRange {
-        DidRange { prefix: self.prefix, first: self.first, last: self.last, target: self.target }
+        DidRange {
+            prefix: self.prefix,
+            first: self.first,
+            last: self.last,
+            target: self.target,
+            max_calls: self.max_calls,
+            customer: self.customer,
+            group: self.group,
+            tag: self.tag,
+            description: self.description,
+        }
     }
 
     fn range(&self) -> DidRange {
@@ -210,13 +235,26 @@ pub(super) fn get_target(conn: &Connection, name: &str) -> Result<Option<Target>
     Ok(stmt.query_row([name], target_row).optional()?)
 }
 
+/// The columns [`block_row`] reads, in order.
+const BLOCK_COLUMNS: &str = "id, prefix, first, last, target, max_calls, customer, grp, tag, description";
+
 fn block_row(r: &Row<'_>) -> rusqlite::Result<NumberBlock> {
-    Ok(NumberBlock { id: r.get(0)?, prefix: r.get(1)?, first: r.get(2)?, last: r.get(3)?, target: r.get(4)? })
+    Ok(NumberBlock {
+        id: r.get(0)?,
+        prefix: r.get(1)?,
+        first: r.get(2)?,
+        last: r.get(3)?,
+        target: r.get(4)?,
+        max_calls: r.get(5)?,
+        customer: r.get(6)?,
+        group: r.get(7)?,
+        tag: r.get(8)?,
+        description: r.get(9)?,
+    })
 }
 
 pub(super) fn all_blocks(conn: &Connection) -> Result<Vec<NumberBlock>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, prefix, first, last, target FROM did_block ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {BLOCK_COLUMNS} FROM did_block ORDER BY id"))?;
     Ok(stmt.query_map([], block_row)?.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -580,9 +618,9 @@ impl Store {
                 a.parse().map_err(|_| StoreError::invalid("after", format!("{a:?} is not a block id")))?
             }
         };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, prefix, first, last, target FROM did_block WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {BLOCK_COLUMNS} FROM did_block WHERE id > ?1 ORDER BY id LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![after, limit + 1], block_row)?.collect::<Result<Vec<_>, _>>()?;
         Ok(Listing::from_rows(rows, limit, |b| b.id.to_string()))
     }
@@ -703,8 +741,21 @@ pub(super) fn write_target(tx: &Transaction<'_>, t: &Target) -> Result<(), Store
 /// Inserts a block; `None` when a block with the same key exists.
 pub(super) fn insert_block(tx: &Transaction<'_>, r: &DidRange) -> Result<Option<i64>, StoreError> {
     let n = tx
-        .prepare_cached("INSERT INTO did_block (prefix, first, last, target) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")?
-        .execute(params![r.prefix, r.first, r.last, r.target])?;
+        .prepare_cached(
+            "INSERT INTO did_block (prefix, first, last, target, max_calls, customer, grp, tag, description)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            r.prefix,
+            r.first,
+            r.last,
+            r.target,
+            r.max_calls,
+            r.customer,
+            r.group,
+            r.tag,
+            r.description
+        ])?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
@@ -739,8 +790,7 @@ fn get_limits(conn: &Connection, trunk: &str) -> Result<Option<Limits>, StoreErr
 }
 
 fn get_block(conn: &Connection, id: i64) -> Result<Option<NumberBlock>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, prefix, first, last, target FROM did_block WHERE id = ?1")?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {BLOCK_COLUMNS} FROM did_block WHERE id = ?1"))?;
     Ok(stmt.query_row([id], block_row).optional()?)
 }
 

@@ -98,6 +98,14 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE target ADD COLUMN overflow TEXT;
     ALTER TABLE did ADD COLUMN max_calls INTEGER;
     "#,
+    // 3: number blocks carry a DID's metadata and a call limit for the whole block.
+    r#"
+    ALTER TABLE did_block ADD COLUMN max_calls INTEGER;
+    ALTER TABLE did_block ADD COLUMN customer TEXT;
+    ALTER TABLE did_block ADD COLUMN grp TEXT;
+    ALTER TABLE did_block ADD COLUMN tag TEXT;
+    ALTER TABLE did_block ADD COLUMN description TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -26,6 +26,9 @@ customer = "acme"
 [[did_range]]
 prefix = "+1555124"
 target = "pbx1"
+max_calls = 20
+customer = "acme"
+tag = "block-7"
 [[blocklist]]
 cidr = "198.51.100.7/32"
 reason = "scanner"
@@ -342,3 +345,32 @@ fn blocklist_ttl_limits_and_acl() {
 }
 
 use ipnet::IpNet;
+
+#[test]
+fn number_blocks_keep_their_metadata_and_call_limit() {
+    let (_dir, mut store) = seeded("blockmeta");
+    let base = Config::from_toml(SEED).unwrap();
+    let seeded = &store.export(&base).unwrap().did_ranges[0];
+    assert_eq!(
+        (seeded.max_calls, seeded.customer.as_deref(), seeded.tag.as_deref(), seeded.group.as_deref()),
+        (Some(20), Some("acme"), Some("block-7"), None)
+    );
+    let block = NumberBlock {
+        first: Some("+15551250000".into()),
+        last: Some("+15551259999".into()),
+        target: "pbx2".into(),
+        max_calls: Some(3),
+        group: Some("sales".into()),
+        description: Some("trial range".into()),
+        ..NumberBlock::default()
+    };
+    let (stored, _) = store.add_block("t", &block).unwrap();
+    assert_eq!(store.block(stored.id).unwrap(), NumberBlock { id: stored.id, ..block.clone() });
+    let bad = NumberBlock {
+        first: Some("+15551260000".into()),
+        last: Some("+15551260009".into()),
+        max_calls: Some(0),
+        ..block
+    };
+    assert_eq!(fields(store.add_block("t", &bad).unwrap_err()), ["max_calls"]);
+}

@@ -102,7 +102,7 @@ fn split_tel(arg: &str) -> (&str, Option<&str>) {
 fn describe(router: &Router, input: &str, decision: RouteDecision, out: &mut String) {
     let _ = write!(out, "{input}: ");
     match decision {
-        RouteDecision::Did { number, route, matched } => {
+        RouteDecision::Did { number, route, matched, .. } => {
             let how = match matched {
                 MatchKind::Exact => "exact".to_owned(),
                 MatchKind::Range => "range".to_owned(),
@@ -113,7 +113,7 @@ fn describe(router: &Router, input: &str, decision: RouteDecision, out: &mut Str
             if let Some(m) = route.max_calls() {
                 let _ = write!(out, " max_calls={m}");
             }
-            router.table().with_meta(route.meta(), |meta| {
+            router.with_meta(matched, route.meta(), |meta| {
                 for (key, value) in [
                     ("customer", meta.customer),
                     ("group", meta.group),

@@ -28,6 +28,10 @@ target = "pbx"
 number = "+15551230001"
 target = "pbx"
 max_calls = 1
+[[did_range]]
+prefix = "+1555124"
+target = "pbx"
+max_calls = 1
 "#;
 
 const LOCAL: &str = "203.0.113.1:5060";
@@ -517,6 +521,24 @@ fn message_is_routed_by_did_and_its_answer_comes_back() {
     assert_eq!(back.iter().map(|(a, m)| (*a, status(m))).collect::<Vec<_>>(), [(addr(CARRIER), 202)]);
     let unknown = message.replace("+15551230000", "+15559999999").replace("z9hG4bKsms1", "z9hG4bKsms2");
     assert_eq!(h.recv(CARRIER, &unknown).iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [404]);
+}
+
+#[test]
+fn a_number_block_over_its_call_limit_gets_503_whatever_number_in_it_is_called() {
+    let block = crate::route::BlockId(0).limit_key();
+    let mut h = Harness::new();
+    let out = h.recv(CARRIER, &invite("z9hG4bKb1", "call-b1", "+15551240001", 70));
+    assert_eq!(out[1].0, addr(PBX1), "the first call into the block goes through");
+    let fwd = out[1].1.clone();
+    assert_eq!((h.engine.guard().did_active(block), h.engine.guard().did_active(15551240001)), (1, 0));
+    let out = h.recv(CARRIER, &invite("z9hG4bKb2", "call-b2", "+15551249999", 70));
+    assert_eq!(out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(), [503], "another number, same block");
+    let other = h.recv(CARRIER, &invite("z9hG4bKb3", "call-b3", "+15551230000", 70));
+    assert_eq!(other[1].0, addr(PBX1), "numbers outside the block are not limited by it");
+    h.recv(PBX1, &response_to(&fwd, 486, "Busy Here", Some("b")));
+    assert_eq!(h.engine.guard().did_active(block), 0);
+    let out = h.recv(CARRIER, &invite("z9hG4bKb4", "call-b4", "+15551249999", 70));
+    assert_eq!(out[1].0, addr(PBX1), "the block's slot is free again");
 }
 
 /// Policy changes while calls run.

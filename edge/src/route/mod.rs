@@ -33,11 +33,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use control::config::Config;
 
-pub use blocks::{BlockError, BlockMatch, Blocks};
+pub use blocks::{BlockError, BlockHit, BlockId, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
 pub use lookups::LookupCounters;
-pub use meta::{DidMeta, MetaId};
+pub use meta::{DidMeta, MetaId, MetaStore};
 pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
 
@@ -104,6 +104,10 @@ pub enum RouteDecision {
         route: DidRoute,
         /// Exact, range or prefix.
         matched: MatchKind,
+        /// The key the call is counted under and held to `route.max_calls()` by: the number's
+        /// E.164 key for an exact DID, [`BlockId::limit_key`] of the block for a range or a
+        /// prefix (one counter per block, whatever number in it is called).
+        limit_key: u64,
     },
     /// An emergency number, to the trunk's emergency target.
     Emergency {
@@ -240,6 +244,16 @@ impl Router {
         &self.lookups
     }
 
+    /// Calls `f` with the metadata of a routed call: `matched` and `meta` from its
+    /// [`RouteDecision::Did`] (a block's record lives in the blocks, an exact DID's in the
+    /// table). Off the hot path: it may read-lock the table's metadata.
+    pub fn with_meta<R>(&self, matched: MatchKind, meta: MetaId, f: impl FnOnce(DidMeta<'_>) -> R) -> R {
+        match matched {
+            MatchKind::Exact => self.table.load().with_meta(meta, f),
+            MatchKind::Range | MatchKind::Prefix(_) => self.blocks.load().with_meta(meta, f),
+        }
+    }
+
     /// A reader for one worker thread: it keeps the current table and blocks and re-checks
     /// them with one plain load per call, so lookups share no written cache line but the
     /// [`LookupCounters`] (one relaxed add per lookup).
@@ -344,13 +358,15 @@ fn lookup<B: std::ops::Deref<Target = Blocks>>(
     number: E164,
 ) -> RouteDecision {
     if let Some(route) = table.get(number.key()) {
-        return RouteDecision::Did { number, route, matched: MatchKind::Exact };
+        return RouteDecision::Did { number, route, matched: MatchKind::Exact, limit_key: number.key() };
     }
-    match blocks().lookup(number) {
-        Some(BlockMatch::Range(route)) => RouteDecision::Did { number, route, matched: MatchKind::Range },
-        Some(BlockMatch::Prefix(route, len)) => {
-            RouteDecision::Did { number, route, matched: MatchKind::Prefix(len) }
-        }
+    match blocks().find(number) {
+        Some(BlockHit { id, route, prefix_len }) => RouteDecision::Did {
+            number,
+            route,
+            matched: prefix_len.map_or(MatchKind::Range, MatchKind::Prefix),
+            limit_key: id.limit_key(),
+        },
         None => RouteDecision::Refuse(RefuseReason::UnknownDid),
     }
 }
@@ -379,15 +395,24 @@ pub fn insert_config_dids(
     Ok(())
 }
 
+/// The configuration's `[[did_range]]` blocks, with their metadata and call limits.
 fn build_blocks(config: &Config, targets: &TargetSets) -> Result<Blocks, BuildError> {
     let mut prefixes = Vec::new();
     let mut ranges = Vec::new();
+    let mut store = MetaStore::default();
     for (i, r) in config.did_ranges.iter().enumerate() {
         let field = format!("did_range[{i}]");
         let set = targets
             .id(&r.target)
             .ok_or_else(|| BuildError::UnknownTarget(field.clone(), r.target.clone()))?;
-        let route = DidRoute::new(set, None, MetaId::default())
+        let meta = DidMeta {
+            customer: r.customer.as_deref(),
+            group: r.group.as_deref(),
+            tag: r.tag.as_deref(),
+            description: r.description.as_deref(),
+        };
+        let meta = store.intern(&meta).map_err(|e| BuildError::Table(field.clone(), e.into()))?;
+        let route = DidRoute::new(set, r.max_calls, meta)
             .ok_or_else(|| BuildError::Table(field.clone(), TableError::OutOfRange))?;
         let parse =
             |s: &String| E164::parse_plus(s).ok_or_else(|| BuildError::Number(field.clone(), s.clone()));
@@ -397,7 +422,7 @@ fn build_blocks(config: &Config, targets: &TargetSets) -> Result<Blocks, BuildEr
             _ => return Err(BuildError::Number(field, String::new())),
         }
     }
-    Ok(Blocks::new(prefixes, ranges)?)
+    Ok(Blocks::new_with_meta(prefixes, ranges, store)?)
 }
 
 #[cfg(test)]
@@ -447,6 +472,9 @@ target = "queue"
 [[did_range]]
 prefix = "+1555124"
 target = "pbx1"
+max_calls = 10
+customer = "acme"
+group = "sales"
 [[did_range]]
 prefix = "+15551"
 target = "voicemail"
@@ -454,6 +482,9 @@ target = "voicemail"
 first = "+15551240000"
 last  = "+15551240099"
 target = "psap"
+max_calls = 2
+tag = "trial"
+description = "hundred numbers on trial"
 "#;
 
     fn router() -> Router {
@@ -552,6 +583,45 @@ target = "psap"
         );
         r.replace_blocks(Arc::new(Blocks::default()));
         assert_eq!(r.route(us, b"5551990000", None), RouteDecision::Refuse(RefuseReason::UnknownDid));
+    }
+
+    #[test]
+    fn blocks_carry_metadata_and_one_call_limit_per_block() {
+        let r = router();
+        let us = r.trunk("us").unwrap();
+        let did = |user: &[u8]| match r.route(us, user, None) {
+            RouteDecision::Did { number, route, matched, limit_key } => (number, route, matched, limit_key),
+            other => panic!("{other:?}"),
+        };
+        let meta = |matched, route: DidRoute| r.with_meta(matched, route.meta(), |m| format!("{m:?}"));
+        // Two numbers under the +1555124 prefix share its limit and its metadata.
+        let (n1, p1, k1, key1) = did(b"5551240100");
+        let (n2, p2, _, key2) = did(b"5551249999");
+        assert_eq!((k1, p1.max_calls(), p2.max_calls()), (MatchKind::Prefix(7), Some(10), Some(10)));
+        assert_eq!(key1, key2, "one counter per block");
+        assert!(key1 != n1.key() && key1 != n2.key(), "not a number's counter");
+        let want = DidMeta { customer: Some("acme"), group: Some("sales"), ..DidMeta::default() };
+        assert_eq!(meta(k1, p1), format!("{want:?}"));
+        // A range hit: its own limit, metadata and counter.
+        let (_, range, kind, range_key) = did(b"5551240006");
+        assert_eq!((kind, range.max_calls()), (MatchKind::Range, Some(2)));
+        assert!(range_key != key1);
+        let want = DidMeta {
+            tag: Some("trial"),
+            description: Some("hundred numbers on trial"),
+            ..DidMeta::default()
+        };
+        assert_eq!(meta(kind, range), format!("{want:?}"));
+        // No metadata, no limit: the +15551 prefix.
+        let (_, plain, kind, _) = did(b"5551990000");
+        assert_eq!((plain.max_calls(), meta(kind, plain)), (None, format!("{:?}", DidMeta::default())));
+        // An exact DID is counted on its own number, its metadata from the table.
+        let (number, exact, kind, key) = did(b"15551240005");
+        assert_eq!((kind, key, exact.max_calls()), (MatchKind::Exact, number.key(), Some(4)));
+        assert_eq!(
+            meta(kind, exact),
+            format!("{:?}", DidMeta { customer: Some("acme"), tag: Some("crm-42"), ..DidMeta::default() })
+        );
     }
 
     #[test]

@@ -1,29 +1,32 @@
-//! The exact-DID table: a sharded hash map (`dashmap` with `ahash`) from the E.164 key to a
-//! packed 8-byte route, beside the interned metadata.
+//! The exact-DID table: an open-addressing hash table of 64-byte buckets (one cache line, four
+//! 16-byte slots: the E.164 key and the packed 8-byte route), beside the interned metadata.
 //!
-//! One entry is 16 bytes (key `u64`, route `u64`) plus one control byte; at ten million DIDs
-//! the buckets, rounded up to powers of two per shard, cost about 28 bytes per DID
-//! ([`DidTable::memory`] measures it). Big shard allocations are advised to transparent huge
-//! pages (`MADV_HUGEPAGE`) before they are filled: a random lookup then misses the TLB far
-//! less often.
+//! Lookup cost is what this layout is for. At ten million DIDs the table does not fit in any
+//! cache, so a lookup costs its dependent memory accesses: here one, the bucket. Its position is
+//! computed from the key (a multiply-shift hash, then a multiply-high onto the bucket count; no
+//! SipHash, no control bytes read first), and the four slots are compared without branches. A
+//! bucket that overflowed into the next one says so (a flag bit in its first key), so a miss
+//! stops at its home bucket unless that bucket overflowed. The buckets are sized for a load of
+//! [`TARGET_LOAD_PERCENT`] and advised to transparent huge pages (`MADV_HUGEPAGE`) before they
+//! are touched, so a lookup rarely walks the page tables either.
 //!
 //! Two layers, so that lookups take no lock in the common case:
-//! - the base, filled by a [`DidTableBuilder`] (configuration, bulk import) and then frozen into
-//!   a `dashmap` read-only view: lookups read it without any lock or atomic operation;
+//! - the base, filled by a [`DidTableBuilder`] (configuration, bulk import) and then frozen:
+//!   lookups read it without any lock or atomic operation;
 //! - the overlay, a `dashmap` holding the single upserts and deletes made while calls flow (a
-//!   delete of a base number is a tombstone). Lookups consult it only once it has been written
-//!   to, read-locking one of its [`DID_SHARDS`] shards for one probe; a writer holds that lock
-//!   for one insertion.
+//!   delete of a base number is a tombstone), announced by a bit in a small filter
+//!   ([`OVERLAY_FILTER_BITS`] bits, 8 KiB: it stays in the L1 cache). A lookup reads the key's
+//!   filter bit and probes the overlay (read-locking one of its [`DID_SHARDS`] shards) only when
+//!   the bit is set, so a few live changes cost the other numbers nothing.
 //!
 //! [`DidTable::compact`] folds the overlay into a new base, built aside; the router swaps the
 //! result in atomically, as it does a bulk import.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use ahash::RandomState;
-use dashmap::mapref::entry::Entry;
-use dashmap::{DashMap, ReadOnlyView};
+use dashmap::DashMap;
 
 use super::e164::E164;
 use super::meta::{DidMeta, MetaFull, MetaId, MetaStore};
@@ -33,14 +36,29 @@ use control::config::MAX_DID_CALLS;
 /// Shards of the overlay (live upserts and deletes): a power of two; more shards mean less
 /// contention between writers and readers, and a smaller rehash pause (each holds 1/64).
 pub const DID_SHARDS: usize = 64;
-/// Shards of the frozen base: it is never written after it is built, so shards buy it nothing
-/// but smaller allocations; four keep each allocation big enough (9 MB at one million DIDs,
-/// 71 MB at ten million) to be backed mostly by whole 2 MiB huge pages.
-pub const BASE_SHARDS: usize = 4;
+/// Slots per bucket: four 16-byte slots fill one 64-byte cache line.
+pub const BUCKET_SLOTS: usize = 4;
+/// Load the base is sized for, in percent of its slots. At 50 % about one bucket in six
+/// overflows (a miss there reads a second, adjacent cache line); the table costs 32 bytes per
+/// DID.
+pub const TARGET_LOAD_PERCENT: usize = 50;
+/// Load at which a builder that was given too small a capacity doubles its buckets, in percent.
+const MAX_LOAD_PERCENT: usize = 85;
+/// Bits of the overlay filter (a power of two): 65,536 bits, 8 KiB.
+pub const OVERLAY_FILTER_BITS: usize = 1 << 16;
 /// Size of a transparent huge page, in bytes.
 const HUGE_PAGE_BYTES: usize = 2 << 20;
 /// Size of a base page, in bytes.
 const PAGE_BYTES: usize = 4096;
+
+/// Bits of a slot's key word that hold the E.164 key (10^15 < 2^50).
+const KEY_BITS: u32 = 50;
+const KEY_MASK: u64 = (1 << KEY_BITS) - 1;
+/// Flag in the first key word of a bucket: a key whose home is this bucket, or an earlier one,
+/// is stored further on (the probe must go on to the next bucket).
+const OVERFLOWED: u64 = 1 << 63;
+/// Multiplier of the key hash (2^64 / golden ratio, odd): its high bits mix every key bit.
+const HASH_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
 const SET_BITS: u32 = 20;
 const CALLS_BITS: u32 = 20;
@@ -129,17 +147,137 @@ impl MemoryReport {
 
 type Map<V> = DashMap<u64, V, RandomState>;
 
+/// One cache line: four keys (with the bucket's overflow flag in the first), then their routes.
+/// An empty slot has key 0, which no E.164 number has.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Bucket {
+    keys: [u64; BUCKET_SLOTS],
+    routes: [u64; BUCKET_SLOTS],
+}
+
+impl Bucket {
+    /// The route stored under `key` (non-zero, at most [`KEY_BITS`] bits), compared without a
+    /// branch per slot: which slot holds a key is random, and a mispredicted branch would stop
+    /// the processor from starting the next lookup's memory access meanwhile.
+    #[inline(always)]
+    fn find(&self, key: u64) -> Option<DidRoute> {
+        // A count, not `||`: the compiler turns an or of comparisons back into branches.
+        let mut hits = 0u64;
+        let mut route = 0u64;
+        for (k, r) in self.keys.iter().zip(&self.routes) {
+            let eq = k & KEY_MASK == key;
+            hits += u64::from(eq);
+            route = std::hint::select_unpredictable(eq, *r, route);
+        }
+        (hits != 0).then_some(DidRoute(route))
+    }
+
+    fn overflowed(&self) -> bool {
+        self.keys[0] & OVERFLOWED != 0
+    }
+}
+
+/// The frozen base: buckets, open addressing with linear probing over buckets.
+#[derive(Debug)]
+struct Slots {
+    buckets: Vec<Bucket>,
+    len: usize,
+    /// Longest probe any stored key needs, in buckets after its home (bounds every lookup).
+    max_probe: usize,
+}
+
+impl Slots {
+    /// Buckets for `capacity` keys at [`TARGET_LOAD_PERCENT`], zeroed after the huge-page advice.
+    fn with_capacity(capacity: usize) -> Self {
+        let slots = (capacity * 100).div_ceil(TARGET_LOAD_PERCENT);
+        let count = slots.div_ceil(BUCKET_SLOTS).max(1);
+        let mut buckets: Vec<Bucket> = Vec::with_capacity(count);
+        advise_huge_pages(buckets.as_mut_ptr().cast(), count * size_of::<Bucket>());
+        buckets.resize(count, Bucket::default());
+        Self { buckets, len: 0, max_probe: 0 }
+    }
+
+    /// The home bucket of a key: multiply-shift hash, then multiply-high onto the bucket count.
+    #[inline(always)]
+    fn home(&self, key: u64) -> usize {
+        let hash = key.wrapping_mul(HASH_MULTIPLIER);
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    #[inline(always)]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() { 0 } else { b + 1 }
+    }
+
+    #[inline(always)]
+    fn get(&self, key: u64) -> Option<DidRoute> {
+        if key == 0 || key > KEY_MASK {
+            return None;
+        }
+        let mut b = self.home(key);
+        for _ in 0..=self.max_probe {
+            let bucket = self.buckets.get(b)?;
+            if let Some(route) = bucket.find(key) {
+                return Some(route);
+            }
+            if !bucket.overflowed() {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// Stores a key that is not there yet (`Err` with its route when it is). The caller keeps
+    /// the load under 100 %.
+    fn insert(&mut self, key: u64, route: DidRoute) -> Result<(), DidRoute> {
+        debug_assert!(key != 0 && key <= KEY_MASK && self.len < self.buckets.len() * BUCKET_SLOTS);
+        let mut b = self.home(key);
+        for probe in 0..self.buckets.len() {
+            if let Some(old) = self.buckets[b].find(key) {
+                return Err(old);
+            }
+            let bucket = &mut self.buckets[b];
+            if let Some(slot) = bucket.keys.iter().position(|k| k & KEY_MASK == 0) {
+                bucket.keys[slot] |= key;
+                bucket.routes[slot] = route.0;
+                self.len += 1;
+                self.max_probe = self.max_probe.max(probe);
+                return Ok(());
+            }
+            bucket.keys[0] |= OVERFLOWED;
+            b = self.next(b);
+        }
+        Err(route)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, DidRoute)> + '_ {
+        self.buckets.iter().flat_map(|b| {
+            b.keys
+                .iter()
+                .zip(&b.routes)
+                .filter(|(k, _)| *k & KEY_MASK != 0)
+                .map(|(k, r)| (k & KEY_MASK, DidRoute(*r)))
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.buckets.capacity() * size_of::<Bucket>()
+    }
+}
+
 /// Fills the base of a new table (configuration, bulk import), aside from the live one.
 #[derive(Debug)]
 pub struct DidTableBuilder {
-    exact: Map<DidRoute>,
+    exact: Slots,
     meta: MetaStore,
 }
 
 impl DidTableBuilder {
-    /// An empty builder with room for `capacity` DIDs before any shard rehashes.
+    /// An empty builder sized for `capacity` DIDs (it grows, by rehashing, if given more).
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { exact: sized_map(capacity), meta: MetaStore::default() }
+        Self { exact: Slots::with_capacity(capacity), meta: MetaStore::default() }
     }
 
     /// Adds a DID that must not be there yet.
@@ -152,31 +290,43 @@ impl DidTableBuilder {
     ) -> Result<(), TableError> {
         let id = self.meta.intern(meta)?;
         let route = DidRoute::new(set, max_calls, id).ok_or(TableError::OutOfRange)?;
-        match self.exact.entry(number.key()) {
-            Entry::Occupied(_) => Err(TableError::Duplicate(number)),
-            Entry::Vacant(v) => {
-                v.insert(route);
-                Ok(())
-            }
+        self.insert(number.key(), route).map_err(|_| TableError::Duplicate(number))
+    }
+
+    fn insert(&mut self, key: u64, route: DidRoute) -> Result<(), DidRoute> {
+        if (self.exact.len + 1) * 100 > self.exact.buckets.len() * BUCKET_SLOTS * MAX_LOAD_PERCENT {
+            self.grow();
         }
+        self.exact.insert(key, route)
+    }
+
+    /// Doubles the buckets and moves every key over (only when the capacity was too small).
+    fn grow(&mut self) {
+        let mut bigger =
+            Slots::with_capacity(2 * self.exact.buckets.len() * BUCKET_SLOTS * TARGET_LOAD_PERCENT / 100);
+        for (key, route) in self.exact.iter() {
+            // Keys come from a table that held each once: no duplicate.
+            let _ = bigger.insert(key, route);
+        }
+        self.exact = bigger;
     }
 
     /// DIDs added so far.
     pub fn len(&self) -> usize {
-        self.exact.len()
+        self.exact.len
     }
 
     /// True when no DID was added.
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty()
+        self.exact.len == 0
     }
 
     /// Freezes the base; the table takes upserts and deletes in its overlay from now on.
     pub fn build(self) -> DidTable {
         DidTable {
-            base: self.exact.into_read_only(),
+            base: self.exact,
+            filter: (0..OVERLAY_FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
             overlay: DashMap::with_hasher_and_shard_amount(RandomState::new(), DID_SHARDS),
-            overlay_used: AtomicBool::new(false),
             meta: RwLock::new(self.meta),
         }
     }
@@ -185,11 +335,12 @@ impl DidTableBuilder {
 /// The exact DIDs and their metadata: a frozen base and a live overlay.
 #[derive(Debug)]
 pub struct DidTable {
-    base: ReadOnlyView<u64, DidRoute, RandomState>,
+    base: Slots,
+    /// One bit per hash of the keys in the overlay: set before a lookup may need the overlay,
+    /// never cleared (a compaction starts a new table with a clear filter).
+    filter: Box<[AtomicU64]>,
     /// Upserts (`Some`) and deletes (`None`) since the base was built.
     overlay: Map<Option<DidRoute>>,
-    /// Set once the overlay has been written to; until then lookups skip it.
-    overlay_used: AtomicBool,
     meta: RwLock<MetaStore>,
 }
 
@@ -199,17 +350,33 @@ impl Default for DidTable {
     }
 }
 
+/// The filter word and bit of a key (the top bits of a multiply-shift hash).
+#[inline(always)]
+fn filter_bit(key: u64) -> (usize, u64) {
+    let bit = (key.wrapping_mul(HASH_MULTIPLIER) >> (64 - OVERLAY_FILTER_BITS.trailing_zeros())) as usize;
+    (bit / 64, 1 << (bit % 64))
+}
+
 impl DidTable {
-    /// The route of an exact DID. Lock-free unless single upserts or deletes have been made
-    /// since the base was built; then one overlay shard is read-locked for one probe.
-    #[inline]
+    /// The route of an exact DID: one bucket read (rarely two), lock-free. A key with a live
+    /// change (or sharing its filter bit with one) also probes the overlay, read-locking one
+    /// shard for one probe.
+    #[inline(always)]
     pub fn get(&self, key: u64) -> Option<DidRoute> {
-        if self.overlay_used.load(Ordering::Relaxed)
-            && let Some(change) = self.overlay.get(&key)
+        let (word, bit) = filter_bit(key);
+        if self.filter.get(word).is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
+            && let Some(change) = self.overlay_get(key)
         {
-            return *change;
+            return change;
         }
-        self.base.get(&key).copied()
+        self.base.get(key)
+    }
+
+    /// The live change of a key, if any (out of line: most lookups never get here).
+    #[cold]
+    #[inline(never)]
+    fn overlay_get(&self, key: u64) -> Option<Option<DidRoute>> {
+        self.overlay.get(&key).map(|change| *change)
     }
 
     /// Adds or replaces a DID while lookups run; returns the route it replaced.
@@ -232,10 +399,14 @@ impl DidTable {
 
     fn change(&self, key: u64, to: Option<DidRoute>) -> Option<DidRoute> {
         let previous = self.overlay.insert(key, to);
-        self.overlay_used.store(true, Ordering::Release);
+        // After the insertion: a lookup that sees the bit (Acquire) finds the change.
+        let (word, bit) = filter_bit(key);
+        if let Some(w) = self.filter.get(word) {
+            w.fetch_or(bit, Ordering::Release);
+        }
         match previous {
             Some(change) => change,
-            None => self.base.get(&key).copied(),
+            None => self.base.get(key),
         }
     }
 
@@ -250,13 +421,15 @@ impl DidTable {
     pub fn compact(&self) -> DidTable {
         let mut builder = DidTableBuilder::with_capacity(self.len());
         for (key, route) in self.base.iter() {
-            if !self.overlay.contains_key(key) {
-                builder.exact.insert(*key, *route);
+            if !self.overlay.contains_key(&key) {
+                // The base holds each key once.
+                let _ = builder.insert(key, route);
             }
         }
         for change in self.overlay.iter() {
             if let Some(route) = *change.value() {
-                builder.exact.insert(*change.key(), route);
+                // Overlay keys are unique, and not copied from the base above.
+                let _ = builder.insert(*change.key(), route);
             }
         }
         builder.meta = self.meta.read().unwrap_or_else(PoisonError::into_inner).clone();
@@ -265,9 +438,9 @@ impl DidTable {
 
     /// Exact DIDs stored.
     pub fn len(&self) -> usize {
-        let mut len = self.base.len();
+        let mut len = self.base.len;
         for change in self.overlay.iter() {
-            match (self.base.contains_key(change.key()), change.value().is_some()) {
+            match (self.base.get(*change.key()).is_some(), change.value().is_some()) {
                 (false, true) => len += 1,
                 (true, false) => len -= 1,
                 _ => {}
@@ -288,34 +461,22 @@ impl DidTable {
 
     /// Measures the memory held.
     pub fn memory(&self) -> MemoryReport {
-        let base: usize =
-            self.base.shards().iter().map(|s| s.read().allocation_info().1.size() + size_of_val(s)).sum();
         let overlay: usize =
             self.overlay.shards().iter().map(|s| s.read().allocation_info().1.size() + size_of_val(s)).sum();
+        let filter = self.filter.len() * size_of::<AtomicU64>();
         let meta = self.meta.read().unwrap_or_else(PoisonError::into_inner);
         MemoryReport {
             dids: self.len(),
-            exact_bytes: base + overlay,
+            exact_bytes: self.base.bytes() + filter + overlay,
             meta_bytes: meta.bytes(),
             meta_records: meta.records(),
         }
     }
 }
 
-/// A map with room for `capacity` entries, its big shard allocations advised to huge pages.
-fn sized_map<V>(capacity: usize) -> Map<V> {
-    // Shards fill unevenly by a few per mille; the margin avoids a rehash of the last ones.
-    let capacity = capacity + capacity / 64;
-    let map = DashMap::with_capacity_and_hasher_and_shard_amount(capacity, RandomState::new(), BASE_SHARDS);
-    for shard in map.shards() {
-        let (ptr, layout) = shard.read().allocation_info();
-        advise_huge_pages(ptr.as_ptr(), layout.size());
-    }
-    map
-}
-
 /// Advises the whole 4 KiB pages of an allocation to transparent huge pages (THP runs in
-/// `madvise` mode on our machines). Advice only: failure changes nothing but speed.
+/// `madvise` mode on our machines), before they are first touched. Advice only: failure changes
+/// nothing but speed.
 fn advise_huge_pages(ptr: *mut u8, len: usize) {
     if len < HUGE_PAGE_BYTES {
         return;
@@ -352,6 +513,32 @@ mod tests {
         assert_eq!(DidRoute::new(SetId(MAX_TARGET_SETS as u32), None, MetaId(0)), None);
         assert_eq!(DidRoute::new(SetId(0), Some(MAX_DID_CALLS + 1), MetaId(0)), None);
         assert_eq!(DidRoute::new(SetId(0), None, MetaId(1 << 24)), None);
+    }
+
+    #[test]
+    fn overflowing_buckets_and_growth_keep_every_key() {
+        // Capacity 1 forces several doublings; scattered keys fill some buckets past four.
+        let mut builder = DidTableBuilder::with_capacity(1);
+        let mut keys: Vec<u64> =
+            (1..=5_000u64).map(|i| 15_551_230_000 + (i * i * 7_919 + i * 104_729) % 1_000_000_000).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.retain(|k| k % 2 == 0);
+        for &k in &keys {
+            builder.insert_new(n(k), SetId((k % 7) as u32), None, &DidMeta::default()).unwrap();
+        }
+        assert_eq!(
+            builder.insert_new(n(keys[4_321]), SetId(0), None, &DidMeta::default()),
+            Err(TableError::Duplicate(n(keys[4_321])))
+        );
+        let table = builder.build();
+        assert!(table.base.max_probe > 0, "some bucket overflowed");
+        for &k in &keys {
+            assert_eq!(table.get(k).map(|r| r.set()), Some(SetId((k % 7) as u32)), "{k}");
+            assert_eq!(table.get(k + 1), None, "{}", k + 1);
+        }
+        assert_eq!((table.get(0), table.get(u64::MAX), table.get(keys[0] | OVERFLOWED)), (None, None, None));
+        assert_eq!(table.len(), keys.len());
     }
 
     #[test]

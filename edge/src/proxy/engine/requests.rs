@@ -132,9 +132,11 @@ impl Engine {
             None
         };
         // From here on, every early return drops `hold`: the call's slots go back.
-        let (set, did, did_limit) = match plan.router.route(TrunkId(trunk), user, phone_context) {
-            RouteDecision::Did { number, route, .. } => (route.set(), number.key(), route.max_calls()),
-            RouteDecision::Emergency { target } => (target, 0, None),
+        let (set, did, limit_key, did_limit) = match plan.router.route(TrunkId(trunk), user, phone_context) {
+            RouteDecision::Did { number, route, limit_key, .. } => {
+                (route.set(), number.key(), limit_key, route.max_calls())
+            }
+            RouteDecision::Emergency { target } => (target, 0, 0, None),
             RouteDecision::Refuse(r) => {
                 if is_invite && r.status() == 404 {
                     plan.guard.refused_unknown_did(trunk);
@@ -142,10 +144,11 @@ impl Engine {
                 return self.reply(msg, r.status(), reason_phrase(r.status()), &[], ctx);
             }
         };
-        // Every call to a DID is counted on it (an emergency call has no DID: key 0).
+        // Every call to a DID is counted on it, or on its number block (an emergency call has
+        // no DID: key 0).
         let hold = match hold {
-            Some(hold) if did != 0 => {
-                match plan.guard.admit_did_call(hold, did, did_limit.unwrap_or(u32::MAX)) {
+            Some(hold) if limit_key != 0 => {
+                match plan.guard.admit_did_call(hold, limit_key, did_limit.unwrap_or(u32::MAX)) {
                     Ok(hold) => Some(hold),
                     Err(refusal) => return self.refuse(msg, refusal, ctx),
                 }
