@@ -190,55 +190,20 @@ pub fn parse_with_limits<'b>(
             }
             _ => {}
         }
-        let mut name_len = 0;
-        while rest.get(name_len).is_some_and(|&b| TOKEN[b as usize]) {
-            name_len += 1;
-        }
-        if name_len == 0 {
-            return err(ErrorKind::HeaderName, pos, "header name is not a token");
-        }
-        let mut p = pos + name_len;
-        while buf.get(p).is_some_and(|&b| is_wsp(b)) {
-            p += 1;
-        }
-        match buf.get(p) {
-            Some(b':') => p += 1,
-            None => return err(ErrorKind::Incomplete, p, "header line without ':'"),
-            Some(_) => return err(ErrorKind::HeaderName, p, "header name not followed by ':'"),
-        }
-        // The line ends at the first LF not followed by SP or HTAB (RFC 3261 §7.3.1 folding).
-        let mut scan = p;
-        let eol = loop {
-            let Some(nl) = lfs.find(scan) else {
-                return err(ErrorKind::Incomplete, buf.len(), "header line without end");
-            };
-            if nl - pos > max_line {
-                return err(ErrorKind::HeaderLineTooLong, pos, "header line too long");
-            }
-            match buf.get(nl + 1) {
-                Some(b' ' | b'\t') => scan = nl + 1,
-                _ => break nl,
-            }
+        let line = match line_fast(buf, pos, &mut lfs, max_line) {
+            Some(line) => line,
+            None => line_slow(buf, pos, &mut lfs, max_line)?,
         };
-        // Drop the usual SP after the colon and the CR before the LF first, so that the trim
-        // below usually finds nothing to do.
-        let mut value_from = p;
-        while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
-            value_from += 1;
-        }
-        let value_to = if eol > value_from && buf.get(eol - 1) == Some(&b'\r') { eol - 1 } else { eol };
-        let value = trim_lws(buf.get(value_from..value_to).unwrap_or_default());
-        let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
-        let kind = HeaderKind::from_name(buf.get(pos..pos + name_len).unwrap_or_default());
+        let (kind, eol) = (line.kind, line.eol);
         let Some(slot) = index.get_mut(count) else {
             return err(ErrorKind::TooManyHeaders, pos, "more header lines than the index holds");
         };
         // Offsets fit in u16: the message is at most MAX_MESSAGE_BYTES (u16::MAX) long.
         *slot = HeaderIndexEntry {
             line_start: pos as u16,
-            name_end: (pos + name_len) as u16,
-            value_start: value_start as u16,
-            value_end: (value_start + value.len()) as u16,
+            name_end: line.name_end as u16,
+            value_start: line.value_start as u16,
+            value_end: line.value_end as u16,
             line_end: (eol + 1) as u16,
             kind,
         };
@@ -251,6 +216,7 @@ pub fn parse_with_limits<'b>(
                 }
             }
             if kind == HeaderKind::ContentLength {
+                let value = buf.get(line.value_start..line.value_end).unwrap_or_default();
                 let n = cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
                     .map_err(|e| e.within(buf))
                     .map_err(|e| {
@@ -282,6 +248,106 @@ pub fn parse_with_limits<'b>(
         content_length,
         max_vias: limits.max_vias,
     })
+}
+
+/// Where the parts of one header line are (offsets into the datagram).
+struct Line {
+    /// End of the name.
+    name_end: usize,
+    /// Start and end of the value, LWS trimmed.
+    value_start: usize,
+    value_end: usize,
+    /// The LF ending the line (the last one, when the line is folded).
+    eol: usize,
+    kind: HeaderKind,
+}
+
+/// The header line at `pos`, for the common shape: a name ending within
+/// [`scan::WINDOW_BYTES`] bytes, optional white space, `:`, a value without folds. `None` for
+/// anything else, valid or not, which [`line_slow`] then decides with the same result a
+/// byte-by-byte reading gives: the name is the token before the colon (a known name matches
+/// the name table exactly, which proves it a token; an unknown one is checked), the line ends
+/// at the first LF after the colon.
+#[inline(always)]
+fn line_fast(buf: &[u8], pos: usize, lfs: &mut scan::LfScanner<'_>, max_line: usize) -> Option<Line> {
+    let window = buf.get(pos..)?.first_chunk::<{ scan::WINDOW_BYTES }>()?;
+    let colon = scan::colon_in_window(window)?;
+    let mut name_len = colon;
+    while name_len > 0 && window.get(name_len - 1).is_some_and(|&b| is_wsp(b)) {
+        name_len -= 1;
+    }
+    let kind = HeaderKind::from_name_in(buf, pos, name_len);
+    if kind == HeaderKind::Other && !all_in(window.get(..name_len)?, &TOKEN) {
+        return None;
+    }
+    let p = pos + colon + 1;
+    let nl = lfs.find(p)?;
+    if nl - pos > max_line || matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
+        return None;
+    }
+    let mut value_from = p;
+    while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
+        value_from += 1;
+    }
+    let value_to = if nl > value_from && buf.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
+    let value = trim_lws(buf.get(value_from..value_to)?);
+    let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
+    Some(Line { name_end: pos + name_len, value_start, value_end: value_start + value.len(), eol: nl, kind })
+}
+
+/// The header line at `pos`, byte by byte: folded lines, names longer than the window, and
+/// every error.
+#[cold]
+#[inline(never)]
+fn line_slow(
+    buf: &[u8],
+    pos: usize,
+    lfs: &mut scan::LfScanner<'_>,
+    max_line: usize,
+) -> Result<Line, ParseError> {
+    let err = |kind, pos, why| Err(ParseError::new(kind, pos, why));
+    let rest = buf.get(pos..).unwrap_or_default();
+    let mut name_len = 0;
+    while rest.get(name_len).is_some_and(|&b| TOKEN[b as usize]) {
+        name_len += 1;
+    }
+    if name_len == 0 {
+        return err(ErrorKind::HeaderName, pos, "header name is not a token");
+    }
+    let mut p = pos + name_len;
+    while buf.get(p).is_some_and(|&b| is_wsp(b)) {
+        p += 1;
+    }
+    match buf.get(p) {
+        Some(b':') => p += 1,
+        None => return err(ErrorKind::Incomplete, p, "header line without ':'"),
+        Some(_) => return err(ErrorKind::HeaderName, p, "header name not followed by ':'"),
+    }
+    // The line ends at the first LF not followed by SP or HTAB (RFC 3261 §7.3.1 folding).
+    let mut scan = p;
+    let eol = loop {
+        let Some(nl) = lfs.find(scan) else {
+            return err(ErrorKind::Incomplete, buf.len(), "header line without end");
+        };
+        if nl - pos > max_line {
+            return err(ErrorKind::HeaderLineTooLong, pos, "header line too long");
+        }
+        match buf.get(nl + 1) {
+            Some(b' ' | b'\t') => scan = nl + 1,
+            _ => break nl,
+        }
+    };
+    // Drop the usual SP after the colon and the CR before the LF first, so that the trim
+    // below usually finds nothing to do.
+    let mut value_from = p;
+    while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
+        value_from += 1;
+    }
+    let value_to = if eol > value_from && buf.get(eol - 1) == Some(&b'\r') { eol - 1 } else { eol };
+    let value = trim_lws(buf.get(value_from..value_to).unwrap_or_default());
+    let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
+    let kind = HeaderKind::from_name(buf.get(pos..pos + name_len).unwrap_or_default());
+    Ok(Line { name_end: pos + name_len, value_start, value_end: value_start + value.len(), eol, kind })
 }
 
 impl<'b> SipMessage<'b> {
