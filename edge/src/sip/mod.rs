@@ -48,7 +48,7 @@ pub use writer::{
     build_cancel, forward_request, response_from_request, strip_top_via,
 };
 
-use chars::{TOKEN, WORD, all_in, is_wsp, trim_lws};
+use chars::{LWS, TOKEN, WORD, all_in, is_wsp, trim_lws};
 use error::Invalid;
 use list::ListIter;
 
@@ -180,19 +180,16 @@ pub fn parse_with_limits<'b>(
     let mut first = [NO_HEADER; HeaderKind::COUNT];
     let mut content_length = None;
     let (headers_end, body_start) = loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        match rest {
-            [] | [b'\r'] => return err(ErrorKind::Incomplete, pos, "no empty line after the headers"),
-            [b'\r', b'\n', ..] => break (pos, pos + 2),
-            [b'\n', ..] => break (pos, pos + 1),
-            [b' ' | b'\t', ..] => {
-                return err(ErrorKind::HeaderName, pos, "continuation line without a header");
+        let line = if buf.get(pos).is_some_and(|&b| TOKEN[b as usize]) {
+            match line_fast(buf, pos, &mut lfs, max_line) {
+                Some(line) => line,
+                None => line_slow(buf, pos, &mut lfs, max_line)?,
             }
-            _ => {}
-        }
-        let line = match line_fast(buf, pos, &mut lfs, max_line) {
-            Some(line) => line,
-            None => line_slow(buf, pos, &mut lfs, max_line)?,
+        } else {
+            match section_end(buf, pos)? {
+                Some(end) => break end,
+                None => line_slow(buf, pos, &mut lfs, max_line)?,
+            }
         };
         let (kind, eol) = (line.kind, line.eol);
         let Some(slot) = index.get_mut(count) else {
@@ -262,37 +259,52 @@ struct Line {
     kind: HeaderKind,
 }
 
+/// At a line not starting with a token character: the offsets of the empty line ending the
+/// header section and of the body, an error, or `None` for a line [`line_slow`] decides.
+#[inline(never)]
+fn section_end(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ParseError> {
+    match buf.get(pos..).unwrap_or_default() {
+        [] | [b'\r'] => Err(ParseError::new(ErrorKind::Incomplete, pos, "no empty line after the headers")),
+        [b'\r', b'\n', ..] => Ok(Some((pos, pos + 2))),
+        [b'\n', ..] => Ok(Some((pos, pos + 1))),
+        [b' ' | b'\t', ..] => {
+            Err(ParseError::new(ErrorKind::HeaderName, pos, "continuation line without a header"))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The header line at `pos`, for the common shape: a name ending within
-/// [`scan::WINDOW_BYTES`] bytes, optional white space, `:`, a value without folds. `None` for
-/// anything else, valid or not, which [`line_slow`] then decides with the same result a
-/// byte-by-byte reading gives: the name is the token before the colon (a known name matches
-/// the name table exactly, which proves it a token; an unknown one is checked), the line ends
-/// at the first LF after the colon.
+/// [`scan::WINDOW_BYTES`] bytes, followed at once by `:`, optional white space, a value
+/// without folds or white space at its end. `None` for anything else, valid or not, which
+/// [`line_slow`] then decides; where this returns a line, that one returns the same: the name
+/// is the token before the colon (a known name matches the name table exactly, which proves
+/// it a token; an unknown one is checked), the line ends at the first LF after the colon.
 #[inline(always)]
 fn line_fast(buf: &[u8], pos: usize, lfs: &mut scan::LfScanner<'_>, max_line: usize) -> Option<Line> {
     let window = buf.get(pos..)?.first_chunk::<{ scan::WINDOW_BYTES }>()?;
-    let colon = scan::colon_in_window(window)?;
-    let mut name_len = colon;
-    while name_len > 0 && window.get(name_len - 1).is_some_and(|&b| is_wsp(b)) {
-        name_len -= 1;
-    }
-    let kind = HeaderKind::from_name_in(buf, pos, name_len);
+    let name_len = scan::colon_in_window(window)?;
+    let kind = HeaderKind::from_window(window, name_len);
     if kind == HeaderKind::Other && !all_in(window.get(..name_len)?, &TOKEN) {
         return None;
     }
-    let p = pos + colon + 1;
-    let nl = lfs.find(p)?;
+    let value_from = pos + name_len + 1;
+    let nl = lfs.find(value_from)?;
     if nl - pos > max_line || matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
         return None;
     }
-    let mut value_from = p;
-    while buf.get(value_from).is_some_and(|&b| is_wsp(b)) {
-        value_from += 1;
+    let mut value_start = value_from;
+    while buf.get(value_start).is_some_and(|&b| is_wsp(b)) {
+        value_start += 1;
     }
-    let value_to = if nl > value_from && buf.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
-    let value = trim_lws(buf.get(value_from..value_to)?);
-    let value_start = value.as_ptr() as usize - buf.as_ptr() as usize;
-    Some(Line { name_end: pos + name_len, value_start, value_end: value_start + value.len(), eol: nl, kind })
+    let value_end = if nl > value_start && buf.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
+    let value = buf.get(value_start..value_end)?;
+    if let (Some(&f), Some(&l)) = (value.first(), value.last())
+        && (LWS[f as usize] || LWS[l as usize])
+    {
+        return None;
+    }
+    Some(Line { name_end: pos + name_len, value_start, value_end, eol: nl, kind })
 }
 
 /// The header line at `pos`, byte by byte: folded lines, names longer than the window, and

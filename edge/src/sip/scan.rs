@@ -2,7 +2,8 @@
 //!
 //! [`LfScanner`] classifies 64 bytes at a time into a bit mask of LF positions and then hands
 //! out the LFs of a block by counting trailing zeros, so that the per-line cost is a few
-//! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines).
+//! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines);
+//! only a line longer than a block is searched with `memchr`.
 //! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
 //! detection; the `unsafe` is the call into the SSE2 function and its unaligned loads of
 //! fixed-size arrays); elsewhere, and in tests through `byte_mask_portable`, byte by byte. Bytes
@@ -33,23 +34,26 @@ impl<'b> LfScanner<'b> {
     /// The offset of the first LF at or after `from`. Cheapest when calls move forward.
     pub(crate) fn find(&mut self, from: usize) -> Option<usize> {
         let mut at = from;
-        loop {
-            if at >= self.base && at < self.end {
-                // `at - base` < BLOCK_BYTES: the shift cannot overflow.
-                let m = self.mask >> (at - self.base);
-                if m != 0 {
-                    return Some(at + m.trailing_zeros() as usize);
-                }
-                at = self.end;
+        if at >= self.base && at < self.end {
+            // `at - base` < BLOCK_BYTES: the shift cannot overflow.
+            let m = self.mask >> (at - self.base);
+            if m != 0 {
+                return Some(at + m.trailing_zeros() as usize);
             }
-            let rest = self.buf.get(at..)?;
-            match rest.first_chunk::<BLOCK_BYTES>() {
-                Some(block) => {
-                    (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, lf_mask(block));
-                }
-                None => return rest.iter().position(|&b| b == b'\n').map(|i| at + i),
-            }
+            at = self.end;
         }
+        let rest = self.buf.get(at..)?;
+        let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
+            return memchr::memchr(b'\n', rest).map(|i| at + i);
+        };
+        let mask = lf_mask(block);
+        (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
+        if mask != 0 {
+            return Some(at + mask.trailing_zeros() as usize);
+        }
+        // A long line (an Identity header, a folded one): its end is further than a block
+        // away, where `memchr`'s wider loop pays off. The next call classifies a block anew.
+        memchr::memchr(b'\n', rest.get(BLOCK_BYTES..)?).map(|i| at + BLOCK_BYTES + i)
     }
 }
 

@@ -251,7 +251,9 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
     }
     let params = match after.split_first() {
         None => Params::default(),
-        Some((b';', p)) if memchr::memchr(b'?', p).is_none() => Params::parse(p, ParamGrammar::Uri).ok()?,
+        // A `?` (headers) is not a `paramchar`: a list holding one fails here and goes the
+        // general way, which splits the headers off first.
+        Some((b';', p)) => Params::parse(p, ParamGrammar::Uri).ok()?,
         Some(_) => return None,
     };
     Some(SipUri { secure, user: Some(user), password: None, host, port, params, headers: None })
