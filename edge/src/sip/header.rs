@@ -279,18 +279,23 @@ impl HeaderKind {
     /// the start of a header line), read as whole words and masked to the name.
     #[inline]
     pub(crate) fn from_window(window: &[u8; 32], len: usize) -> HeaderKind {
-        let chunk = |i: usize| {
+        let word = |i: usize| {
             let n = len.saturating_sub(i).min(8);
             let w =
                 window.get(i..i + 8).and_then(|w| w.first_chunk::<8>()).map_or(0, |w| u64::from_le_bytes(*w));
             w & LOW_BYTES.get(n).copied().unwrap_or(0)
         };
-        match len {
-            0 => HeaderKind::Other,
-            1 => Self::from_letter(window[0]),
-            2..=MAX_NAME_BYTES => Self::from_words(len, [chunk(0), chunk(8), chunk(16)]),
-            _ => HeaderKind::Other,
+        if !(2..=MAX_NAME_BYTES).contains(&len) {
+            return if len == 1 { Self::from_letter(window[0]) } else { HeaderKind::Other };
         }
+        let w0 = word(0);
+        let Some(e) = BY_SLOT.get(slot(len, w0, PERFECT.0)).filter(|e| e.len == len) else {
+            return HeaderKind::Other;
+        };
+        // Only the words the name reaches: the slot's others are zero, and so would be ours.
+        let same = |k: usize, w: u64| (w | e.fold[k]) == e.lower[k];
+        let matched = same(0, w0) && (len <= 8 || same(1, word(8))) && (len <= 16 || same(2, word(16)));
+        if matched { e.kind } else { HeaderKind::Other }
     }
 
     /// A compact form (`a`..=`z`, any case).

@@ -48,7 +48,7 @@ pub use writer::{
     build_cancel, forward_request, response_from_request, strip_top_via,
 };
 
-use chars::{LWS, TOKEN, WORD, all_in, is_wsp, trim_lws};
+use chars::{LWS, TOKEN, WORD, all_in, is_wsp, run_in, trim_lws};
 use error::Invalid;
 use list::ListIter;
 
@@ -643,18 +643,11 @@ impl<'b> SipMessage<'b> {
 
 /// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
 fn call_id_ok(v: &[u8]) -> bool {
-    let mut at = None;
-    for (i, &b) in v.iter().enumerate() {
-        if !WORD[b as usize] {
-            if b != b'@' || at.is_some() {
-                return false;
-            }
-            at = Some(i);
-        }
-    }
-    match at {
-        None => !v.is_empty(),
-        Some(i) => i > 0 && i + 1 < v.len(),
+    let first = run_in(v, &WORD);
+    match v.get(first..) {
+        Some([]) => first > 0,
+        Some([b'@', host @ ..]) => first > 0 && !host.is_empty() && run_in(host, &WORD) == host.len(),
+        _ => false,
     }
 }
 

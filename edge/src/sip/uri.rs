@@ -4,7 +4,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val};
+use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val, run_in};
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
 
@@ -225,22 +225,16 @@ fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
 /// first `@`; the host at its first byte outside `hostname`, which must be `:`, `;` or the end).
 #[inline]
 fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
-    let mut i = 0;
-    loop {
-        match *rest.get(i)? {
-            b if USER[b as usize] => i += 1,
-            b'%' if rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) => i += 3,
-            _ => break,
-        }
+    let mut i = run_in(rest, &USER);
+    while rest.get(i) == Some(&b'%') && rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) {
+        i += 3;
+        i += run_in(rest.get(i..)?, &USER);
     }
     if i == 0 || rest.get(i) != Some(&b'@') {
         return None;
     }
     let (user, hp) = (rest.get(..i)?, rest.get(i + 1..)?);
-    let mut k = 0;
-    while hp.get(k).is_some_and(|&b| HOSTNAME[b as usize]) {
-        k += 1;
-    }
+    let k = run_in(hp, &HOSTNAME);
     let host = parse_host(hp.get(..k)?).ok()?;
     let mut after = hp.get(k..)?;
     let mut port = None;
