@@ -6,7 +6,7 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{LWS, TOKEN, all_in, parse_decimal};
+use super::chars::{HOSTNAME, LWS, TOKEN, all_in, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
 use super::uri::{Host, parse_host, parse_hostport, parse_port};
@@ -53,8 +53,13 @@ impl<'b> Via<'b> {
             return Err(bad(raw, "Via without LWS before sent-by"));
         }
         let rest = c.rest();
-        let end = rest.iter().position(|&b| b == b';' || LWS[b as usize]).unwrap_or(rest.len());
-        let (host, port) = parse_hostport(rest.get(..end).unwrap_or_default())?;
+        let ((host, port), end) = match sent_by_fast(rest) {
+            Some(found) => found,
+            None => {
+                let end = rest.iter().position(|&b| b == b';' || LWS[b as usize]).unwrap_or(rest.len());
+                (parse_hostport(rest.get(..end).unwrap_or_default())?, end)
+            }
+        };
         c.i += end;
         c.skip_lws();
         // The parameters are checked, Via's own rules included, in one pass where the list has
@@ -147,6 +152,28 @@ impl<'b> Via<'b> {
     }
 }
 
+/// `host[:port]` at the start of `s` for a host name or IPv4 address, and where it ends (at
+/// `;`, LWS or the end); `None` for anything else, which the general split decides (with the
+/// same result where this one has one: the host name characters and digits hold no `;`, LWS
+/// or second `:`).
+fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
+    let k = run_in(s, &HOSTNAME);
+    let host = parse_host(s.get(..k)?).ok()?;
+    let (port, end) = match s.get(k) {
+        Some(b':') => {
+            let digits = s.get(k + 1..)?;
+            let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            (Some(parse_port(digits.get(..d)?).ok()?), k + 1 + d)
+        }
+        _ => (None, k),
+    };
+    match s.get(end) {
+        None => Some(((host, port), end)),
+        Some(&b) if b == b';' || LWS[b as usize] => Some(((host, port), end)),
+        Some(_) => None,
+    }
+}
+
 /// Via's rules for its own parameters (RFC 3261 §20.42, RFC 3581): Ok, or why not.
 fn param_ok(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
     // Dispatch on the length first: most parameters are none of these.
@@ -197,7 +224,7 @@ impl<'b> Cursor<'b> {
 
     fn token(&mut self) -> Option<&'b [u8]> {
         let rest = self.rest();
-        let n = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
+        let n = run_in(rest, &TOKEN);
         self.i += n;
         rest.get(..n).filter(|t| !t.is_empty())
     }
