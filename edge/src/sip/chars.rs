@@ -147,6 +147,28 @@ pub(crate) const fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Bytes [`run_in`] and the parameter scan test at once.
+pub(crate) const CHUNK_BYTES: usize = 8;
+
+/// The length of the longest prefix of `s` whose bytes are all in `class`. Whole chunks of
+/// [`CHUNK_BYTES`] are tested with one branch (the AND of their bytes' classes), the rest
+/// byte by byte: about half the instructions of a plain loop on the 10 to 40 byte runs of
+/// URIs, Call-IDs and parameters.
+#[inline(always)]
+pub(crate) fn run_in(s: &[u8], class: &ByteClass) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..).and_then(|r| r.first_chunk::<CHUNK_BYTES>()) {
+        if !chunk.iter().fold(true, |all, &b| all & class[b as usize]) {
+            break;
+        }
+        i += CHUNK_BYTES;
+    }
+    while s.get(i).is_some_and(|&b| class[b as usize]) {
+        i += 1;
+    }
+    i
+}
+
 /// True when every byte of `s` is in `class` (and `s` is not empty).
 pub(crate) fn all_in(s: &[u8], class: &ByteClass) -> bool {
     !s.is_empty() && s.iter().all(|&b| class[b as usize])
@@ -243,6 +265,16 @@ mod tests {
         ];
         for (s, ok) in table {
             assert_eq!(all_escaped_in(s, &USER), *ok, "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn run_in_matches_a_plain_loop(s in proptest::collection::vec(
+            proptest::sample::select(b"ab-.;@ %\r".to_vec()), 0..40)) {
+            for class in [&TOKEN, &HOSTNAME, &WORD, &USER] {
+                proptest::prop_assert_eq!(run_in(&s, class), s.iter().take_while(|&&b| class[b as usize]).count());
+            }
         }
     }
 

@@ -132,32 +132,52 @@ const SLOTS: usize = 256;
 const SLOT_BITS: u32 = 8;
 /// An empty slot.
 const EMPTY: u8 = u8::MAX;
-/// Longest long name, in bytes.
+/// Longest long name, in bytes: three 8-byte words.
 const MAX_NAME_BYTES: usize = 24;
+/// `| FOLD` folds the ASCII letters of eight bytes to lower case (it is used for hashing only:
+/// the comparison folds letter positions alone, see [`Slot`]).
+const FOLD: u64 = 0x2020_2020_2020_2020;
 
-/// The hash key of a long name: its length and its first, second and last bytes, case folded
-/// (`| 0x20` folds ASCII letters and leaves the other token characters of these names alone).
-const fn key(len: usize, first: u8, second: u8, last: u8) -> u32 {
-    (len as u32)
-        | ((first as u32 | 0x20) << 8)
-        | ((second as u32 | 0x20) << 16)
-        | ((last as u32 | 0x20) << 24)
+/// The bytes `s[i..i + 8]` as a little-endian word, zero past the end of `s`.
+const fn word(s: &[u8], i: usize) -> u64 {
+    let mut w = 0u64;
+    let mut k = 0;
+    while k < 8 && i + k < s.len() {
+        w |= (s[i + k] as u64) << (8 * k);
+        k += 1;
+    }
+    w
 }
 
-const fn slot(key: u32, seed: u32) -> usize {
-    (key.wrapping_mul(seed) >> (32 - SLOT_BITS)) as usize
+/// The three words a name of up to 24 bytes is compared by: bytes 0..8, 8..16 and 16..24,
+/// zero past its end.
+const fn words(s: &[u8]) -> [u64; 3] {
+    [word(s, 0), word(s, 8), word(s, 16)]
 }
 
-const fn name_key(n: &[u8]) -> u32 {
-    key(n.len(), n[0], n[1], n[n.len() - 1])
+/// `LOW_BYTES[n]`: the mask of the low `n` bytes of a word, `n` in 0..=8.
+const LOW_BYTES: [u64; 9] = {
+    let mut t = [0u64; 9];
+    let mut n = 1;
+    while n < 9 {
+        t[n] = if n == 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 };
+        n += 1;
+    }
+    t
+};
+
+/// The hash of a name from its length and its first word (zero-padded), case folded.
+const fn slot(len: usize, w0: u64, seed: u64) -> usize {
+    (((w0 | FOLD) ^ len as u64).wrapping_mul(seed) >> (64 - SLOT_BITS)) as usize
 }
 
 /// Tries `seed`: the slot table when no two names share a slot.
-const fn try_seed(seed: u32) -> Option<[u8; SLOTS]> {
+const fn try_seed(seed: u64) -> Option<[u8; SLOTS]> {
     let mut t = [EMPTY; SLOTS];
     let mut i = 0;
     while i < NAMES.len() {
-        let s = slot(name_key(NAMES[i].0.as_bytes()), seed);
+        let n = NAMES[i].0.as_bytes();
+        let s = slot(n.len(), word(n, 0), seed);
         if t[s] != EMPTY {
             return None;
         }
@@ -168,15 +188,15 @@ const fn try_seed(seed: u32) -> Option<[u8; SLOTS]> {
 }
 
 /// Seeds tried at compile time before giving up (a build error, not a run-time one).
-const SEED_TRIES: u32 = 100_000;
+const SEED_TRIES: u64 = 100_000;
 
 /// The perfect hash, found at compile time: (seed, slot → index into [`NAMES`]).
-const PERFECT: (u32, [u8; SLOTS]) = {
+const PERFECT: (u64, [u8; SLOTS]) = {
     assert!(NAMES.len() < EMPTY as usize);
     let mut k = 0;
     loop {
         assert!(k < SEED_TRIES, "no perfect hash seed for the header names");
-        let seed = 0x9E37_79B1u32.wrapping_add(k.wrapping_mul(2));
+        let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_add(k.wrapping_mul(2));
         if let Some(t) = try_seed(seed) {
             break (seed, t);
         }
@@ -184,11 +204,15 @@ const PERFECT: (u32, [u8; SLOTS]) = {
     }
 };
 
-/// One slot of [`BY_SLOT`]: a long name in lower case (`len` bytes of `lower`) and its kind;
-/// an empty slot has `len` 0, which no name of two bytes or more matches.
+/// One slot of [`BY_SLOT`]: a long name's [`words`] in lower case, the bits that fold each
+/// word's letters (0x20 on letters, 0 on `-`), its length and kind. `(w | fold) == lower`
+/// holds for a word `w` of a name exactly when its letters match in any case and every other
+/// byte matches as it is, so a match also proves the name a token. An empty slot has `len` 0,
+/// which no looked-up name has.
 #[derive(Clone, Copy)]
 struct Slot {
-    lower: [u8; MAX_NAME_BYTES],
+    lower: [u64; 3],
+    fold: [u64; 3],
     len: usize,
     kind: HeaderKind,
 }
@@ -196,7 +220,7 @@ struct Slot {
 /// The perfect hash's slots with what the comparison after the hash needs, so that a lookup
 /// loads one entry.
 static BY_SLOT: [Slot; SLOTS] = {
-    let mut t = [Slot { lower: [0; MAX_NAME_BYTES], len: 0, kind: HeaderKind::Other }; SLOTS];
+    let mut t = [Slot { lower: [0; 3], fold: [0; 3], len: 0, kind: HeaderKind::Other }; SLOTS];
     let mut s = 0;
     while s < SLOTS {
         let i = PERFECT.1[s];
@@ -204,11 +228,19 @@ static BY_SLOT: [Slot; SLOTS] = {
             let (name, _, kind) = NAMES[i as usize];
             let n = name.as_bytes();
             assert!(n.len() <= MAX_NAME_BYTES && n.len() >= 2);
+            let mut lower = [0u8; MAX_NAME_BYTES];
+            let mut fold = [0u8; MAX_NAME_BYTES];
             let mut j = 0;
             while j < n.len() {
-                t[s].lower[j] = n[j].to_ascii_lowercase();
+                assert!(n[j].is_ascii_alphabetic() || n[j] == b'-');
+                lower[j] = n[j].to_ascii_lowercase();
+                fold[j] = if n[j].is_ascii_alphabetic() { 0x20 } else { 0 };
                 j += 1;
             }
+            let (lower, _) = lower.split_at(n.len());
+            let (fold, _) = fold.split_at(n.len());
+            t[s].lower = words(lower);
+            t[s].fold = words(fold);
             t[s].len = n.len();
             t[s].kind = kind;
         }
@@ -216,49 +248,6 @@ static BY_SLOT: [Slot; SLOTS] = {
     }
     t
 };
-
-/// `name` (token characters) equals `lower` (lower-case letters, digits, `-`) ignoring case.
-/// `| 0x20` folds exactly here: the only other bytes it maps onto `-` or a digit are control
-/// characters, which a token cannot hold. Names of 8 bytes or more compare eight bytes at a time,
-/// the last word overlapping the one before; shorter names as two overlapping halves.
-fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
-    const FOLD8: u64 = 0x2020_2020_2020_2020;
-    const FOLD4: u32 = 0x2020_2020;
-    const FOLD2: u16 = 0x2020;
-    if name.len() != lower.len() {
-        return false;
-    }
-    let (mut a, mut b) = (name, lower);
-    if a.len() >= 8 {
-        while let (Some((x, ra)), Some((y, rb))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
-            if u64::from_le_bytes(*x) | FOLD8 != u64::from_le_bytes(*y) {
-                return false;
-            }
-            (a, b) = (ra, rb);
-        }
-        return match (name.last_chunk::<8>(), lower.last_chunk::<8>()) {
-            (Some(x), Some(y)) => u64::from_le_bytes(*x) | FOLD8 == u64::from_le_bytes(*y),
-            _ => false,
-        };
-    }
-    if a.len() >= 4 {
-        return match (a.first_chunk::<4>(), b.first_chunk::<4>(), a.last_chunk::<4>(), b.last_chunk::<4>()) {
-            (Some(x1), Some(y1), Some(x2), Some(y2)) => {
-                u32::from_le_bytes(*x1) | FOLD4 == u32::from_le_bytes(*y1)
-                    && u32::from_le_bytes(*x2) | FOLD4 == u32::from_le_bytes(*y2)
-            }
-            _ => false,
-        };
-    }
-    match (a.first_chunk::<2>(), b.first_chunk::<2>(), a.last_chunk::<2>(), b.last_chunk::<2>()) {
-        (Some(x1), Some(y1), Some(x2), Some(y2)) => {
-            u16::from_le_bytes(*x1) | FOLD2 == u16::from_le_bytes(*y1)
-                && u16::from_le_bytes(*x2) | FOLD2 == u16::from_le_bytes(*y2)
-        }
-        _ => a.iter().zip(b).all(|(x, y)| x | 0x20 == *y),
-    }
-}
-
 /// Compact forms, built at compile time: `a`..=`z` → kind.
 static BY_LETTER: [HeaderKind; 26] = {
     let mut t = [HeaderKind::Other; 26];
@@ -280,22 +269,59 @@ impl HeaderKind {
     pub fn from_name(name: &[u8]) -> HeaderKind {
         match name {
             [] => HeaderKind::Other,
-            [c] => {
-                let c = c.to_ascii_lowercase();
-                if c.is_ascii_lowercase() {
-                    BY_LETTER.get(usize::from(c - b'a')).copied().unwrap_or(HeaderKind::Other)
-                } else {
-                    HeaderKind::Other
-                }
+            [c] => Self::from_letter(*c),
+            _ if name.len() > MAX_NAME_BYTES => HeaderKind::Other,
+            _ => Self::from_words(name.len(), words(name)),
+        }
+    }
+
+    /// [`Self::from_name`] for the first `len` bytes of `window` (the parser's 32 bytes from
+    /// the start of a header line), read as whole words and masked to the name.
+    #[inline]
+    pub(crate) fn from_window(window: &[u8; 32], len: usize) -> HeaderKind {
+        let word = |i: usize| {
+            let n = len.saturating_sub(i).min(8);
+            let w =
+                window.get(i..i + 8).and_then(|w| w.first_chunk::<8>()).map_or(0, |w| u64::from_le_bytes(*w));
+            w & LOW_BYTES.get(n).copied().unwrap_or(0)
+        };
+        if !(2..=MAX_NAME_BYTES).contains(&len) {
+            return if len == 1 { Self::from_letter(window[0]) } else { HeaderKind::Other };
+        }
+        let w0 = word(0);
+        let Some(e) = BY_SLOT.get(slot(len, w0, PERFECT.0)).filter(|e| e.len == len) else {
+            return HeaderKind::Other;
+        };
+        // Only the words the name reaches: the slot's others are zero, and so would be ours.
+        let same = |k: usize, w: u64| (w | e.fold[k]) == e.lower[k];
+        let matched = same(0, w0) && (len <= 8 || same(1, word(8))) && (len <= 16 || same(2, word(16)));
+        if matched { e.kind } else { HeaderKind::Other }
+    }
+
+    /// A compact form (`a`..=`z`, any case).
+    fn from_letter(c: u8) -> HeaderKind {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() {
+            BY_LETTER.get(usize::from(c - b'a')).copied().unwrap_or(HeaderKind::Other)
+        } else {
+            HeaderKind::Other
+        }
+    }
+
+    /// The lookup of a long name (2..=24 bytes) by its [`words`].
+    #[inline]
+    fn from_words(len: usize, w: [u64; 3]) -> HeaderKind {
+        match BY_SLOT.get(slot(len, w[0], PERFECT.0)) {
+            Some(e)
+                if e.len == len
+                    && ((w[0] | e.fold[0]) ^ e.lower[0])
+                        | ((w[1] | e.fold[1]) ^ e.lower[1])
+                        | ((w[2] | e.fold[2]) ^ e.lower[2])
+                        == 0 =>
+            {
+                e.kind
             }
-            [first, second, rest @ ..] => {
-                let last = rest.last().unwrap_or(second);
-                let s = slot(key(name.len(), *first, *second, *last), PERFECT.0);
-                match BY_SLOT.get(s) {
-                    Some(e) if eq_folded(name, e.lower.get(..e.len).unwrap_or_default()) => e.kind,
-                    _ => HeaderKind::Other,
-                }
-            }
+            _ => HeaderKind::Other,
         }
     }
 
@@ -352,6 +378,38 @@ mod tests {
                 assert_ne!(HeaderKind::from_name(&n), *kind, "{}", String::from_utf8_lossy(&n));
             }
         }
+    }
+
+    #[test]
+    fn lookup_in_a_window_matches_lookup_of_the_name() {
+        let mut names: Vec<Vec<u8>> = NAMES.iter().map(|n| n.0.as_bytes().to_vec()).collect();
+        names.extend(NAMES.iter().map(|n| n.0.to_ascii_uppercase().into_bytes()));
+        names.extend(
+            [
+                &b"Call\rID"[..],
+                b"Call-I",
+                b"X-Custom",
+                b"v",
+                b"Q",
+                b"Max-Forwards2",
+                b"",
+                b"Proxy-Authorization-X",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        for n in names {
+            for fill in [b':', b'a', 0] {
+                let mut window = [fill; 32];
+                window[..n.len()].copy_from_slice(&n);
+                assert_eq!(
+                    HeaderKind::from_window(&window, n.len()),
+                    HeaderKind::from_name(&n),
+                    "{:?}",
+                    String::from_utf8_lossy(&n)
+                );
+            }
+        }
+        assert_eq!(HeaderKind::from_name(b"Call\rID"), HeaderKind::Other);
     }
 
     #[test]

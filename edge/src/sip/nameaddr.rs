@@ -9,7 +9,7 @@
 
 use super::chars::{LWS, TOKEN, trim_lws};
 use super::error::{ErrorKind, Invalid};
-use super::params::{ParamGrammar, Params, quoted_ok};
+use super::params::{self, ParamGrammar, Params};
 use super::uri::Uri;
 
 /// One address value.
@@ -24,6 +24,8 @@ pub struct NameAddr<'b> {
     pub uri_raw: &'b [u8],
     /// The header parameters (`tag`, `expires`, `q`, ...).
     pub params: Params<'b>,
+    /// The value of the first `tag` parameter, found while checking them.
+    tag: Option<&'b [u8]>,
 }
 
 impl<'b> NameAddr<'b> {
@@ -33,11 +35,10 @@ impl<'b> NameAddr<'b> {
         let raw = trim_lws(raw);
         let (display_name, after_name) = match raw.first() {
             Some(b'"') => {
+                // The first quote not escaped closes the string, so the inside holds no bare
+                // quote and every `\` escapes a byte of it: it is a valid quoted-string.
                 let close = closing_quote(raw).ok_or(bad(raw, "unterminated quoted display name"))?;
                 let inner = raw.get(1..close).unwrap_or_default();
-                if !quoted_ok(inner) {
-                    return Err(bad(raw, "malformed quoted display name"));
-                }
                 let rest = trim_lws(raw.get(close + 1..).unwrap_or_default());
                 if rest.first() != Some(&b'<') {
                     return Err(bad(rest, "quoted display name without <URI>"));
@@ -68,17 +69,33 @@ impl<'b> NameAddr<'b> {
             (uri_raw, trim_lws(after_name.get(end..).unwrap_or_default()))
         };
         let uri = Uri::parse_inner(uri_raw)?;
+        let mut tag = None;
         let params = match params_part.split_first() {
             None => Params::default(),
-            Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
+            Some((b';', p)) => {
+                let mut seen_tag = false;
+                let plain = params::scan(p, ParamGrammar::Header, |name, value, _| {
+                    if !seen_tag && name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+                        (seen_tag, tag) = (true, value);
+                    }
+                    true
+                });
+                if plain {
+                    Params::checked(p)
+                } else {
+                    let params = Params::parse(p, ParamGrammar::Header)?;
+                    tag = params.get("tag").flatten();
+                    params
+                }
+            }
             Some(_) => return Err(bad(params_part, "garbage after address")),
         };
-        Ok(NameAddr { display_name, uri, uri_raw, params })
+        Ok(NameAddr { display_name, uri, uri_raw, params, tag })
     }
 
     /// The `tag` parameter (From, To).
     pub fn tag(&self) -> Option<&'b [u8]> {
-        self.params.get("tag").flatten()
+        self.tag
     }
 }
 

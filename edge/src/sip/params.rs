@@ -62,6 +62,11 @@ impl<'b> Params<'b> {
         }
     }
 
+    /// A list [`scan`] found valid.
+    pub(crate) fn checked(raw: &'b [u8]) -> Self {
+        Params { raw }
+    }
+
     /// The list as it came (without the leading `;`).
     pub fn as_bytes(&self) -> &'b [u8] {
         self.raw
@@ -150,37 +155,65 @@ impl<'b> ParamIter<'b> {
 /// valid when all its bytes share the name class, a header value when they are all token or
 /// all `hnv` characters, a URI value when they are all `paramchar`.
 fn fast_check(raw: &[u8], grammar: ParamGrammar) -> bool {
+    scan(raw, grammar, |_, _, _| true)
+}
+
+/// [`fast_check`] that also shows every parameter, in order, to `visit` (name and value as
+/// they came, which with this shape of list is exactly what [`Params::iter`] yields, and
+/// whether the value is all `token` characters). False when
+/// `visit` returns false, so that a header with rules of its own for some parameters (Via)
+/// checks them in the same pass, falling back to the full check when one fails.
+#[inline(always)]
+pub(crate) fn scan<'b>(
+    raw: &'b [u8],
+    grammar: ParamGrammar,
+    mut visit: impl FnMut(&'b [u8], Option<&'b [u8]>, bool) -> bool,
+) -> bool {
     let (name_class, value_class) = match grammar {
         ParamGrammar::Uri => (IN_PARAMCHAR, IN_PARAMCHAR),
         ParamGrammar::Header => (IN_TOKEN, IN_TOKEN | IN_HNV),
     };
     const ALL: u8 = u8::MAX;
     let mut acc = ALL;
-    let mut len = 0usize;
-    let mut in_value = false;
-    for &b in raw {
-        let c = PARAM_CLASS[b as usize];
+    // Start of the current name, and of its value once `=` is seen.
+    let mut start = 0usize;
+    let mut eq: Option<usize> = None;
+    let mut i = 0usize;
+    loop {
+        let b = raw.get(i).copied();
+        let c = b.map_or(PARAM_SEP, |b| PARAM_CLASS[b as usize]);
         if c & PARAM_SEP == 0 {
             acc &= c;
-            len += 1;
+            i += 1;
             continue;
         }
-        let need = if in_value { value_class } else { name_class };
-        if len == 0 || acc & need == 0 {
+        let need = if eq.is_some() { value_class } else { name_class };
+        let part_start = eq.map_or(start, |e| e + 1);
+        if i == part_start || acc & need == 0 {
             return false;
         }
-        if b == b'=' {
-            if in_value {
+        let part_token = acc & IN_TOKEN != 0;
+        acc = ALL;
+        if b == Some(b'=') {
+            if eq.is_some() {
                 return false;
             }
-            in_value = true;
+            eq = Some(i);
         } else {
-            in_value = false;
+            let (name, value) = match eq {
+                Some(e) => (raw.get(start..e).unwrap_or_default(), raw.get(e + 1..i)),
+                None => (raw.get(start..i).unwrap_or_default(), None),
+            };
+            if !visit(name, value, value.is_some() && part_token) {
+                return false;
+            }
+            if b.is_none() {
+                return true;
+            }
+            (start, eq) = (i + 1, None);
         }
-        (acc, len) = (ALL, 0);
+        i += 1;
     }
-    let need = if in_value { value_class } else { name_class };
-    len > 0 && acc & need != 0
 }
 
 /// `token / host / quoted-string` (RFC 3261 `gen-value`).

@@ -2,11 +2,13 @@
 //!
 //! [`LfScanner`] classifies 64 bytes at a time into a bit mask of LF positions and then hands
 //! out the LFs of a block by counting trailing zeros, so that the per-line cost is a few
-//! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines).
+//! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines);
+//! only a line longer than a block is searched with `memchr`.
 //! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
-//! detection; the vectors are built from byte arrays, so the only `unsafe` is the call into the
-//! SSE2 function); elsewhere, and in tests through `lf_mask_portable`, byte by byte. Bytes after the last full block are searched
-//! with a plain loop.
+//! detection; the `unsafe` is the call into the SSE2 function and its unaligned loads of
+//! fixed-size arrays); elsewhere, and in tests through `byte_mask_portable`, byte by byte. Bytes
+//! after the last full block are searched with a plain loop. [`colon_in_window`] finds the
+//! colon ending a header name the same way, in the 32 bytes from the start of a line.
 
 /// Bytes classified at once: one bit per byte of a `u64` mask.
 const BLOCK_BYTES: usize = 64;
@@ -32,23 +34,26 @@ impl<'b> LfScanner<'b> {
     /// The offset of the first LF at or after `from`. Cheapest when calls move forward.
     pub(crate) fn find(&mut self, from: usize) -> Option<usize> {
         let mut at = from;
-        loop {
-            if at >= self.base && at < self.end {
-                // `at - base` < BLOCK_BYTES: the shift cannot overflow.
-                let m = self.mask >> (at - self.base);
-                if m != 0 {
-                    return Some(at + m.trailing_zeros() as usize);
-                }
-                at = self.end;
+        if at >= self.base && at < self.end {
+            // `at - base` < BLOCK_BYTES: the shift cannot overflow.
+            let m = self.mask >> (at - self.base);
+            if m != 0 {
+                return Some(at + m.trailing_zeros() as usize);
             }
-            let rest = self.buf.get(at..)?;
-            match rest.first_chunk::<BLOCK_BYTES>() {
-                Some(block) => {
-                    (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, lf_mask(block));
-                }
-                None => return rest.iter().position(|&b| b == b'\n').map(|i| at + i),
-            }
+            at = self.end;
         }
+        let rest = self.buf.get(at..)?;
+        let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
+            return memchr::memchr(b'\n', rest).map(|i| at + i);
+        };
+        let mask = lf_mask(block);
+        (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
+        if mask != 0 {
+            return Some(at + mask.trailing_zeros() as usize);
+        }
+        // A long line (an Identity header, a folded one): its end is further than a block
+        // away, where `memchr`'s wider loop pays off. The next call classifies a block anew.
+        memchr::memchr(b'\n', rest.get(BLOCK_BYTES..)?).map(|i| at + BLOCK_BYTES + i)
     }
 }
 
@@ -56,38 +61,54 @@ impl<'b> LfScanner<'b> {
 fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        // SAFETY: `lf_mask_sse2` needs only SSE2, which this build enables (the cfg above; it is
-        // part of the x86_64 baseline), and it reads nothing but `block`.
-        unsafe { lf_mask_sse2(block) }
+        // SAFETY: `byte_mask_sse2` needs only SSE2, which this build enables (the cfg above; it
+        // is part of the x86_64 baseline), and it reads nothing but `block`.
+        unsafe { byte_mask_sse2(block, b'\n') }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
-        lf_mask_portable(block)
+        byte_mask_portable(block, b'\n')
     }
 }
 
-/// [`lf_mask`] byte by byte: the fallback off x86_64, and the reference in tests.
-#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
-fn lf_mask_portable(block: &[u8; BLOCK_BYTES]) -> u64 {
-    block.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == b'\n') << i))
+/// Bytes [`colon_in_window`] looks at.
+pub(crate) const WINDOW_BYTES: usize = 32;
+
+/// The index of the first `:` in `window`, if any: where a header name of up to 31 bytes ends,
+/// found without a loop over its bytes.
+pub(crate) fn colon_in_window(window: &[u8; WINDOW_BYTES]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `window` is read.
+    let m = unsafe { byte_mask_sse2(window, b':') };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let m = byte_mask_portable(window, b':');
+    (m != 0).then(|| m.trailing_zeros() as usize)
 }
 
-/// [`lf_mask`] with SSE2, 16 bytes per compare.
+/// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
+/// reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn byte_mask_portable<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
+    block.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == byte) << i))
+}
+
+/// Bit `i` set when `block[i] == byte`, with SSE2, 16 bytes per compare (`N` is a multiple of
+/// 16 and at most 64, which the build checks).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
-fn lf_mask_sse2(block: &[u8; BLOCK_BYTES]) -> u64 {
-    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set_epi64x, _mm_set1_epi8};
+fn byte_mask_sse2<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
+    use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     /// Bytes per SSE2 vector.
     const LANES: usize = 16;
-    let lf = _mm_set1_epi8(b'\n' as i8);
+    const { assert!(N.is_multiple_of(LANES) && N <= 64) };
+    let needle = _mm_set1_epi8(byte as i8);
     let mut mask = 0u64;
     for (k, lanes) in block.chunks_exact(LANES).enumerate() {
-        let half = |h: usize| {
-            lanes.get(h * 8..h * 8 + 8).and_then(|s| s.try_into().ok()).map_or(0, i64::from_le_bytes)
-        };
-        let v = _mm_set_epi64x(half(1), half(0));
+        // SAFETY: `lanes` is 16 readable bytes (chunks_exact), exactly what an unaligned
+        // 128-bit load reads.
+        let v = unsafe { _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>()) };
         // movemask sets bits 0..16 only: the cast to u16 keeps them all.
-        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, lf)) as u16;
+        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, needle)) as u16;
         mask |= u64::from(bits) << (k * LANES);
     }
     mask
@@ -149,7 +170,13 @@ mod tests {
             let mut b = [0u8; BLOCK_BYTES];
             b[..32].copy_from_slice(&block);
             b[32..].copy_from_slice(&block2);
-            prop_assert_eq!(lf_mask(&b), lf_mask_portable(&b));
+            prop_assert_eq!(lf_mask(&b), byte_mask_portable(&b, b'\n'));
+        }
+
+        #[test]
+        fn colon_window_finds_the_first_colon(window in proptest::array::uniform32(
+            prop_oneof![Just(b':'), Just(b':' | 0x80), any::<u8>()])) {
+            prop_assert_eq!(colon_in_window(&window), window.iter().position(|&b| b == b':'));
         }
     }
 }

@@ -122,6 +122,33 @@ const SIP_2_0: &[u8] = b"SIP/2.0";
 
 /// Parses a start line (without its CRLF).
 pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
+    if let Some(request) = parse_request_line_fast(line) {
+        return Ok(StartLine::Request(request));
+    }
+    parse_start_line_general(line)
+}
+
+/// The usual request line, `token SP URI SP "SIP/2.0"`, in one pass over the method; `None`
+/// for anything else, valid or not, which [`parse_start_line_general`] decides. Where this
+/// returns a line, that one returns the same: the method ends at the first SP, the version
+/// starts after the last, and a URI that parses holds no white space (no URI grammar admits
+/// SP or HTAB), which is what the general parser checks before parsing it.
+#[inline]
+fn parse_request_line_fast(line: &[u8]) -> Option<RequestLine<'_>> {
+    let rest = line.strip_suffix(b" SIP/2.0")?;
+    let method_len = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
+    if rest.get(method_len) != Some(&b' ') {
+        return None;
+    }
+    let method = Method::from_bytes(rest.get(..method_len)?)?;
+    let uri_raw = rest.get(method_len + 1..).filter(|u| !u.is_empty())?;
+    let uri = Uri::parse_inner(uri_raw).ok()?;
+    Some(RequestLine { method, uri, uri_raw })
+}
+
+/// Any start line, part by part, with every error.
+#[cold]
+fn parse_start_line_general(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
     if line.len() > 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
         return parse_status_line(line).map(StartLine::Response);
     }

@@ -4,7 +4,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val};
+use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val, run_in};
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
 
@@ -84,6 +84,16 @@ impl<'b> Uri<'b> {
     }
 
     pub(crate) fn parse_inner(raw: &'b [u8]) -> Result<Uri<'b>, Invalid> {
+        // The schemes of nearly every URI, without the general scheme split.
+        match raw {
+            [s, i, p, b':', rest @ ..] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => {
+                return parse_sip(rest, false).map(Uri::Sip);
+            }
+            [s, i, p, s2, b':', rest @ ..] if [*s, *i, *p, *s2].eq_ignore_ascii_case(b"sips") => {
+                return parse_sip(rest, true).map(Uri::Sip);
+            }
+            _ => {}
+        }
         let colon = raw.iter().position(|&b| b == b':').ok_or(Invalid::new(
             raw,
             ErrorKind::Uri,
@@ -202,6 +212,50 @@ impl<'b> TelUri<'b> {
 }
 
 fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
+    match parse_sip_fast(rest, secure) {
+        Some(uri) => Ok(uri),
+        None => parse_sip_general(rest, secure),
+    }
+}
+
+/// The common shape of a SIP URI in one pass: `user@host[:port][;params]` with a user part
+/// and no password, a host name or IPv4 address, no `?` headers. `None` for anything else,
+/// valid or not, which [`parse_sip_general`] decides; where this returns a URI, that one
+/// returns the same (the user part ends at its first byte outside `user`, which must be the
+/// first `@`; the host at its first byte outside `hostname`, which must be `:`, `;` or the end).
+#[inline]
+fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
+    let mut i = run_in(rest, &USER);
+    while rest.get(i) == Some(&b'%') && rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) {
+        i += 3;
+        i += run_in(rest.get(i..)?, &USER);
+    }
+    if i == 0 || rest.get(i) != Some(&b'@') {
+        return None;
+    }
+    let (user, hp) = (rest.get(..i)?, rest.get(i + 1..)?);
+    let k = run_in(hp, &HOSTNAME);
+    let host = parse_host(hp.get(..k)?).ok()?;
+    let mut after = hp.get(k..)?;
+    let mut port = None;
+    if let Some(digits) = after.strip_prefix(b":") {
+        let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        port = Some(parse_port(digits.get(..d)?).ok()?);
+        after = digits.get(d..)?;
+    }
+    let params = match after.split_first() {
+        None => Params::default(),
+        // A `?` (headers) is not a `paramchar`: a list holding one fails here and goes the
+        // general way, which splits the headers off first.
+        Some((b';', p)) => Params::parse(p, ParamGrammar::Uri).ok()?,
+        Some(_) => return None,
+    };
+    Some(SipUri { secure, user: Some(user), password: None, host, port, params, headers: None })
+}
+
+/// Any SIP URI, part by part: user and password, IPv6 references, headers, and every error.
+#[cold]
+fn parse_sip_general(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
     // userinfo ends at the first '@': no part of the user, password, host, params or headers
     // may hold a bare '@'.
     let (userinfo, hostport_etc) = match memchr::memchr(b'@', rest) {

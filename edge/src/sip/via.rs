@@ -6,9 +6,9 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{LWS, TOKEN, all_in, parse_decimal};
+use super::chars::{HOSTNAME, LWS, TOKEN, all_in, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
-use super::params::{ParamGrammar, Params};
+use super::params::{self, ParamGrammar, Params};
 use super::uri::{Host, parse_host, parse_hostport, parse_port};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
@@ -32,11 +32,78 @@ pub struct Via<'b> {
     pub port: Option<u16>,
     /// The parameters (checked: branch is a token, ttl 0..=255, received an address, rport a port).
     pub params: Params<'b>,
+    /// The value of the first `branch` parameter, found while checking them.
+    branch: Option<&'b [u8]>,
 }
 
 impl<'b> Via<'b> {
     /// Parses one Via value (a list element, white space trimmed).
     pub(crate) fn parse(raw: &'b [u8]) -> Result<Via<'b>, Invalid> {
+        let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
+        // `SIP/2.0/` as nearly every Via has it reads as the general grammar would read it.
+        let (protocol, version, mut c) = match raw {
+            [b'S', b'I', b'P', b'/', b'2', b'.', b'0', b'/', ..] => {
+                (raw.get(..3).unwrap_or_default(), raw.get(4..7).unwrap_or_default(), Cursor { s: raw, i: 8 })
+            }
+            _ => Self::parse_protocol(raw)?,
+        };
+        c.skip_lws();
+        let transport = c.token().ok_or(bad(raw, "Via transport is not a token"))?;
+        if c.skip_lws() == 0 {
+            return Err(bad(raw, "Via without LWS before sent-by"));
+        }
+        let rest = c.rest();
+        let ((host, port), end) = match sent_by_fast(rest) {
+            Some(found) => found,
+            None => {
+                let end = rest.iter().position(|&b| b == b';' || LWS[b as usize]).unwrap_or(rest.len());
+                (parse_hostport(rest.get(..end).unwrap_or_default())?, end)
+            }
+        };
+        c.i += end;
+        c.skip_lws();
+        // The parameters are checked, Via's own rules included, in one pass where the list has
+        // the plain shape; otherwise by the general check and then one rule at a time.
+        let mut branch = None;
+        let (params, checked) = match c.rest().split_first() {
+            None => (Params::default(), true),
+            Some((b';', p)) => {
+                let mut seen_branch = false;
+                let fast = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
+                    if name.len() == 6 && name.eq_ignore_ascii_case(b"branch") {
+                        // The general rule below, with the token check the scan already did.
+                        if !seen_branch {
+                            (seen_branch, branch) = (true, value);
+                        }
+                        return value_token;
+                    }
+                    param_ok(name, value).is_ok()
+                });
+                if fast {
+                    (Params::checked(p), true)
+                } else {
+                    (Params::parse(p, ParamGrammar::Header)?, false)
+                }
+            }
+            Some(_) => return Err(bad(c.rest(), "garbage after Via sent-by")),
+        };
+        let transport = match transport {
+            b"UDP" => "UDP",
+            b"TCP" => "TCP",
+            b"TLS" => "TLS",
+            other => core::str::from_utf8(other).map_err(|_| bad(raw, "Via transport is not a token"))?,
+        };
+        if !checked {
+            for (name, value) in params {
+                param_ok(name, value).map_err(|why| Invalid::new(name, ErrorKind::HeaderValue, why))?;
+            }
+            branch = params.get("branch").flatten();
+        }
+        Ok(Via { raw, protocol, version, transport, host, port, params, branch })
+    }
+
+    /// `protocol-name SLASH protocol-version SLASH` (the LWS after it is left), for Vias not starting `SIP/2.0/`.
+    fn parse_protocol(raw: &'b [u8]) -> Result<(&'b [u8], &'b [u8], Cursor<'b>), Invalid> {
         let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
         let mut c = Cursor { s: raw, i: 0 };
         let protocol = c.token().ok_or(bad(raw, "Via protocol name is not a token"))?;
@@ -46,64 +113,12 @@ impl<'b> Via<'b> {
         let version = c.token().ok_or(bad(raw, "Via protocol version is not a token"))?;
         c.skip_lws();
         c.expect(b'/').ok_or(bad(raw, "Via without '/' after version"))?;
-        c.skip_lws();
-        let transport = c.token().ok_or(bad(raw, "Via transport is not a token"))?;
-        if c.skip_lws() == 0 {
-            return Err(bad(raw, "Via without LWS before sent-by"));
-        }
-        let rest = c.rest();
-        let end = rest.iter().position(|&b| b == b';' || LWS[b as usize]).unwrap_or(rest.len());
-        let (host, port) = parse_hostport(rest.get(..end).unwrap_or_default())?;
-        c.i += end;
-        c.skip_lws();
-        let params = match c.rest().split_first() {
-            None => Params::default(),
-            Some((b';', p)) => Params::parse(p, ParamGrammar::Header)?,
-            Some(_) => return Err(bad(c.rest(), "garbage after Via sent-by")),
-        };
-        let transport = match transport {
-            b"UDP" => "UDP",
-            b"TCP" => "TCP",
-            b"TLS" => "TLS",
-            other => core::str::from_utf8(other).map_err(|_| bad(raw, "Via transport is not a token"))?,
-        };
-        let via = Via { raw, protocol, version, transport, host, port, params };
-        via.check_params()?;
-        Ok(via)
-    }
-
-    fn check_params(&self) -> Result<(), Invalid> {
-        for (name, value) in self.params {
-            // Dispatch on the length first: most parameters are none of these.
-            let (ok, why) = match name.len() {
-                6 if name.eq_ignore_ascii_case(b"branch") => {
-                    (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
-                }
-                3 if name.eq_ignore_ascii_case(b"ttl") => (
-                    value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()),
-                    "Via ttl is not 0..=255",
-                ),
-                8 if name.eq_ignore_ascii_case(b"received") => {
-                    (value.is_some_and(is_address), "Via received is not an address")
-                }
-                5 if name.eq_ignore_ascii_case(b"rport") => {
-                    (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
-                }
-                5 if name.eq_ignore_ascii_case(b"maddr") => {
-                    (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
-                }
-                _ => (true, ""),
-            };
-            if !ok {
-                return Err(Invalid::new(name, ErrorKind::HeaderValue, why));
-            }
-        }
-        Ok(())
+        Ok((protocol, version, c))
     }
 
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'b [u8]> {
-        self.params.get("branch").flatten()
+        self.branch
     }
 
     /// True when the branch starts with the RFC 3261 magic cookie (and has more after it).
@@ -137,6 +152,52 @@ impl<'b> Via<'b> {
     }
 }
 
+/// `host[:port]` at the start of `s` for a host name or IPv4 address, and where it ends (at
+/// `;`, LWS or the end); `None` for anything else, which the general split decides (with the
+/// same result where this one has one: the host name characters and digits hold no `;`, LWS
+/// or second `:`).
+fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
+    let k = run_in(s, &HOSTNAME);
+    let host = parse_host(s.get(..k)?).ok()?;
+    let (port, end) = match s.get(k) {
+        Some(b':') => {
+            let digits = s.get(k + 1..)?;
+            let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            (Some(parse_port(digits.get(..d)?).ok()?), k + 1 + d)
+        }
+        _ => (None, k),
+    };
+    match s.get(end) {
+        None => Some(((host, port), end)),
+        Some(&b) if b == b';' || LWS[b as usize] => Some(((host, port), end)),
+        Some(_) => None,
+    }
+}
+
+/// Via's rules for its own parameters (RFC 3261 §20.42, RFC 3581): Ok, or why not.
+fn param_ok(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
+    // Dispatch on the length first: most parameters are none of these.
+    let (ok, why) = match name.len() {
+        6 if name.eq_ignore_ascii_case(b"branch") => {
+            (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
+        }
+        3 if name.eq_ignore_ascii_case(b"ttl") => {
+            (value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()), "Via ttl is not 0..=255")
+        }
+        8 if name.eq_ignore_ascii_case(b"received") => {
+            (value.is_some_and(is_address), "Via received is not an address")
+        }
+        5 if name.eq_ignore_ascii_case(b"rport") => {
+            (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
+        }
+        5 if name.eq_ignore_ascii_case(b"maddr") => {
+            (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
+        }
+        _ => (true, ""),
+    };
+    if ok { Ok(()) } else { Err(why) }
+}
+
 /// `received = IPv4address / IPv6address` (RFC 3261 §20.42; brackets tolerated).
 fn is_address(v: &[u8]) -> bool {
     let text = core::str::from_utf8(v).unwrap_or_default();
@@ -163,7 +224,7 @@ impl<'b> Cursor<'b> {
 
     fn token(&mut self) -> Option<&'b [u8]> {
         let rest = self.rest();
-        let n = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
+        let n = run_in(rest, &TOKEN);
         self.i += n;
         rest.get(..n).filter(|t| !t.is_empty())
     }
