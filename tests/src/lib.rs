@@ -1,6 +1,7 @@
 //! Helpers for sipedge's end-to-end tests: where the shared corpus is, where the built binary
 //! is, and how a test that needs a missing feature skips loudly (and fails under `CI=true`).
 
+pub mod netns;
 pub mod probe;
 pub mod sipp;
 

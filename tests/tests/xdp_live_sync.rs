@@ -8,12 +8,11 @@
 //! namespace B (sipedge on 10.88.0.1:5060, the filter on B's end, its API on B's loopback).
 
 use std::net::UdpSocket;
-use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ebpf::{Reason, Stats};
 use ipnet::IpNet;
+use tests::netns::{self, Topology, in_netns};
 use tests::sipp::Edge;
 
 const EDGE: &str = "10.88.0.1";
@@ -28,73 +27,6 @@ const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(1);
 /// Blocklist TTL under test, seconds.
 const TTL_S: u64 = 2;
-
-/// Two namespaces and a veth pair; deleted (with the filter's pins) on drop.
-struct Topology {
-    a: String,
-    b: String,
-    if_a: String,
-    if_b: String,
-}
-
-impl Topology {
-    fn create() -> Topology {
-        let id = std::process::id() % 100_000;
-        let t = Topology {
-            a: format!("sla{id}"),
-            b: format!("slb{id}"),
-            if_a: format!("la{id}"),
-            if_b: format!("lb{id}"),
-        };
-        let (a, b, ia, ib) = (&t.a, &t.b, &t.if_a, &t.if_b);
-        ip(&["netns", "add", a]);
-        ip(&["netns", "add", b]);
-        ip(&["link", "add", ia, "netns", a, "type", "veth", "peer", "name", ib, "netns", b]);
-        for addr in [CARRIER, LATECOMER] {
-            ip(&["-n", a, "addr", "add", &format!("{addr}/24"), "dev", ia]);
-        }
-        ip(&["-n", b, "addr", "add", &format!("{EDGE}/24"), "dev", ib]);
-        for (ns, dev) in [(a, ia.as_str()), (b, ib.as_str()), (a, "lo"), (b, "lo")] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        t
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = ebpf::detach(&self.if_b);
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let _ = run(Command::new("ip").args(args));
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// Runs `f` on a thread that entered namespace `ns` (sockets made there stay there).
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("netns file");
-            // SAFETY: setns on a valid namespace fd; it changes only this (scoped) thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
-}
 
 fn config(ifname: &str) -> String {
     format!(
@@ -159,31 +91,14 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Dura
     start.elapsed()
 }
 
-fn missing_prerequisite() -> Option<String> {
-    if !tests::is_root() {
-        return Some("needs root for network namespaces and XDP".into());
-    }
-    for tool in ["ip", "nsenter"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{tool} is not installed (scripts/setup.sh)"));
-        }
-    }
-    None
-}
-
 #[test]
 fn api_changes_reach_the_xdp_maps_within_a_second() {
     const TEST: &str = "api_changes_reach_the_xdp_maps_within_a_second";
-    if let Some(why) = missing_prerequisite() {
+    if let Some(why) = netns::missing_prerequisite(&["ip", "nsenter"]) {
         let _ = tests::skip(TEST, &why);
         return;
     }
-    let topo = Topology::create();
+    let topo = Topology::create("l", &[CARRIER, LATECOMER], &[EDGE]);
     let netns = format!("--net=/var/run/netns/{}", topo.b);
     let edge = Edge::start_with(&config(&topo.if_b), &["nsenter", &netns]);
     let api =

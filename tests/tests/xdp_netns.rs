@@ -12,12 +12,12 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ebpf::{Reason, Stats};
+use tests::netns::{self, Topology, in_netns, run};
 
 const UAS: &str = "10.77.0.1";
 const UAC: &str = "10.77.0.2";
@@ -43,54 +43,6 @@ const DEFAULT_SOURCE_RATE_PPS: f64 = 10.0;
 /// How long a receiver waits for a straggler, ms.
 const RECV_IDLE_MS: u64 = 300;
 
-/// Two namespaces and a veth pair; deleted (with the pins) on drop.
-struct Topology {
-    a: String,
-    b: String,
-    if_a: String,
-    if_b: String,
-}
-
-impl Topology {
-    fn create() -> Topology {
-        let id = std::process::id() % 100_000;
-        let t = Topology {
-            a: format!("sxa{id}"),
-            b: format!("sxb{id}"),
-            if_a: format!("xa{id}"),
-            if_b: format!("xb{id}"),
-        };
-        let (a, b, ia, ib) = (&t.a, &t.b, &t.if_a, &t.if_b);
-        ip(&["netns", "add", a]);
-        ip(&["netns", "add", b]);
-        ip(&["link", "add", ia, "netns", a, "type", "veth", "peer", "name", ib, "netns", b]);
-        for addr in [UAC, BLOCKED, UNKNOWN] {
-            ip(&["-n", a, "addr", "add", &format!("{addr}/24"), "dev", ia]);
-        }
-        for addr in [UAS, RECEIVER] {
-            ip(&["-n", b, "addr", "add", &format!("{addr}/24"), "dev", ib]);
-        }
-        for (ns, dev) in [(a, ia), (b, ib), (a, &"lo".to_owned()), (b, &"lo".to_owned())] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-        }
-        t
-    }
-
-    fn mac_b(&self) -> String {
-        let out = run(Command::new("ip").args(["-n", &self.b, "-br", "link", "show", &self.if_b]));
-        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).expect("MAC of B").to_owned()
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = ebpf::detach(&self.if_b);
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 /// A child process killed (by its PID) on drop.
 struct Killed(Child);
 
@@ -99,16 +51,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn ip(args: &[&str]) {
-    let _ = run(Command::new("ip").args(args));
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
 }
 
 /// `sipedge xdp ARGS` inside namespace `ns` (network namespace only: bpffs stays the host's).
@@ -123,22 +65,6 @@ fn sipedge_xdp(ns: &str, args: &[&str]) -> String {
 
 fn flood_bin() -> PathBuf {
     tests::sipedge_bin().with_file_name("flood")
-}
-
-/// Runs `f` on a thread that entered namespace `ns` (sockets made there stay there).
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).expect("netns file");
-            // SAFETY: setns on a valid namespace fd; it changes only this (scoped) thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
 }
 
 fn udp_in(ns: &str, addr: &str, port: u16) -> UdpSocket {
@@ -186,23 +112,10 @@ fn write_config(dir: &Path, ifname: &str, unknown: &str) -> PathBuf {
 }
 
 fn missing_prerequisite() -> Option<String> {
-    if !tests::is_root() {
-        return Some("needs root for network namespaces and XDP".into());
-    }
-    for tool in ["sipp", "ip", "nsenter"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("{tool} is not installed (scripts/setup.sh)"));
-        }
-    }
-    if !flood_bin().is_file() {
-        return Some(format!("{} not built (cargo build --workspace --bins)", flood_bin().display()));
-    }
-    None
+    netns::missing_prerequisite(&["sipp", "ip", "nsenter"]).or_else(|| {
+        (!flood_bin().is_file())
+            .then(|| format!("{} not built (cargo build --workspace --bins)", flood_bin().display()))
+    })
 }
 
 #[test]
@@ -212,7 +125,7 @@ fn xdp_filter_in_network_namespaces() {
         let _ = tests::skip(TEST, &why);
         return;
     }
-    let topo = Topology::create();
+    let topo = Topology::create("x", &[UAC, BLOCKED, UNKNOWN], &[UAS, RECEIVER]);
     let dir = std::env::temp_dir().join(format!("sipedge-xdp-netns-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
 
