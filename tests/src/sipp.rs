@@ -16,6 +16,16 @@ const EDGE_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a SIPp UAC run may take, in seconds (also its own `-timeout`).
 const UAC_TIMEOUT_SECS: u64 = 60;
 
+/// The `[edge]` section of a test edge on loopback: one UDP listener on a port the kernel picks
+/// (`Edge::start` reads it from the log) and two workers. More `[edge]` keys may follow it.
+pub const LOOPBACK_EDGE: &str = "[edge]\nlisten = [\"udp:127.0.0.1:0\"]\nworkers = 2\n";
+
+/// The `[control]` and `[health]` sections of a test edge: the store in the edge's working
+/// directory, the API on a loopback port the kernel picks, and no OPTIONS probes (SIPp's
+/// built-in `uas` cannot answer them).
+pub const CONTROL_WITHOUT_PROBES: &str =
+    "[control]\ndb = \"sipedge.db\"\napi = \"127.0.0.1:0\"\n[health]\nenabled = false\n";
+
 /// A free UDP port on 127.0.0.1 (bound then released: good enough for tests).
 pub fn free_udp_port() -> u16 {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use tests::probe::{answers, probe, until_answers, until_status};
-use tests::sipp::{Edge, Scenario, free_udp_port, have_sipp, uac, uas};
+use tests::sipp::{
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, free_udp_port, have_sipp, uac, uas,
+};
 
 /// Longest wait for a change to show, before the test fails.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
@@ -17,15 +19,7 @@ const CHANGE_LATENCY_BOUND: Duration = Duration::from_secs(5);
 fn config(pbx: u16) -> String {
     format!(
         r#"
-[edge]
-listen = ["udp:127.0.0.1:0"]
-workers = 2
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-enabled = false
-[[trunk]]
+{LOOPBACK_EDGE}{CONTROL_WITHOUT_PROBES}[[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]
 [[target]]

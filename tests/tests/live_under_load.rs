@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use tests::probe::{probe, until_status};
 use tests::sipedge_bin;
-use tests::sipp::{Edge, Scenario, free_udp_port, have_sipp, uac, uas};
+use tests::sipp::{
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, free_udp_port, have_sipp, uac, uas,
+};
 
 /// DIDs that each go through add → move → delete (→ re-add for even ones).
 const CHANGED_DIDS: u32 = 250;
@@ -34,15 +36,7 @@ const CHANGE_DEADLINE: Duration = Duration::from_secs(60);
 fn config(pbx: u16, pbx2: u16) -> String {
     format!(
         r#"
-[edge]
-listen = ["udp:127.0.0.1:0"]
-workers = 2
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-enabled = false
-[[trunk]]
+{LOOPBACK_EDGE}{CONTROL_WITHOUT_PROBES}[[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]
 cps = 1000

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use tests::sipp::{Edge, Scenario, UacResult, free_udp_port, have_sipp, uac, uas};
+use tests::sipp::{
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, UacResult, free_udp_port, have_sipp, uac, uas,
+};
 
 const DID: &str = "+15551230000";
 const UNKNOWN_DID: &str = "+15559999999";
@@ -20,16 +22,7 @@ const SCRAPE_PAUSE: Duration = Duration::from_millis(200);
 fn config(pbx: u16) -> String {
     format!(
         r#"
-[edge]
-listen = ["udp:127.0.0.1:0"]
-workers = 2
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-# SIPp's built-in uas cannot answer OPTIONS probes.
-enabled = false
-[[trunk]]
+{LOOPBACK_EDGE}{CONTROL_WITHOUT_PROBES}[[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]
 [[target]]

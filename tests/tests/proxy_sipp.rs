@@ -5,7 +5,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use tests::sipp::{Edge, Scenario, UacResult, free_udp_port, have_sipp, uac, uas};
+use tests::sipp::{
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, UacResult, free_udp_port, have_sipp, uac, uas,
+};
 
 const DID: &str = "+15551230000";
 
@@ -14,18 +16,9 @@ fn config(io: &str, uris: &[String], extra_trunk: &str, extra_edge: &str) -> Str
     let uris: Vec<String> = uris.iter().map(|u| format!("\"{u}\"")).collect();
     format!(
         r#"
-[edge]
-listen = ["udp:127.0.0.1:0"]
-workers = 2
-io = "{io}"
+{LOOPBACK_EDGE}io = "{io}"
 {extra_edge}
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-# SIPp's built-in uas cannot answer OPTIONS probes.
-enabled = false
-[[trunk]]
+{CONTROL_WITHOUT_PROBES}[[trunk]]
 name = "carrier"
 sources = ["127.0.0.1/32"]
 {extra_trunk}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ebpf::{Reason, Stats};
 use ipnet::IpNet;
 use tests::netns::{self, Topology, in_netns};
-use tests::sipp::Edge;
+use tests::sipp::{CONTROL_WITHOUT_PROBES, Edge};
 
 const EDGE: &str = "10.88.0.1";
 const CARRIER: &str = "10.88.0.2";
@@ -34,12 +34,7 @@ fn config(ifname: &str) -> String {
 [edge]
 listen = ["udp:{EDGE}:{SIP_PORT}"]
 workers = 1
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-enabled = false
-[xdp]
+{CONTROL_WITHOUT_PROBES}[xdp]
 interface = "{ifname}"
 mode = "native"
 unknown_sources = "drop"

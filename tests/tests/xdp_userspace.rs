@@ -10,7 +10,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use tests::sipp::{Edge, Scenario, free_udp_port, have_sipp, uac, uas};
+use tests::sipp::{
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, free_udp_port, have_sipp, uac, uas,
+};
 
 const DID: &str = "+15551230000";
 const CARRIER: &str = "127.0.0.1";
@@ -27,15 +29,7 @@ const CALLS: u32 = 20;
 fn config(pbx: u16) -> String {
     format!(
         r#"
-[edge]
-listen = ["udp:127.0.0.1:0"]
-workers = 2
-[control]
-db = "sipedge.db"
-api = "127.0.0.1:0"
-[health]
-enabled = false
-[[trunk]]
+{LOOPBACK_EDGE}{CONTROL_WITHOUT_PROBES}[[trunk]]
 name = "carrier"
 sources = ["{CARRIER}/32", "{MEMBER}/32"]
 [[target]]
