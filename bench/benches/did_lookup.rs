@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use control::config::Config;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use edge::route::csv_import::{self, ImportOptions};
-use edge::route::{DidRoute, DidTable, DidTableBuilder, Prefetched, RouteDecision, RouteReader, Router, TrunkId};
+use edge::route::{
+    DidRoute, DidTable, DidTableBuilder, Prefetched, RouteDecision, RouteReader, Router, TrunkId,
+};
 
 /// Counts allocations while `COUNTING` is set (to show that routing allocates nothing).
 struct CountingAlloc;

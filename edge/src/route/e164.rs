@@ -368,8 +368,12 @@ fn with_context(ctx: &[u8], dialled: &[u8]) -> Normalised {
     let mut buf = [0u8; MAX_DIALLED_DIGITS];
     // The checks in `finish`'s order: too long, incomplete, then a leading 0.
     match strip(ctx, &mut buf) {
-        Ok((_, head)) if head.len() + dialled.len() > E164_MAX_DIGITS => Normalised::Refused(Refusal::TooLong),
-        Ok((_, head @ [b'0', ..])) if head.len() + dialled.len() >= E164_MIN_DIGITS && !dialled.is_empty() => {
+        Ok((_, head)) if head.len() + dialled.len() > E164_MAX_DIGITS => {
+            Normalised::Refused(Refusal::TooLong)
+        }
+        Ok((_, head @ [b'0', ..]))
+            if head.len() + dialled.len() >= E164_MIN_DIGITS && !dialled.is_empty() =>
+        {
             Normalised::Refused(Refusal::NotANumber)
         }
         Ok((_, head)) => finish(decimal(head), head.len(), dialled),

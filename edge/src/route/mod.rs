@@ -591,7 +591,8 @@ description = "hundred numbers on trial"
         let r = router();
         let mut reader = r.reader();
         let (us, uk) = (r.trunk("us").unwrap(), r.trunk("uk").unwrap());
-        let calls: [(TrunkId, &[u8], Option<&[u8]>); 9] = [
+        type Call = (TrunkId, &'static [u8], Option<&'static [u8]>);
+        let calls: [Call; 9] = [
             (us, b"15551240005", None),
             (us, b"5551240006", None),
             (us, b"5551990000", None),
