@@ -455,7 +455,7 @@ mod tests {
             let d = &all[..len];
             assert!(all_digits(d));
             assert_eq!(decimal(d), std::str::from_utf8(d).unwrap().parse::<u64>().unwrap(), "{len}");
-            for bad in [b'/', b':', b'?', b'a', b' ', 0x80 + b'5'] {
+            for bad in [b'/', b':', b'?', b'a', b' ', 0x80 + b'5', 0xFA, 0xFF, 0x09] {
                 for at in 0..len {
                     let mut b = d.to_vec();
                     b[at] = bad;

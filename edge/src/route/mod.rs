@@ -233,7 +233,8 @@ impl Router {
     /// The first half of [`Router::route`]: normalises `user` by the trunk's plan and starts
     /// reading the number's table bucket into the cache, without waiting for it. Call it as
     /// soon as the Request-URI is parsed, do other work, then [`Router::route_prefetched`]: the
-    /// decision is the one [`Router::route`] would give at that later time.
+    /// decision is [`Router::route`]'s, the number normalised by the plan of this call's time
+    /// and looked up in the table and blocks current at the second.
     #[inline]
     pub fn prefetch(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> Prefetched {
         let dialled = dial(&self.trunks, trunk, user, phone_context);
