@@ -3,7 +3,9 @@
 //! to bulk-load 10 million rows from CSV; bytes per DID; allocations per routed call.
 //!
 //! Queries are national NANP numbers (`1NPANXXXXXX`) drawn at random over the whole table, so
-//! the figures measure memory, not the cache. The CSV files are generated in a temporary
+//! the figures measure memory, not the cache. `sipedge` routes one call at a time (the headline
+//! figure); `sipedge_pipelined` is what a worker with a batch of requests can do: it prefetches
+//! the call [`PIPELINE_DEPTH`] ahead (`RouteReader::prefetch`) before it routes this one. The CSV files are generated in a temporary
 //! directory and removed at the end. Run: `cargo bench -p bench --bench did_lookup`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 use control::config::Config;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use edge::route::csv_import::{self, ImportOptions};
-use edge::route::{DidRoute, DidTable, DidTableBuilder, Router, TrunkId};
+use edge::route::{
+    DidRoute, DidTable, DidTableBuilder, Prefetched, RouteDecision, RouteReader, Router, TrunkId,
+};
 
 /// Counts allocations while `COUNTING` is set (to show that routing allocates nothing).
 struct CountingAlloc;
@@ -152,6 +156,34 @@ fn naive_route(map: &HashMap<String, DidRoute>, user: &[u8]) -> Option<DidRoute>
     map.get(&e164).copied()
 }
 
+/// Calls a pipelined worker has started ahead of the one it routes (a power of two).
+const PIPELINE_DEPTH: usize = 8;
+
+/// Routes queries in order, each prefetched [`PIPELINE_DEPTH`] calls before it is routed.
+struct Pipeline<'q> {
+    queries: &'q [Query],
+    trunk: TrunkId,
+    ahead: [Prefetched; PIPELINE_DEPTH],
+    next: usize,
+}
+
+impl<'q> Pipeline<'q> {
+    fn new(reader: &mut RouteReader, trunk: TrunkId, queries: &'q [Query]) -> Self {
+        let ahead = std::array::from_fn(|i| reader.prefetch(trunk, &queries[i], None));
+        Self { queries, trunk, ahead, next: 0 }
+    }
+
+    /// Prefetches query `next + PIPELINE_DEPTH`, then routes query `next`.
+    #[inline(always)]
+    fn step(&mut self, reader: &mut RouteReader) -> RouteDecision {
+        let slot = self.next & (PIPELINE_DEPTH - 1);
+        let q = &self.queries[(self.next + PIPELINE_DEPTH) & (self.queries.len() - 1)];
+        self.next = self.next.wrapping_add(1);
+        let due = std::mem::replace(&mut self.ahead[slot], reader.prefetch(self.trunk, black_box(q), None));
+        reader.route_prefetched(due)
+    }
+}
+
 /// Rounds of the CPU-time measurement; each makes every query of a kind once.
 const CPU_ROUNDS: usize = 9;
 
@@ -246,10 +278,16 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
     for q in hits.iter().chain(&misses).chain(&range_hits).chain(&prefix_hits) {
         black_box(reader.route(trunk, q, None));
     }
+    for qs in [&hits, &misses, &range_hits, &prefix_hits] {
+        let mut pipeline = Pipeline::new(&mut reader, trunk, qs);
+        for _ in 0..QUERIES {
+            black_box(pipeline.step(&mut reader));
+        }
+    }
     COUNTING.store(false, Ordering::Relaxed);
     eprintln!(
-        "[{label}] allocations in {} routed calls: {}",
-        4 * QUERIES,
+        "[{label}] allocations in {} routed calls (single and pipelined): {}",
+        8 * QUERIES,
         ALLOCATIONS.load(Ordering::Relaxed)
     );
 
@@ -268,6 +306,14 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
                 i = i.wrapping_add(1);
                 black_box(reader.route(trunk, black_box(q), None))
             })
+        });
+    }
+    for (name, qs) in
+        [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)]
+    {
+        g.bench_function(format!("sipedge_pipelined/{name}"), |b| {
+            let mut pipeline = Pipeline::new(&mut reader, trunk, qs);
+            b.iter(|| black_box(pipeline.step(&mut reader)))
         });
     }
     for (name, qs) in [("hit", &hits), ("miss", &misses)] {
@@ -303,6 +349,17 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
             format!("sipedge/{name}"),
             cpu_ns_per_call(|i| {
                 black_box(reader.route(trunk, black_box(&qs[i]), None));
+            }),
+        ));
+    }
+    for (name, qs) in
+        [("hit", &hits), ("miss", &misses), ("range_hit", &range_hits), ("prefix_hit", &prefix_hits)]
+    {
+        let mut pipeline = Pipeline::new(&mut reader, trunk, qs);
+        cpu.push((
+            format!("sipedge_pipelined/{name}"),
+            cpu_ns_per_call(|_| {
+                black_box(pipeline.step(&mut reader));
             }),
         ));
     }

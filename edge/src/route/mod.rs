@@ -10,7 +10,9 @@
 //! Use from the proxy: build once with [`Router::from_config`] (and a bulk CSV through
 //! [`csv_import`] into a [`DidTableBuilder`], then [`Router::replace_table`]); each worker takes
 //! a [`Router::reader`] and calls [`RouteReader::route`] with the trunk, the Request-URI user
-//! part and a `tel:` URI's `phone-context`; for a DID or emergency decision,
+//! part and a `tel:` URI's `phone-context` (or, to overlap the table's memory access with other
+//! work, [`RouteReader::prefetch`] as soon as the user part is known and
+//! [`RouteReader::route_prefetched`] when the decision is needed); for a DID or emergency decision,
 //! [`Router::candidates`] gives the URIs to try in order (empty: answer 503). A
 //! [`health::HealthTracker`] over [`Router::up_flags`] drives the OPTIONS probes.
 //!
@@ -36,7 +38,7 @@ use control::config::Config;
 pub use blocks::{BlockError, BlockHit, BlockId, BlockMatch, Blocks};
 pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
-pub use lookups::LookupCounters;
+pub use lookups::{LookupCounters, ReaderLookups};
 pub use meta::{DidMeta, MetaId, MetaStore};
 pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
@@ -225,9 +227,30 @@ impl Router {
     /// plan, then looks the number up. Allocation-free. Workers on the hot path use a
     /// [`RouteReader`] instead, which skips the `arc-swap` load.
     pub fn route(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
-        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
-            lookup(&self.table.load(), || self.blocks.load_full(), n)
-        });
+        self.route_prefetched(Prefetched(dial(&self.trunks, trunk, user, phone_context)))
+    }
+
+    /// The first half of [`Router::route`]: normalises `user` by the trunk's plan and starts
+    /// reading the number's table bucket into the cache, without waiting for it. Call it as
+    /// soon as the Request-URI is parsed, do other work, then [`Router::route_prefetched`]: the
+    /// decision is [`Router::route`]'s, the number normalised by the plan of this call's time
+    /// and looked up in the table and blocks current at the second.
+    #[inline]
+    pub fn prefetch(&self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> Prefetched {
+        let dialled = dial(&self.trunks, trunk, user, phone_context);
+        if let Dialled::Lookup(n) = dialled {
+            self.table.load().prefetch(n.key());
+        }
+        Prefetched(dialled)
+    }
+
+    /// The second half of [`Router::route`]: looks up what [`Router::prefetch`] normalised.
+    #[inline]
+    pub fn route_prefetched(&self, prefetched: Prefetched) -> RouteDecision {
+        let decision = match prefetched.0 {
+            Dialled::Lookup(n) => lookup(&self.table.load(), || self.blocks.load_full(), n),
+            Dialled::Decided(d) => d,
+        };
         self.lookups.record(&decision);
         decision
     }
@@ -255,14 +278,15 @@ impl Router {
     }
 
     /// A reader for one worker thread: it keeps the current table and blocks and re-checks
-    /// them with one plain load per call, so lookups share no written cache line but the
-    /// [`LookupCounters`] (one relaxed add per lookup).
+    /// them with one plain load per call, and counts its lookups in counters of its own
+    /// ([`LookupCounters::reader`]), so its lookups write no shared cache line and execute no
+    /// locked instruction.
     pub fn reader(&self) -> RouteReader {
         RouteReader {
             trunks: self.trunks.clone(),
             table: arc_swap::Cache::new(self.table.clone()),
             blocks: arc_swap::Cache::new(self.blocks.clone()),
-            lookups: self.lookups.clone(),
+            lookups: self.lookups.reader(),
         }
     }
 
@@ -304,17 +328,38 @@ pub struct RouteReader {
     trunks: Arc<[TrunkPlan]>,
     table: arc_swap::Cache<Arc<ArcSwap<DidTable>>, Arc<DidTable>>,
     blocks: arc_swap::Cache<Arc<ArcSwap<Blocks>>, Arc<Blocks>>,
-    lookups: Arc<LookupCounters>,
+    lookups: ReaderLookups,
 }
 
 impl RouteReader {
     /// As [`Router::route`].
-    #[inline]
+    #[inline(always)]
     pub fn route(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> RouteDecision {
-        let (table, blocks) = (&mut self.table, &mut self.blocks);
-        let decision = decide(&self.trunks, trunk, user, phone_context, |n| {
-            lookup(table.load(), || &**blocks.load(), n)
-        });
+        let dialled = dial(&self.trunks, trunk, user, phone_context);
+        self.route_prefetched(Prefetched(dialled))
+    }
+
+    /// As [`Router::prefetch`]: normalises and starts reading the number's table bucket. A
+    /// worker with a batch of requests prefetches the next ones before it routes this one.
+    #[inline(always)]
+    pub fn prefetch(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> Prefetched {
+        let dialled = dial(&self.trunks, trunk, user, phone_context);
+        if let Dialled::Lookup(n) = dialled {
+            self.table.load().prefetch(n.key());
+        }
+        Prefetched(dialled)
+    }
+
+    /// As [`Router::route_prefetched`].
+    #[inline(always)]
+    pub fn route_prefetched(&mut self, prefetched: Prefetched) -> RouteDecision {
+        let decision = match prefetched.0 {
+            Dialled::Lookup(n) => {
+                let blocks = &mut self.blocks;
+                lookup(self.table.load(), || &**blocks.load(), n)
+            }
+            Dialled::Decided(d) => d,
+        };
         self.lookups.record(&decision);
         decision
     }
@@ -329,29 +374,38 @@ impl RouteReader {
     }
 }
 
-#[inline]
-fn decide(
-    trunks: &[TrunkPlan],
-    trunk: TrunkId,
-    user: &[u8],
-    phone_context: Option<&[u8]>,
-    lookup: impl FnOnce(E164) -> RouteDecision,
-) -> RouteDecision {
+/// A call normalised by its trunk's plan, its table bucket on its way into the cache
+/// ([`RouteReader::prefetch`], [`Router::prefetch`]); route it with `route_prefetched`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the call is routed by route_prefetched"]
+pub struct Prefetched(Dialled);
+
+/// What the trunk's plan made of a dialled string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialled {
+    /// A number to look up.
+    Lookup(E164),
+    /// Decided without a lookup: emergency, or refused.
+    Decided(RouteDecision),
+}
+
+#[inline(always)]
+fn dial(trunks: &[TrunkPlan], trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> Dialled {
     let Some(t) = trunks.get(trunk.0 as usize) else {
-        return RouteDecision::Refuse(RefuseReason::UnknownTrunk);
+        return Dialled::Decided(RouteDecision::Refuse(RefuseReason::UnknownTrunk));
     };
     match t.plan.normalise(user, phone_context) {
-        Normalised::Number(n) => lookup(n),
-        Normalised::Emergency => match t.emergency {
+        Normalised::Number(n) => Dialled::Lookup(n),
+        Normalised::Emergency => Dialled::Decided(match t.emergency {
             Some(target) => RouteDecision::Emergency { target },
             None => RouteDecision::Refuse(RefuseReason::NoEmergencyTarget),
-        },
-        Normalised::Refused(r) => RouteDecision::Refuse(RefuseReason::Number(r)),
+        }),
+        Normalised::Refused(r) => Dialled::Decided(RouteDecision::Refuse(RefuseReason::Number(r))),
     }
 }
 
-#[inline]
 /// Exact table first; the blocks are fetched only when it misses.
+#[inline(always)]
 fn lookup<B: std::ops::Deref<Target = Blocks>>(
     table: &DidTable,
     blocks: impl FnOnce() -> B,
@@ -531,6 +585,37 @@ description = "hundred numbers on trial"
         assert_eq!((number.to_string(), route.max_calls()), ("+15551240005".to_owned(), Some(4)));
         r.table()
             .with_meta(route.meta(), |m| assert_eq!((m.customer, m.tag), (Some("acme"), Some("crm-42"))));
+    }
+
+    #[test]
+    fn a_prefetched_call_routes_as_a_direct_one() {
+        let r = router();
+        let mut reader = r.reader();
+        let (us, uk) = (r.trunk("us").unwrap(), r.trunk("uk").unwrap());
+        type Call = (TrunkId, &'static [u8], Option<&'static [u8]>);
+        let calls: [Call; 9] = [
+            (us, b"15551240005", None),
+            (us, b"5551240006", None),
+            (us, b"5551990000", None),
+            (us, b"5552000000", None),
+            (us, b"911", None),
+            (us, b"1-800-FLOWERS", None),
+            (uk, b"7946 0000", Some(b"+44-20")),
+            (uk, b"999", None),
+            (TrunkId(99), b"15551240005", None),
+        ];
+        // Several prefetched at once, routed later in order, as a worker with a batch would.
+        let ahead: Vec<_> = calls.iter().map(|&(t, u, c)| reader.prefetch(t, u, c)).collect();
+        for (&(t, u, c), p) in calls.iter().zip(ahead) {
+            let direct = r.route(t, u, c);
+            assert_eq!(reader.route_prefetched(p), direct, "{:?}", String::from_utf8_lossy(u));
+            assert_eq!(r.route_prefetched(r.prefetch(t, u, c)), direct);
+        }
+        // A table swapped in between the prefetch and the lookup is the one that answers.
+        let p = reader.prefetch(us, b"15551240005", None);
+        r.replace_table(Arc::new(DidTable::default()));
+        let RouteDecision::Did { matched, .. } = reader.route_prefetched(p) else { panic!() };
+        assert_eq!(matched, MatchKind::Range, "the range under it answers");
     }
 
     #[test]

@@ -123,6 +123,9 @@ impl Engine {
             _ => return self.reply(msg, 416, "Unsupported URI Scheme", &[], ctx),
         };
         let plan: &Arc<Plan> = ctx.plan;
+        // Normalise now and start reading the DID's table bucket: it arrives from memory while
+        // the guard admits the call.
+        let prefetched = plan.router.prefetch(TrunkId(trunk), user, phone_context);
         let hold = if is_invite {
             match plan.guard.admit_call(trunk) {
                 Ok(hold) => Some(hold),
@@ -132,7 +135,7 @@ impl Engine {
             None
         };
         // From here on, every early return drops `hold`: the call's slots go back.
-        let (set, did, limit_key, did_limit) = match plan.router.route(TrunkId(trunk), user, phone_context) {
+        let (set, did, limit_key, did_limit) = match plan.router.route_prefetched(prefetched) {
             RouteDecision::Did { number, route, limit_key, .. } => {
                 (route.set(), number.key(), limit_key, route.max_calls())
             }
