@@ -234,8 +234,7 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
         return None;
     }
     let (user, hp) = (rest.get(..i)?, rest.get(i + 1..)?);
-    let k = run_in(hp, &HOSTNAME);
-    let host = parse_host(hp.get(..k)?).ok()?;
+    let (host, k) = host_run(hp)?;
     let mut after = hp.get(k..)?;
     let mut port = None;
     if let Some(digits) = after.strip_prefix(b":") {
@@ -368,26 +367,58 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
 /// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    let digit = |b: u8| u16::from(b - b'0');
+    ipv4_prefix(s).filter(|&(_, n)| n == s.len()).map(|(a, _)| a)
+}
+
+/// The IPv4 address at the start of `s` and its length: each octet the longest run of up to
+/// three digits (a leading zero stands alone), at most 255. What follows is not looked at.
+#[inline(always)]
+fn ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
-    let mut rest = s;
+    let mut i = 0;
     for (k, octet) in octets.iter_mut().enumerate() {
-        // Longest match first; a leading zero only stands alone.
-        let (value, used) = match rest {
-            [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
-                (digit(*a) * 100 + digit(*b) * 10 + digit(*c), 3)
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
             }
-            [a @ b'1'..=b'9', b @ b'0'..=b'9', ..] => (digit(*a) * 10 + digit(*b), 2),
-            [a @ b'0'..=b'9', ..] => (digit(*a), 1),
-            _ => return None,
-        };
-        *octet = u8::try_from(value).ok()?;
-        rest = rest.get(used..)?;
-        if k + 1 < 4 {
-            rest = rest.strip_prefix(b".")?;
+            i += 1;
         }
+        let first = s.get(i)?.wrapping_sub(b'0');
+        if first > 9 {
+            return None;
+        }
+        i += 1;
+        let mut value = u16::from(first);
+        if first != 0 {
+            for _ in 0..2 {
+                match s.get(i).map(|b| b.wrapping_sub(b'0')) {
+                    Some(d) if d <= 9 => {
+                        value = value * 10 + u16::from(d);
+                        i += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
     }
-    rest.is_empty().then_some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), i))
+}
+
+/// The host at the start of `s` (up to its first byte outside `hostname`) and its length, as
+/// [`parse_host`] reads that run: an IPv4 address is parsed in the same pass that finds its
+/// end, anything else after a class run. `None` where `parse_host` fails.
+#[inline(always)]
+pub(crate) fn host_run(s: &[u8]) -> Option<(Host<'_>, usize)> {
+    // An IPv4 address followed by a byte outside `hostname` is the whole run (its digits and
+    // dots are `hostname` bytes), which `parse_host` reads as that address.
+    if let Some((v4, n)) = ipv4_prefix(s)
+        && !s.get(n).is_some_and(|&b| HOSTNAME[b as usize])
+    {
+        return Some((Host::Ipv4(v4), n));
+    }
+    let k = run_in(s, &HOSTNAME);
+    Some((parse_host(s.get(..k)?).ok()?, k))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {

@@ -6,10 +6,10 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{HOSTNAME, LWS, TOKEN, all_in, parse_decimal, run_in};
+use super::chars::{LWS, TOKEN, all_in, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
-use super::uri::{Host, parse_host, parse_hostport, parse_port};
+use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
 pub const BRANCH_MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -157,8 +157,7 @@ impl<'b> Via<'b> {
 /// same result where this one has one: the host name characters and digits hold no `;`, LWS
 /// or second `:`).
 fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
-    let k = run_in(s, &HOSTNAME);
-    let host = parse_host(s.get(..k)?).ok()?;
+    let (host, k) = host_run(s)?;
     let (port, end) = match s.get(k) {
         Some(b':') => {
             let digits = s.get(k + 1..)?;
