@@ -195,9 +195,15 @@ pub fn parse_with_limits<'b>(
     let mut count = 0usize;
     let mut first = [NO_HEADER; HeaderKind::COUNT];
     let mut content_length = None;
+    let mut padded = [0u8; scan::WINDOW_BYTES];
     let (headers_end, body_start) = loop {
         let line = if buf.get(pos).is_some_and(|&b| TOKEN[b as usize]) {
-            match line_fast(buf, pos, &mut lfs, max_line) {
+            let rest = buf.get(pos..).unwrap_or_default();
+            let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
+                Some(window) => window,
+                None => padded_window(&mut padded, rest),
+            };
+            match line_fast(buf, pos, window, &mut lfs, max_line) {
                 Some(line) => line,
                 None => line_slow(buf, pos, &mut lfs, max_line)?,
             }
@@ -291,25 +297,39 @@ fn section_end(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ParseEr
 }
 
 /// The header line at `pos`, for the common shape: a name ending within
-/// [`scan::WINDOW_BYTES`] bytes, followed at once by `:`, optional white space, a value
+/// [`scan::NAME_WINDOW_BYTES`] bytes, followed at once by `:`, optional white space, a value
 /// without folds or white space at its end. `None` for anything else, valid or not, which
 /// [`line_slow`] then decides; where this returns a line, that one returns the same: the name
 /// is the token before the colon (a known name matches the name table exactly, which proves
 /// it a token; an unknown one is checked), the line ends at the first LF after the colon.
 #[inline(always)]
-fn line_fast(buf: &[u8], pos: usize, lfs: &mut scan::LfScanner<'_>, max_line: usize) -> Option<Line> {
-    let window = buf.get(pos..)?.first_chunk::<{ scan::WINDOW_BYTES }>()?;
-    let name_len = scan::colon_in_window(window)?;
+fn line_fast(
+    buf: &[u8],
+    pos: usize,
+    window: &[u8; scan::WINDOW_BYTES],
+    lfs: &mut scan::LfScanner<'_>,
+    max_line: usize,
+) -> Option<Line> {
+    let (colons, lfs_in_window) = scan::line_masks(window);
+    if colons == 0 {
+        return None;
+    }
+    let name_len = colons.trailing_zeros() as usize;
     let kind = HeaderKind::from_window(window, name_len);
     if kind == HeaderKind::Other && !all_in(window.get(..name_len)?, &TOKEN) {
         return None;
     }
-    let value_from = pos + name_len + 1;
-    let nl = lfs.find(value_from)?;
+    // The name (a token) and the colon hold no LF: the window's first LF is the first after
+    // the colon; without one in the window, it is the first after the window.
+    let nl = if lfs_in_window != 0 {
+        pos + lfs_in_window.trailing_zeros() as usize
+    } else {
+        lfs.find(pos + scan::WINDOW_BYTES)?
+    };
     if nl - pos > max_line || matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
         return None;
     }
-    let mut value_start = value_from;
+    let mut value_start = pos + name_len + 1;
     while buf.get(value_start).is_some_and(|&b| is_wsp(b)) {
         value_start += 1;
     }
@@ -321,6 +341,20 @@ fn line_fast(buf: &[u8], pos: usize, lfs: &mut scan::LfScanner<'_>, max_line: us
         return None;
     }
     Some(Line { name_end: pos + name_len, value_start, value_end, eol: nl, kind })
+}
+
+/// The window of a line less than [`scan::WINDOW_BYTES`] bytes before the end of the message
+/// (the last lines of one without a body): its bytes in `padded`, then zeros, which are
+/// neither `:` nor LF, so that the window's masks are those of the bytes that are there.
+#[cold]
+#[inline(never)]
+fn padded_window<'p>(padded: &'p mut [u8; scan::WINDOW_BYTES], rest: &[u8]) -> &'p [u8; scan::WINDOW_BYTES] {
+    padded.fill(0);
+    let n = rest.len().min(scan::WINDOW_BYTES);
+    if let (Some(to), Some(from)) = (padded.get_mut(..n), rest.get(..n)) {
+        to.copy_from_slice(from);
+    }
+    padded
 }
 
 /// The header line at `pos`, byte by byte: folded lines, names longer than the window, and

@@ -7,11 +7,14 @@
 //! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
 //! detection; the `unsafe` is the call into the SSE2 function and its unaligned loads of
 //! fixed-size arrays); elsewhere, and in tests through `byte_mask_portable`, byte by byte. Bytes
-//! after the last full block are searched with a plain loop. [`colon_in_window`] finds the
-//! colon ending a header name the same way, in the 32 bytes from the start of a line.
+//! after the last full block are searched with a plain loop. [`line_masks`] finds the colon
+//! ending a header name and the LF ending a short line the same way, in the 64 bytes from the
+//! start of a line.
 
 /// Bytes classified at once: one bit per byte of a `u64` mask.
 const BLOCK_BYTES: usize = 64;
+/// Blocks without an LF classified in one search before the rest goes to `memchr`.
+const BLOCKS_BEFORE_MEMCHR: usize = 2;
 
 /// Finds LFs in a buffer, front to back.
 #[derive(Debug, Clone)]
@@ -42,18 +45,23 @@ impl<'b> LfScanner<'b> {
             }
             at = self.end;
         }
-        let rest = self.buf.get(at..)?;
-        let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
-            return memchr::memchr(b'\n', rest).map(|i| at + i);
-        };
-        let mask = lf_mask(block);
-        (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
-        if mask != 0 {
-            return Some(at + mask.trailing_zeros() as usize);
+        // The blocks after it, up to `BLOCKS_BEFORE_MEMCHR` of them: a header line of 64 to
+        // 128 bytes (a Via, a From) often starts near the end of a block.
+        for _ in 0..BLOCKS_BEFORE_MEMCHR {
+            let rest = self.buf.get(at..)?;
+            let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
+                return memchr::memchr(b'\n', rest).map(|i| at + i);
+            };
+            let mask = lf_mask(block);
+            (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
+            if mask != 0 {
+                return Some(at + mask.trailing_zeros() as usize);
+            }
+            at += BLOCK_BYTES;
         }
-        // A long line (an Identity header, a folded one): its end is further than a block
-        // away, where `memchr`'s wider loop pays off. The next call classifies a block anew.
-        memchr::memchr(b'\n', rest.get(BLOCK_BYTES..)?).map(|i| at + BLOCK_BYTES + i)
+        // A long line (an Identity header, a folded one): its end is further away, where
+        // `memchr`'s wider loop pays off. The next call classifies a block anew.
+        memchr::memchr(b'\n', self.buf.get(at..)?).map(|i| at + i)
     }
 }
 
@@ -71,18 +79,25 @@ fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     }
 }
 
-/// Bytes [`colon_in_window`] looks at.
-pub(crate) const WINDOW_BYTES: usize = 32;
+/// Bytes [`line_masks`] classifies from the start of a header line.
+pub(crate) const WINDOW_BYTES: usize = 64;
+/// Bytes from the start of a header line in which [`line_masks`] looks for the name's colon.
+pub(crate) const NAME_WINDOW_BYTES: usize = 32;
 
-/// The index of the first `:` in `window`, if any: where a header name of up to 31 bytes ends,
-/// found without a loop over its bytes.
-pub(crate) fn colon_in_window(window: &[u8; WINDOW_BYTES]) -> Option<usize> {
+/// The colons among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i` set when
+/// `window[i]` is `:`) and the LFs among all its bytes (bit `i` set when `window[i]` is an
+/// LF): where the name of the header line starting at `window[0]` ends and, for a line of up
+/// to 64 bytes, where the line ends, from one pass over the window.
+#[inline(always)]
+pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
+    let (head, _) = window.split_first_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[0; NAME_WINDOW_BYTES], &[]));
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `window` is read.
-    let m = unsafe { byte_mask_sse2(window, b':') };
+    let (colons, lfs) = unsafe { (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n')) };
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let m = byte_mask_portable(window, b':');
-    (m != 0).then(|| m.trailing_zeros() as usize)
+    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(window, b'\n'));
+    // The colon mask has NAME_WINDOW_BYTES (32) bits: the cast keeps them all.
+    (colons as u32, lfs)
 }
 
 /// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
@@ -96,6 +111,7 @@ fn byte_mask_portable<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
 /// 16 and at most 64, which the build checks).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
+#[inline]
 fn byte_mask_sse2<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
     use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     /// Bytes per SSE2 vector.
@@ -174,9 +190,19 @@ mod tests {
         }
 
         #[test]
-        fn colon_window_finds_the_first_colon(window in proptest::array::uniform32(
-            prop_oneof![Just(b':'), Just(b':' | 0x80), any::<u8>()])) {
-            prop_assert_eq!(colon_in_window(&window), window.iter().position(|&b| b == b':'));
+        fn line_masks_find_colons_and_lfs(
+            head in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), Just(b':' | 0x80), any::<u8>()]),
+            tail in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), any::<u8>()])) {
+            let mut window = [0u8; WINDOW_BYTES];
+            window[..32].copy_from_slice(&head);
+            window[32..].copy_from_slice(&tail);
+            let (colons, lfs) = line_masks(&window);
+            for (i, &b) in window.iter().enumerate() {
+                prop_assert_eq!(lfs >> i & 1 == 1, b == b'\n');
+                if i < NAME_WINDOW_BYTES {
+                    prop_assert_eq!(colons >> i & 1 == 1, b == b':');
+                }
+            }
         }
     }
 }
