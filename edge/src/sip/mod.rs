@@ -534,7 +534,14 @@ impl<'b> SipMessage<'b> {
 
     /// The top Via value.
     pub fn top_via(&self) -> Result<Via<'b>, ParseError> {
-        self.required(HeaderKind::Via, "no Via header")?;
+        let first_line = self.required(HeaderKind::Via, "no Via header")?;
+        // A value of the common shape holds no comma (see `Via::parse_fast`): it is the whole
+        // first line, which the list would yield (the indexed value is trimmed), unsplit.
+        if self.max_vias > 0
+            && let Some(via) = Via::parse_fast(first_line)
+        {
+            return Ok(via);
+        }
         self.vias().next().unwrap_or(Err(ParseError::new(ErrorKind::MissingHeader, 0, "no Via header")))
     }
 

@@ -10,6 +10,7 @@
 use super::chars::{LWS, TOKEN, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
+use super::scan;
 use super::uri::Uri;
 
 /// One address value.
@@ -57,7 +58,7 @@ impl<'b> NameAddr<'b> {
             }
         };
         let (uri_raw, params_part) = if let Some(inner) = after_name.strip_prefix(b"<") {
-            let close = memchr::memchr(b'>', inner).ok_or(bad(after_name, "'<' without '>'"))?;
+            let close = scan::find_byte(inner, b'>').ok_or(bad(after_name, "'<' without '>'"))?;
             let uri_raw = inner.get(..close).unwrap_or_default();
             (uri_raw, trim_lws(inner.get(close + 1..).unwrap_or_default()))
         } else {

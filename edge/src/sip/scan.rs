@@ -100,6 +100,29 @@ pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
     (colons as u32, lfs)
 }
 
+/// Bytes [`find_byte`] compares at once.
+const LANE_BYTES: usize = 16;
+
+/// The index of the first `byte` in `s`: 16 bytes per SSE2 compare, then byte by byte. For
+/// short values (a URI in `<>`), where `memchr`'s call and set-up cost more than the search.
+#[inline(always)]
+pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
+    let mut i = 0;
+    while let Some(lanes) = s.get(i..).and_then(|r| r.first_chunk::<LANE_BYTES>()) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `lanes` is read.
+        let m = unsafe { byte_mask_sse2(lanes, byte) };
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        let m = byte_mask_portable(lanes, byte);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += LANE_BYTES;
+    }
+    let tail = s.get(i..)?;
+    tail.iter().position(|&b| b == byte).map(|p| i + p)
+}
+
 /// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
 /// reference in tests.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
@@ -187,6 +210,12 @@ mod tests {
             b[..32].copy_from_slice(&block);
             b[32..].copy_from_slice(&block2);
             prop_assert_eq!(lf_mask(&b), byte_mask_portable(&b, b'\n'));
+        }
+
+        #[test]
+        fn find_byte_matches_a_plain_search(s in proptest::collection::vec(
+            prop_oneof![Just(b'>'), Just(b'>' | 0x80), any::<u8>()], 0..80)) {
+            prop_assert_eq!(find_byte(&s, b'>'), s.iter().position(|&b| b == b'>'));
         }
 
         #[test]
