@@ -314,33 +314,52 @@ fn line_fast(
     if colons == 0 {
         return None;
     }
+    // Offsets below are from `pos`; bytes at 64 and beyond are read from `buf` (a padded
+    // window's zeros stand for bytes that are not there, which `buf.get` reads as none).
     let name_len = colons.trailing_zeros() as usize;
     let kind = HeaderKind::from_window(window, name_len);
     if kind == HeaderKind::Other && !all_in(window.get(..name_len)?, &TOKEN) {
         return None;
     }
+    let at = |off: usize| match window.get(off) {
+        Some(&b) => b,
+        None => buf.get(pos + off).copied().unwrap_or(0),
+    };
     // The name (a token) and the colon hold no LF: the window's first LF is the first after
     // the colon; without one in the window, it is the first after the window.
     let nl = if lfs_in_window != 0 {
-        pos + lfs_in_window.trailing_zeros() as usize
+        lfs_in_window.trailing_zeros() as usize
     } else {
-        lfs.find(pos + scan::WINDOW_BYTES)?
+        match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
+            Some(next) if scan::lf_mask(next) != 0 => {
+                scan::WINDOW_BYTES + scan::lf_mask(next).trailing_zeros() as usize
+            }
+            _ => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
+        }
     };
-    if nl - pos > max_line || matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
+    if nl > max_line || matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
-    let mut value_start = pos + name_len + 1;
-    while buf.get(value_start).is_some_and(|&b| is_wsp(b)) {
+    // White space after the colon stops at the line's end at the latest (an LF is not white
+    // space); a run reaching past the window goes the general way.
+    let mut value_start = name_len + 1;
+    while is_wsp(at(value_start)) {
         value_start += 1;
+        if value_start >= scan::WINDOW_BYTES {
+            return None;
+        }
     }
-    let value_end = if nl > value_start && buf.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
-    let value = buf.get(value_start..value_end)?;
-    if let (Some(&f), Some(&l)) = (value.first(), value.last())
-        && (LWS[f as usize] || LWS[l as usize])
-    {
+    let value_end = if nl > value_start && at(nl - 1) == b'\r' { nl - 1 } else { nl };
+    if value_end > value_start && (LWS[at(value_start) as usize] || LWS[at(value_end - 1) as usize]) {
         return None;
     }
-    Some(Line { name_end: pos + name_len, value_start, value_end, eol: nl, kind })
+    Some(Line {
+        name_end: pos + name_len,
+        value_start: pos + value_start,
+        value_end: pos + value_end,
+        eol: pos + nl,
+        kind,
+    })
 }
 
 /// The window of a line less than [`scan::WINDOW_BYTES`] bytes before the end of the message

@@ -66,7 +66,8 @@ impl<'b> LfScanner<'b> {
 }
 
 /// Bit `i` set when `block[i]` is an LF.
-fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
+#[inline(always)]
+pub(crate) fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // SAFETY: `byte_mask_sse2` needs only SSE2, which this build enables (the cfg above; it
