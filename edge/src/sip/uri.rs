@@ -238,8 +238,8 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
     let mut after = hp.get(k..)?;
     let mut port = None;
     if let Some(digits) = after.strip_prefix(b":") {
-        let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        port = Some(parse_port(digits.get(..d)?).ok()?);
+        let (p, d) = port_run(digits)?;
+        port = Some(p);
         after = digits.get(d..)?;
     }
     let params = match after.split_first() {
@@ -334,6 +334,31 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), Invali
         Some(_) => return Err(Invalid::new(port_raw, ErrorKind::Uri, "garbage after host")),
     };
     Ok((host, port))
+}
+
+/// The port at the start of `s` (its longest run of digits) and the run's length, in one
+/// pass, where [`parse_port`] accepts that run; `None` where it fails.
+#[inline(always)]
+pub(crate) fn port_run(s: &[u8]) -> Option<(u16, usize)> {
+    /// Digits of the largest port.
+    const MAX_PORT_DIGITS: usize = 5;
+    let mut n = 0u32;
+    let mut d = 0;
+    while let Some(&b) = s.get(d) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        if d == MAX_PORT_DIGITS {
+            return None;
+        }
+        n = n * 10 + u32::from(digit);
+        d += 1;
+    }
+    if d == 0 {
+        return None;
+    }
+    Some((u16::try_from(n).ok()?, d))
 }
 
 /// A port: 1 to 5 digits, at most 65535.
@@ -537,6 +562,11 @@ mod tests {
         ] {
             assert_eq!(parse_ipv4(raw.as_bytes()), raw.parse().ok(), "{raw}");
             assert_eq!(parse_ipv4(raw.as_bytes()).is_some(), v4, "{raw}");
+        }
+        for digits in ["", "0", "5060", "65535", "65536", "99999", "123456", "0005060", "12x", "x"] {
+            let run = digits.bytes().take_while(u8::is_ascii_digit).count();
+            let want = parse_port(&digits.as_bytes()[..run]).ok().map(|p| (p, run));
+            assert_eq!(port_run(digits.as_bytes()), want, "{digits}");
         }
         let u = sip("sip:[::ffff:192.0.2.1]");
         assert_eq!(u.host, Host::Ipv6("::ffff:192.0.2.1".parse().unwrap()));

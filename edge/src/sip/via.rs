@@ -9,7 +9,7 @@
 use super::chars::{LWS, TOKEN, all_in, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
-use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port};
+use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
 pub const BRANCH_MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -220,9 +220,8 @@ fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
     let (host, k) = host_run(s)?;
     let (port, end) = match s.get(k) {
         Some(b':') => {
-            let digits = s.get(k + 1..)?;
-            let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-            (Some(parse_port(digits.get(..d)?).ok()?), k + 1 + d)
+            let (port, d) = port_run(s.get(k + 1..)?)?;
+            (Some(port), k + 1 + d)
         }
         _ => (None, k),
     };
