@@ -331,10 +331,11 @@ fn line_fast(
         lfs_in_window.trailing_zeros() as usize
     } else {
         match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
-            Some(next) if scan::lf_mask(next) != 0 => {
-                scan::WINDOW_BYTES + scan::lf_mask(next).trailing_zeros() as usize
-            }
-            _ => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
+            Some(next) => match scan::lf_mask(next) {
+                0 => lfs.find(pos + 2 * scan::WINDOW_BYTES)? - pos,
+                m => scan::WINDOW_BYTES + m.trailing_zeros() as usize,
+            },
+            None => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
         }
     };
     if nl > max_line || matches!(at(nl + 1), b' ' | b'\t') {

@@ -7,7 +7,7 @@
 //! ```
 //! Without `<>`, parameters after the URI belong to the header, not the URI (§20.10).
 
-use super::chars::{LWS, TOKEN, trim_lws};
+use super::chars::{LWS, TOKEN, eq_letters_ci, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
 use super::scan;
@@ -76,7 +76,7 @@ impl<'b> NameAddr<'b> {
             Some((b';', p)) => {
                 let mut seen_tag = false;
                 let plain = params::scan(p, ParamGrammar::Header, |name, value, _| {
-                    if !seen_tag && name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+                    if !seen_tag && eq_letters_ci(name, b"tag") {
                         (seen_tag, tag) = (true, value);
                     }
                     true

@@ -5,9 +5,9 @@
 //! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines);
 //! only a line longer than a block is searched with `memchr`.
 //! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
-//! detection; the `unsafe` is the call into the SSE2 function and its unaligned loads of
+//! detection; the `unsafe` is the calls of the SSE2 intrinsics and their unaligned loads of
 //! fixed-size arrays); elsewhere, and in tests through `byte_mask_portable`, byte by byte. Bytes
-//! after the last full block are searched with a plain loop. [`line_masks`] finds the colon
+//! after the last full block are searched with `memchr`. [`line_masks`] finds the colon
 //! ending a header name and the LF ending a short line the same way, in the 64 bytes from the
 //! start of a line.
 
@@ -70,9 +70,7 @@ impl<'b> LfScanner<'b> {
 pub(crate) fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        // SAFETY: `byte_mask_sse2` needs only SSE2, which this build enables (the cfg above; it
-        // is part of the x86_64 baseline), and it reads nothing but `block`.
-        unsafe { byte_mask_sse2(block, b'\n') }
+        byte_mask_sse2(block, b'\n')
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
@@ -93,8 +91,7 @@ pub(crate) const NAME_WINDOW_BYTES: usize = 32;
 pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
     let (head, _) = window.split_first_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[0; NAME_WINDOW_BYTES], &[]));
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `window` is read.
-    let (colons, lfs) = unsafe { (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n')) };
+    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n'));
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(window, b'\n'));
     // The colon mask has NAME_WINDOW_BYTES (32) bits: the cast keeps them all.
@@ -111,8 +108,7 @@ pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
     let mut i = 0;
     while let Some(lanes) = s.get(i..).and_then(|r| r.first_chunk::<LANE_BYTES>()) {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `lanes` is read.
-        let m = unsafe { byte_mask_sse2(lanes, byte) };
+        let m = byte_mask_sse2(lanes, byte);
         #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
         let m = byte_mask_portable(lanes, byte);
         if m != 0 {
@@ -132,24 +128,26 @@ fn byte_mask_portable<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
 }
 
 /// Bit `i` set when `block[i] == byte`, with SSE2, 16 bytes per compare (`N` is a multiple of
-/// 16 and at most 64, which the build checks).
+/// 16 and at most 64, which the build checks). A plain function around the intrinsics, so
+/// that it inlines into every caller.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[target_feature(enable = "sse2")]
-#[inline]
+#[inline(always)]
 fn byte_mask_sse2<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
     use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     /// Bytes per SSE2 vector.
     const LANES: usize = 16;
     const { assert!(N.is_multiple_of(LANES) && N <= 64) };
-    let needle = _mm_set1_epi8(byte as i8);
     let mut mask = 0u64;
     for (k, lanes) in block.chunks_exact(LANES).enumerate() {
-        // SAFETY: `lanes` is 16 readable bytes (chunks_exact), exactly what an unaligned
-        // 128-bit load reads.
-        let v = unsafe { _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>()) };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // function; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes
+        // (chunks_exact), exactly what the unaligned 128-bit load reads.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8)))
+        };
         // movemask sets bits 0..16 only: the cast to u16 keeps them all.
-        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, needle)) as u16;
-        mask |= u64::from(bits) << (k * LANES);
+        mask |= u64::from(bits as u16) << (k * LANES);
     }
     mask
 }

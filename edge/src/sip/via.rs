@@ -6,7 +6,7 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{LWS, TOKEN, all_in, parse_decimal, run_in};
+use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
 use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
@@ -72,7 +72,7 @@ impl<'b> Via<'b> {
             Some((b';', p)) => {
                 let mut seen_branch = false;
                 let plain = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
-                    if name.len() == 6 && name.eq_ignore_ascii_case(b"branch") {
+                    if eq_letters_ci(name, b"branch") {
                         if !seen_branch {
                             (seen_branch, branch) = (true, value);
                         }
@@ -130,7 +130,7 @@ impl<'b> Via<'b> {
             Some((b';', p)) => {
                 let mut seen_branch = false;
                 let fast = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
-                    if name.len() == 6 && name.eq_ignore_ascii_case(b"branch") {
+                    if eq_letters_ci(name, b"branch") {
                         // The general rule below, with the token check the scan already did.
                         if !seen_branch {
                             (seen_branch, branch) = (true, value);
@@ -233,22 +233,23 @@ fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
 }
 
 /// Via's rules for its own parameters (RFC 3261 §20.42, RFC 3581): Ok, or why not.
+#[inline]
 fn param_ok(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
     // Dispatch on the length first: most parameters are none of these.
     let (ok, why) = match name.len() {
-        6 if name.eq_ignore_ascii_case(b"branch") => {
+        6 if eq_letters_ci(name, b"branch") => {
             (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
         }
-        3 if name.eq_ignore_ascii_case(b"ttl") => {
+        3 if eq_letters_ci(name, b"ttl") => {
             (value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()), "Via ttl is not 0..=255")
         }
-        8 if name.eq_ignore_ascii_case(b"received") => {
+        8 if eq_letters_ci(name, b"received") => {
             (value.is_some_and(is_address), "Via received is not an address")
         }
-        5 if name.eq_ignore_ascii_case(b"rport") => {
+        5 if eq_letters_ci(name, b"rport") => {
             (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
         }
-        5 if name.eq_ignore_ascii_case(b"maddr") => {
+        5 if eq_letters_ci(name, b"maddr") => {
             (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
         }
         _ => (true, ""),
