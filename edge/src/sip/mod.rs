@@ -331,8 +331,12 @@ fn line_fast(
         lfs_in_window.trailing_zeros() as usize
     } else {
         match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
+            // A longer line (an Identity header): its end is far enough away for `memchr`.
             Some(next) => match scan::lf_mask(next) {
-                0 => lfs.find(pos + 2 * scan::WINDOW_BYTES)? - pos,
+                0 => {
+                    let far = buf.get(pos + 2 * scan::WINDOW_BYTES..)?;
+                    2 * scan::WINDOW_BYTES + memchr::memchr(b'\n', far)?
+                }
                 m => scan::WINDOW_BYTES + m.trailing_zeros() as usize,
             },
             None => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
