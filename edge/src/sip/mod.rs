@@ -197,12 +197,13 @@ pub fn parse_with_limits<'b>(
     let mut content_length = None;
     let mut padded = [0u8; scan::WINDOW_BYTES];
     let (headers_end, body_start) = loop {
-        let line = if buf.get(pos).is_some_and(|&b| TOKEN[b as usize]) {
-            let rest = buf.get(pos..).unwrap_or_default();
-            let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
-                Some(window) => window,
-                None => padded_window(&mut padded, rest),
-            };
+        let rest = buf.get(pos..).unwrap_or_default();
+        let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
+            Some(window) => window,
+            None => padded_window(&mut padded, rest),
+        };
+        // A padded window's zero (no byte) is no token character either.
+        let line = if TOKEN[window[0] as usize] {
             match line_fast(buf, pos, window, &mut lfs, max_line) {
                 Some(line) => line,
                 None => line_slow(buf, pos, &mut lfs, max_line)?,
