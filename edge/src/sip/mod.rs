@@ -536,7 +536,7 @@ impl<'b> SipMessage<'b> {
 
     /// The value of the first header line of `kind`.
     pub fn header_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
-        self.entries_from(kind).first().map(|e| e.value(self.buf))
+        self.first_index(kind).and_then(|i| self.headers.get(i)).map(|e| e.value(self.buf))
     }
 
     fn required(&self, kind: HeaderKind, why: &'static str) -> Result<&'b [u8], ParseError> {
