@@ -535,10 +535,12 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The value of the first header line of `kind`.
+    #[inline]
     pub fn header_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
         self.first_index(kind).and_then(|i| self.headers.get(i)).map(|e| e.value(self.buf))
     }
 
+    #[inline]
     fn required(&self, kind: HeaderKind, why: &'static str) -> Result<&'b [u8], ParseError> {
         self.header_value(kind).ok_or(ParseError::new(
             ErrorKind::MissingHeader,
@@ -558,6 +560,7 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The top Via value.
+    #[inline(always)]
     pub fn top_via(&self) -> Result<Via<'b>, ParseError> {
         let first_line = self.required(HeaderKind::Via, "no Via header")?;
         // A value of the common shape holds no comma (see `Via::parse_fast`): it is the whole
@@ -570,21 +573,25 @@ impl<'b> SipMessage<'b> {
         self.vias().next().unwrap_or(Err(ParseError::new(ErrorKind::MissingHeader, 0, "no Via header")))
     }
 
+    #[inline(always)]
     fn name_addr(&self, kind: HeaderKind, why: &'static str) -> Result<NameAddr<'b>, ParseError> {
         NameAddr::parse(self.required(kind, why)?).map_err(|e| e.within(self.buf))
     }
 
     /// The From header.
+    #[inline(always)]
     pub fn from(&self) -> Result<NameAddr<'b>, ParseError> {
         self.name_addr(HeaderKind::From, "no From header")
     }
 
     /// The To header.
+    #[inline]
     pub fn to(&self) -> Result<NameAddr<'b>, ParseError> {
         self.name_addr(HeaderKind::To, "no To header")
     }
 
     /// The Call-ID (`word [ "@" word ]`).
+    #[inline]
     pub fn call_id(&self) -> Result<&'b [u8], ParseError> {
         let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
         if call_id_ok(v) {
@@ -595,6 +602,7 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The CSeq; in a request its method must be the request's method.
+    #[inline]
     pub fn cseq(&self) -> Result<CSeq<'b>, ParseError> {
         let v = self.required(HeaderKind::CSeq, "no CSeq header")?;
         let c = CSeq::parse(v).map_err(|e| e.within(self.buf))?;
@@ -610,6 +618,7 @@ impl<'b> SipMessage<'b> {
     }
 
     /// Max-Forwards (0..=255), when present.
+    #[inline]
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         self.header_value(HeaderKind::MaxForwards)
             .map(|v| {
