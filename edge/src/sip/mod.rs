@@ -620,13 +620,22 @@ impl<'b> SipMessage<'b> {
     /// Max-Forwards (0..=255), when present.
     #[inline]
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        self.header_value(HeaderKind::MaxForwards)
-            .map(|v| {
-                cseq::number(v, u8::MAX.into(), "Max-Forwards")
-                    .map(|n| n as u8)
-                    .map_err(|e| e.within(self.buf))
-            })
-            .transpose()
+        let Some(v) = self.header_value(HeaderKind::MaxForwards) else {
+            return Ok(None);
+        };
+        // One to three digits, at most 255 (what nearly every value is), read at once; the
+        // rest (leading zeros, errors) by the general number parser.
+        let digit = |i: usize| v.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9).map(u16::from);
+        let fast = match v.len() {
+            1 => digit(0),
+            2 => digit(0).zip(digit(1)).map(|(a, b)| a * 10 + b),
+            3 => digit(0).zip(digit(1)).zip(digit(2)).map(|((a, b), c)| a * 100 + b * 10 + c),
+            _ => None,
+        };
+        if let Some(n) = fast.and_then(|n| u8::try_from(n).ok()) {
+            return Ok(Some(n));
+        }
+        cseq::number(v, u8::MAX.into(), "Max-Forwards").map(|n| Some(n as u8)).map_err(|e| e.within(self.buf))
     }
 
     /// Contact values in order (`*` included).
@@ -732,8 +741,13 @@ impl<'b> SipMessage<'b> {
     }
 }
 
-/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+/// `callid = word [ "@" word ]`: 16 bytes at a time from 16 bytes on, else [`call_id_narrow`].
 fn call_id_ok(v: &[u8]) -> bool {
+    scan::call_id_wide(v).unwrap_or_else(|| call_id_narrow(v))
+}
+
+/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+fn call_id_narrow(v: &[u8]) -> bool {
     let first = run_in(v, &WORD);
     match v.get(first..) {
         Some([]) => first > 0,

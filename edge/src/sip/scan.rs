@@ -120,6 +120,82 @@ pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
     tail.iter().position(|&b| b == byte).map(|p| i + p)
 }
 
+/// For a value of at least [`LANE_BYTES`] bytes: whether it is `word [ "@" word ]` (RFC 3261
+/// `callid`): every byte a `word` character but at most one `@`, which neither starts nor
+/// ends it. 16 bytes per step (the last step overlaps the one before); `None` for a shorter
+/// value, which the caller checks byte by byte.
+#[inline(always)]
+pub(crate) fn call_id_wide(v: &[u8]) -> Option<bool> {
+    let n = v.len();
+    let last = n.checked_sub(LANE_BYTES)?;
+    let mut at: Option<usize> = None;
+    // The offset of the step, and of the first byte no step has looked at yet (the last step
+    // overlaps the one before).
+    let (mut from, mut unseen) = (0, 0);
+    loop {
+        let lanes = v.get(from..)?.first_chunk::<LANE_BYTES>()?;
+        let (words, ats) = word_and_at_masks(lanes);
+        let fresh = !0u32 << (unseen - from);
+        unseen = from + LANE_BYTES;
+        if !(words | ats) & fresh & 0xffff != 0 {
+            return Some(false);
+        }
+        let ats = ats & fresh;
+        if ats != 0 {
+            if at.is_some() || ats & (ats - 1) != 0 {
+                return Some(false);
+            }
+            at = Some(from + ats.trailing_zeros() as usize);
+        }
+        if from == last {
+            break;
+        }
+        from = (from + LANE_BYTES).min(last);
+    }
+    Some(at.is_none_or(|a| a > 0 && a + 1 < n))
+}
+
+/// Bit `i` of the first mask set when `lanes[i]` is a `word` character, of the second when it
+/// is `@`.
+#[inline(always)]
+fn word_and_at_masks(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+            _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // block; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes, exactly
+        // what the unaligned 128-bit load reads.
+        let (words, ats) = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            // `word` is the printable ASCII (0x21..=0x7e; as signed bytes, bytes from 0x80 are
+            // negative) but for the nine below.
+            let printable =
+                _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)));
+            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            let at = is(b'@');
+            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|'].iter().fold(at, |m, &b| _mm_or_si128(m, is(b)));
+            (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), _mm_movemask_epi8(at))
+        };
+        // movemask sets bits 0..16 only.
+        (words as u32 & 0xffff, ats as u32 & 0xffff)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        word_and_at_masks_portable(lanes)
+    }
+}
+
+/// [`word_and_at_masks`] byte by byte: the fallback off x86_64, and the reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn word_and_at_masks_portable(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
+    lanes.iter().enumerate().fold((0, 0), |(w, a), (i, &b)| {
+        (w | u32::from(super::chars::WORD[b as usize]) << i, a | u32::from(b == b'@') << i)
+    })
+}
+
 /// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
 /// reference in tests.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
@@ -182,6 +258,15 @@ mod tests {
     }
 
     #[test]
+    fn word_masks_of_every_byte() {
+        for b in 0..=255u8 {
+            let mut lanes = [b'a'; LANE_BYTES];
+            lanes[7] = b;
+            assert_eq!(word_and_at_masks(&lanes), word_and_at_masks_portable(&lanes), "byte {b}");
+        }
+    }
+
+    #[test]
     fn backwards_and_repeated_searches() {
         let buf = [b"abc\n".repeat(40), b"tail\n".to_vec()].concat();
         let mut s = LfScanner::new(&buf);
@@ -209,6 +294,11 @@ mod tests {
             b[..32].copy_from_slice(&block);
             b[32..].copy_from_slice(&block2);
             prop_assert_eq!(lf_mask(&b), byte_mask_portable(&b, b'\n'));
+        }
+
+        #[test]
+        fn word_masks_match_the_word_class(lanes in proptest::array::uniform16(any::<u8>())) {
+            prop_assert_eq!(word_and_at_masks(&lanes), word_and_at_masks_portable(&lanes));
         }
 
         #[test]
