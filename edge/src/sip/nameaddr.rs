@@ -101,7 +101,15 @@ impl<'b> NameAddr<'b> {
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
+#[inline]
 fn closing_quote(s: &[u8]) -> Option<usize> {
+    // Without a `\` before it, the first `"` after the opening one closes the string.
+    let after = s.get(1..)?;
+    if let Some(q) = scan::find_byte(after, b'"')
+        && scan::find_byte(after.get(..q)?, b'\\').is_none()
+    {
+        return Some(1 + q);
+    }
     let mut i = 1;
     while let Some(&b) = s.get(i) {
         match b {

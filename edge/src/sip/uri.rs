@@ -4,7 +4,9 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val, run_in};
+use super::chars::{
+    HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, eq_letters_ci, hex_val, run_in,
+};
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
 
@@ -86,10 +88,10 @@ impl<'b> Uri<'b> {
     pub(crate) fn parse_inner(raw: &'b [u8]) -> Result<Uri<'b>, Invalid> {
         // The schemes of nearly every URI, without the general scheme split.
         match raw {
-            [s, i, p, b':', rest @ ..] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => {
+            [s, i, p, b':', rest @ ..] if eq_letters_ci(&[*s, *i, *p], b"sip") => {
                 return parse_sip(rest, false).map(Uri::Sip);
             }
-            [s, i, p, s2, b':', rest @ ..] if [*s, *i, *p, *s2].eq_ignore_ascii_case(b"sips") => {
+            [s, i, p, s2, b':', rest @ ..] if eq_letters_ci(&[*s, *i, *p, *s2], b"sips") => {
                 return parse_sip(rest, true).map(Uri::Sip);
             }
             _ => {}
