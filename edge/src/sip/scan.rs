@@ -176,7 +176,9 @@ fn word_and_at_masks(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
                 _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)));
             let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
             let at = is(b'@');
-            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|'].iter().fold(at, |m, &b| _mm_or_si128(m, is(b)));
+            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
+                .iter()
+                .fold(at, |m, &b| _mm_or_si128(m, is(b)));
             (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), _mm_movemask_epi8(at))
         };
         // movemask sets bits 0..16 only.

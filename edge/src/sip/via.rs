@@ -6,7 +6,7 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal, run_in};
+use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
 use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
