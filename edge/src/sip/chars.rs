@@ -192,6 +192,18 @@ pub(crate) fn all_escaped_in(s: &[u8], class: &ByteClass) -> bool {
     true
 }
 
+/// `name.eq_ignore_ascii_case(lower)` for a `lower` made of lower-case ASCII letters only,
+/// with one OR and compare per byte: `b | 0x20` is a lower-case letter `l` exactly when `b` is
+/// `l` or its upper case.
+#[inline(always)]
+pub(crate) fn eq_letters_ci<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    const { assert!(N > 0) };
+    match name.first_chunk::<N>() {
+        Some(head) if name.len() == N => head.iter().zip(lower).all(|(&b, &l)| b | 0x20 == l),
+        _ => false,
+    }
+}
+
 /// Trims linear white space from both ends.
 pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
     // Most values have no white space at either end: two table loads decide.
@@ -276,6 +288,20 @@ mod tests {
                 proptest::prop_assert_eq!(run_in(&s, class), s.iter().take_while(|&&b| class[b as usize]).count());
             }
         }
+    }
+
+    #[test]
+    fn letters_compare_in_any_case_and_nothing_else() {
+        for name in [&b"branch"[..], b"BRANCH", b"Branch", b"bRaNcH"] {
+            assert!(eq_letters_ci(name, b"branch"));
+        }
+        for b in 0..=255u8 {
+            let name = [b, b'a', b'g'];
+            assert_eq!(eq_letters_ci(&name, b"tag"), name.eq_ignore_ascii_case(b"tag"), "{b}");
+        }
+        assert!(!eq_letters_ci(b"branc", b"branch"));
+        assert!(!eq_letters_ci(b"branchx", b"branch"));
+        assert!(!eq_letters_ci(b"", b"tag"));
     }
 
     #[test]

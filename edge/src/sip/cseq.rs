@@ -22,6 +22,46 @@ pub struct CSeq<'b> {
 
 impl<'b> CSeq<'b> {
     pub(crate) fn parse(value: &'b [u8]) -> Result<CSeq<'b>, Invalid> {
+        match Self::parse_fast(value) {
+            Some(cseq) => Ok(cseq),
+            None => Self::parse_general(value),
+        }
+    }
+
+    /// `digits SP method` with one SP and nothing around it, in one pass; `None` for anything
+    /// else, valid or not, which [`Self::parse_general`] decides (where this returns a CSeq,
+    /// that one returns the same: the SP is the first LWS, the digits the number).
+    #[inline(always)]
+    fn parse_fast(value: &'b [u8]) -> Option<CSeq<'b>> {
+        /// Digits of the largest CSeq number, 2^32-1.
+        const MAX_DIGITS: usize = 10;
+        let mut n = 0u64;
+        let mut i = 0;
+        while let Some(&b) = value.get(i) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            if i == MAX_DIGITS {
+                return None;
+            }
+            n = n * 10 + u64::from(digit);
+            i += 1;
+        }
+        let method = match value.get(i..)? {
+            [b' ', method @ ..] if i > 0 => method,
+            _ => return None,
+        };
+        match (method.first(), method.last()) {
+            (Some(&f), Some(&l)) if !LWS[f as usize] && !LWS[l as usize] => {}
+            _ => return None,
+        }
+        Some(CSeq { number: u32::try_from(n).ok()?, method: Method::from_bytes(method)? })
+    }
+
+    /// Any CSeq value, with every error.
+    #[inline(never)]
+    fn parse_general(value: &'b [u8]) -> Result<CSeq<'b>, Invalid> {
         let bad = |why| Invalid::new(value, ErrorKind::HeaderValue, why);
         let sp = value.iter().position(|&b| LWS[b as usize]).ok_or(bad("CSeq without method"))?;
         let number = number(value.get(..sp).unwrap_or_default(), u32::MAX.into(), "CSeq number")?;

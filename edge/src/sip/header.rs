@@ -275,10 +275,10 @@ impl HeaderKind {
         }
     }
 
-    /// [`Self::from_name`] for the first `len` bytes of `window` (the parser's 32 bytes from
+    /// [`Self::from_name`] for the first `len` bytes of `window` (the parser's 64 bytes from
     /// the start of a header line), read as whole words and masked to the name.
-    #[inline]
-    pub(crate) fn from_window(window: &[u8; 32], len: usize) -> HeaderKind {
+    #[inline(always)]
+    pub(crate) fn from_window(window: &[u8; 64], len: usize) -> HeaderKind {
         let word = |i: usize| {
             let n = len.saturating_sub(i).min(8);
             let w =
@@ -399,7 +399,7 @@ mod tests {
         );
         for n in names {
             for fill in [b':', b'a', 0] {
-                let mut window = [fill; 32];
+                let mut window = [fill; 64];
                 window[..n.len()].copy_from_slice(&n);
                 assert_eq!(
                     HeaderKind::from_window(&window, n.len()),

@@ -29,10 +29,11 @@
 //! whole message.
 //!
 //! For speed, each grammar has a fast path for the shape nearly every message has (a header
-//! name ending within 32 bytes of its line start, found with SSE2 and matched word by word;
-//! `user@host[:port];params` SIP URIs; `SIP/2.0/` Vias and From/To values with plain
-//! parameters, whose branch and tag are found in the same pass) and a general path for
-//! everything else. A fast path returns a result only where the general path would return
+//! name ending within 32 bytes of its line start and the line's end, found in one SSE2 pass
+//! over the 64 bytes from the line start, the name matched word by word;
+//! `user@host[:port];params` SIP URIs with IPv4 hosts parsed as they are found; `SIP/2.0/`
+//! Vias and From/To values with plain parameters, whose branch and tag are found in the same
+//! pass; `digits SP method` CSeqs) and a general path for everything else. A fast path returns a result only where the general path would return
 //! the same one, and otherwise hands the input to it, so every error (kind, position,
 //! reason) comes from the general path.
 
@@ -195,9 +196,16 @@ pub fn parse_with_limits<'b>(
     let mut count = 0usize;
     let mut first = [NO_HEADER; HeaderKind::COUNT];
     let mut content_length = None;
+    let mut padded = [0u8; scan::WINDOW_BYTES];
     let (headers_end, body_start) = loop {
-        let line = if buf.get(pos).is_some_and(|&b| TOKEN[b as usize]) {
-            match line_fast(buf, pos, &mut lfs, max_line) {
+        let rest = buf.get(pos..).unwrap_or_default();
+        let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
+            Some(window) => window,
+            None => padded_window(&mut padded, rest),
+        };
+        // A padded window's zero (no byte) is no token character either.
+        let line = if TOKEN[window[0] as usize] {
+            match line_fast(buf, pos, window, &mut lfs, max_line) {
                 Some(line) => line,
                 None => line_slow(buf, pos, &mut lfs, max_line)?,
             }
@@ -291,36 +299,88 @@ fn section_end(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, ParseEr
 }
 
 /// The header line at `pos`, for the common shape: a name ending within
-/// [`scan::WINDOW_BYTES`] bytes, followed at once by `:`, optional white space, a value
+/// [`scan::NAME_WINDOW_BYTES`] bytes, followed at once by `:`, optional white space, a value
 /// without folds or white space at its end. `None` for anything else, valid or not, which
 /// [`line_slow`] then decides; where this returns a line, that one returns the same: the name
 /// is the token before the colon (a known name matches the name table exactly, which proves
 /// it a token; an unknown one is checked), the line ends at the first LF after the colon.
 #[inline(always)]
-fn line_fast(buf: &[u8], pos: usize, lfs: &mut scan::LfScanner<'_>, max_line: usize) -> Option<Line> {
-    let window = buf.get(pos..)?.first_chunk::<{ scan::WINDOW_BYTES }>()?;
-    let name_len = scan::colon_in_window(window)?;
+fn line_fast(
+    buf: &[u8],
+    pos: usize,
+    window: &[u8; scan::WINDOW_BYTES],
+    lfs: &mut scan::LfScanner<'_>,
+    max_line: usize,
+) -> Option<Line> {
+    let (colons, lfs_in_window) = scan::line_masks(window);
+    if colons == 0 {
+        return None;
+    }
+    // Offsets below are from `pos`; bytes at 64 and beyond are read from `buf` (a padded
+    // window's zeros stand for bytes that are not there, which `buf.get` reads as none).
+    let name_len = colons.trailing_zeros() as usize;
     let kind = HeaderKind::from_window(window, name_len);
     if kind == HeaderKind::Other && !all_in(window.get(..name_len)?, &TOKEN) {
         return None;
     }
-    let value_from = pos + name_len + 1;
-    let nl = lfs.find(value_from)?;
-    if nl - pos > max_line || matches!(buf.get(nl + 1), Some(b' ' | b'\t')) {
+    let at = |off: usize| match window.get(off) {
+        Some(&b) => b,
+        None => buf.get(pos + off).copied().unwrap_or(0),
+    };
+    // The name (a token) and the colon hold no LF: the window's first LF is the first after
+    // the colon; without one in the window, it is the first after the window.
+    let nl = if lfs_in_window != 0 {
+        lfs_in_window.trailing_zeros() as usize
+    } else {
+        match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
+            // A longer line (an Identity header): its end is far enough away for `memchr`.
+            Some(next) => match scan::lf_mask(next) {
+                0 => {
+                    let far = buf.get(pos + 2 * scan::WINDOW_BYTES..)?;
+                    2 * scan::WINDOW_BYTES + memchr::memchr(b'\n', far)?
+                }
+                m => scan::WINDOW_BYTES + m.trailing_zeros() as usize,
+            },
+            None => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
+        }
+    };
+    if nl > max_line || matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
-    let mut value_start = value_from;
-    while buf.get(value_start).is_some_and(|&b| is_wsp(b)) {
+    // White space after the colon stops at the line's end at the latest (an LF is not white
+    // space); a run reaching past the window goes the general way.
+    let mut value_start = name_len + 1;
+    while is_wsp(at(value_start)) {
         value_start += 1;
+        if value_start >= scan::WINDOW_BYTES {
+            return None;
+        }
     }
-    let value_end = if nl > value_start && buf.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
-    let value = buf.get(value_start..value_end)?;
-    if let (Some(&f), Some(&l)) = (value.first(), value.last())
-        && (LWS[f as usize] || LWS[l as usize])
-    {
+    let value_end = if nl > value_start && at(nl - 1) == b'\r' { nl - 1 } else { nl };
+    if value_end > value_start && (LWS[at(value_start) as usize] || LWS[at(value_end - 1) as usize]) {
         return None;
     }
-    Some(Line { name_end: pos + name_len, value_start, value_end, eol: nl, kind })
+    Some(Line {
+        name_end: pos + name_len,
+        value_start: pos + value_start,
+        value_end: pos + value_end,
+        eol: pos + nl,
+        kind,
+    })
+}
+
+/// The window of a line less than [`scan::WINDOW_BYTES`] bytes before the end of the message
+/// (the last lines of one without a body): its bytes in `padded`, then zeros, which are
+/// neither `:` nor LF, so that the window's masks are those of the bytes that are there.
+#[cold]
+#[inline(never)]
+fn padded_window<'p>(padded: &'p mut [u8; scan::WINDOW_BYTES], rest: &[u8]) -> &'p [u8; scan::WINDOW_BYTES] {
+    padded.fill(0);
+    let n = rest.len().min(scan::WINDOW_BYTES);
+    if let (Some(to), Some(from)) = (padded.get_mut(..n), rest.get(..n)) {
+        to.copy_from_slice(from);
+    }
+    padded
 }
 
 /// The header line at `pos`, byte by byte: folded lines, names longer than the window, and
@@ -476,10 +536,12 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The value of the first header line of `kind`.
+    #[inline]
     pub fn header_value(&self, kind: HeaderKind) -> Option<&'b [u8]> {
-        self.entries_from(kind).first().map(|e| e.value(self.buf))
+        self.first_index(kind).and_then(|i| self.headers.get(i)).map(|e| e.value(self.buf))
     }
 
+    #[inline]
     fn required(&self, kind: HeaderKind, why: &'static str) -> Result<&'b [u8], ParseError> {
         self.header_value(kind).ok_or(ParseError::new(
             ErrorKind::MissingHeader,
@@ -499,26 +561,38 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The top Via value.
+    #[inline(always)]
     pub fn top_via(&self) -> Result<Via<'b>, ParseError> {
-        self.required(HeaderKind::Via, "no Via header")?;
+        let first_line = self.required(HeaderKind::Via, "no Via header")?;
+        // A value of the common shape holds no comma (see `Via::parse_fast`): it is the whole
+        // first line, which the list would yield (the indexed value is trimmed), unsplit.
+        if self.max_vias > 0
+            && let Some(via) = Via::parse_fast(first_line)
+        {
+            return Ok(via);
+        }
         self.vias().next().unwrap_or(Err(ParseError::new(ErrorKind::MissingHeader, 0, "no Via header")))
     }
 
+    #[inline(always)]
     fn name_addr(&self, kind: HeaderKind, why: &'static str) -> Result<NameAddr<'b>, ParseError> {
         NameAddr::parse(self.required(kind, why)?).map_err(|e| e.within(self.buf))
     }
 
     /// The From header.
+    #[inline(always)]
     pub fn from(&self) -> Result<NameAddr<'b>, ParseError> {
         self.name_addr(HeaderKind::From, "no From header")
     }
 
     /// The To header.
+    #[inline]
     pub fn to(&self) -> Result<NameAddr<'b>, ParseError> {
         self.name_addr(HeaderKind::To, "no To header")
     }
 
     /// The Call-ID (`word [ "@" word ]`).
+    #[inline]
     pub fn call_id(&self) -> Result<&'b [u8], ParseError> {
         let v = self.required(HeaderKind::CallId, "no Call-ID header")?;
         if call_id_ok(v) {
@@ -529,6 +603,7 @@ impl<'b> SipMessage<'b> {
     }
 
     /// The CSeq; in a request its method must be the request's method.
+    #[inline]
     pub fn cseq(&self) -> Result<CSeq<'b>, ParseError> {
         let v = self.required(HeaderKind::CSeq, "no CSeq header")?;
         let c = CSeq::parse(v).map_err(|e| e.within(self.buf))?;
@@ -544,14 +619,24 @@ impl<'b> SipMessage<'b> {
     }
 
     /// Max-Forwards (0..=255), when present.
+    #[inline]
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        self.header_value(HeaderKind::MaxForwards)
-            .map(|v| {
-                cseq::number(v, u8::MAX.into(), "Max-Forwards")
-                    .map(|n| n as u8)
-                    .map_err(|e| e.within(self.buf))
-            })
-            .transpose()
+        let Some(v) = self.header_value(HeaderKind::MaxForwards) else {
+            return Ok(None);
+        };
+        // One to three digits, at most 255 (what nearly every value is), read at once; the
+        // rest (leading zeros, errors) by the general number parser.
+        let digit = |i: usize| v.get(i).map(|b| b.wrapping_sub(b'0')).filter(|&d| d <= 9).map(u16::from);
+        let fast = match v.len() {
+            1 => digit(0),
+            2 => digit(0).zip(digit(1)).map(|(a, b)| a * 10 + b),
+            3 => digit(0).zip(digit(1)).zip(digit(2)).map(|((a, b), c)| a * 100 + b * 10 + c),
+            _ => None,
+        };
+        if let Some(n) = fast.and_then(|n| u8::try_from(n).ok()) {
+            return Ok(Some(n));
+        }
+        cseq::number(v, u8::MAX.into(), "Max-Forwards").map(|n| Some(n as u8)).map_err(|e| e.within(self.buf))
     }
 
     /// Contact values in order (`*` included).
@@ -657,8 +742,13 @@ impl<'b> SipMessage<'b> {
     }
 }
 
-/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+/// `callid = word [ "@" word ]`: 16 bytes at a time from 16 bytes on, else [`call_id_narrow`].
 fn call_id_ok(v: &[u8]) -> bool {
+    scan::call_id_wide(v).unwrap_or_else(|| call_id_narrow(v))
+}
+
+/// `callid = word [ "@" word ]`, in one pass (`@` is not a `word` character).
+fn call_id_narrow(v: &[u8]) -> bool {
     let first = run_in(v, &WORD);
     match v.get(first..) {
         Some([]) => first > 0,

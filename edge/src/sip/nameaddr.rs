@@ -7,9 +7,10 @@
 //! ```
 //! Without `<>`, parameters after the URI belong to the header, not the URI (§20.10).
 
-use super::chars::{LWS, TOKEN, trim_lws};
+use super::chars::{LWS, TOKEN, eq_letters_ci, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
+use super::scan;
 use super::uri::Uri;
 
 /// One address value.
@@ -57,7 +58,7 @@ impl<'b> NameAddr<'b> {
             }
         };
         let (uri_raw, params_part) = if let Some(inner) = after_name.strip_prefix(b"<") {
-            let close = memchr::memchr(b'>', inner).ok_or(bad(after_name, "'<' without '>'"))?;
+            let close = scan::find_byte(inner, b'>').ok_or(bad(after_name, "'<' without '>'"))?;
             let uri_raw = inner.get(..close).unwrap_or_default();
             (uri_raw, trim_lws(inner.get(close + 1..).unwrap_or_default()))
         } else {
@@ -75,7 +76,7 @@ impl<'b> NameAddr<'b> {
             Some((b';', p)) => {
                 let mut seen_tag = false;
                 let plain = params::scan(p, ParamGrammar::Header, |name, value, _| {
-                    if !seen_tag && name.len() == 3 && name.eq_ignore_ascii_case(b"tag") {
+                    if !seen_tag && eq_letters_ci(name, b"tag") {
                         (seen_tag, tag) = (true, value);
                     }
                     true
@@ -100,7 +101,15 @@ impl<'b> NameAddr<'b> {
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
+#[inline]
 fn closing_quote(s: &[u8]) -> Option<usize> {
+    // Without a `\` before it, the first `"` after the opening one closes the string.
+    let after = s.get(1..)?;
+    if let Some(q) = scan::find_byte(after, b'"')
+        && scan::find_byte(after.get(..q)?, b'\\').is_none()
+    {
+        return Some(1 + q);
+    }
     let mut i = 1;
     while let Some(&b) = s.get(i) {
         match b {

@@ -5,13 +5,16 @@
 //! instructions instead of a `memchr` call (whose setup dominates on 20 to 100 byte lines);
 //! only a line longer than a block is searched with `memchr`.
 //! On x86_64 a block is classified with SSE2 (part of the x86_64 baseline, so no run-time
-//! detection; the `unsafe` is the call into the SSE2 function and its unaligned loads of
+//! detection; the `unsafe` is the calls of the SSE2 intrinsics and their unaligned loads of
 //! fixed-size arrays); elsewhere, and in tests through `byte_mask_portable`, byte by byte. Bytes
-//! after the last full block are searched with a plain loop. [`colon_in_window`] finds the
-//! colon ending a header name the same way, in the 32 bytes from the start of a line.
+//! after the last full block are searched with `memchr`. [`line_masks`] finds the colon
+//! ending a header name and the LF ending a short line the same way, in the 64 bytes from the
+//! start of a line.
 
 /// Bytes classified at once: one bit per byte of a `u64` mask.
 const BLOCK_BYTES: usize = 64;
+/// Blocks without an LF classified in one search before the rest goes to `memchr`.
+const BLOCKS_BEFORE_MEMCHR: usize = 2;
 
 /// Finds LFs in a buffer, front to back.
 #[derive(Debug, Clone)]
@@ -42,28 +45,32 @@ impl<'b> LfScanner<'b> {
             }
             at = self.end;
         }
-        let rest = self.buf.get(at..)?;
-        let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
-            return memchr::memchr(b'\n', rest).map(|i| at + i);
-        };
-        let mask = lf_mask(block);
-        (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
-        if mask != 0 {
-            return Some(at + mask.trailing_zeros() as usize);
+        // The blocks after it, up to `BLOCKS_BEFORE_MEMCHR` of them: a header line of 64 to
+        // 128 bytes (a Via, a From) often starts near the end of a block.
+        for _ in 0..BLOCKS_BEFORE_MEMCHR {
+            let rest = self.buf.get(at..)?;
+            let Some(block) = rest.first_chunk::<BLOCK_BYTES>() else {
+                return memchr::memchr(b'\n', rest).map(|i| at + i);
+            };
+            let mask = lf_mask(block);
+            (self.base, self.end, self.mask) = (at, at + BLOCK_BYTES, mask);
+            if mask != 0 {
+                return Some(at + mask.trailing_zeros() as usize);
+            }
+            at += BLOCK_BYTES;
         }
-        // A long line (an Identity header, a folded one): its end is further than a block
-        // away, where `memchr`'s wider loop pays off. The next call classifies a block anew.
-        memchr::memchr(b'\n', rest.get(BLOCK_BYTES..)?).map(|i| at + BLOCK_BYTES + i)
+        // A long line (an Identity header, a folded one): its end is further away, where
+        // `memchr`'s wider loop pays off. The next call classifies a block anew.
+        memchr::memchr(b'\n', self.buf.get(at..)?).map(|i| at + i)
     }
 }
 
 /// Bit `i` set when `block[i]` is an LF.
-fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
+#[inline(always)]
+pub(crate) fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        // SAFETY: `byte_mask_sse2` needs only SSE2, which this build enables (the cfg above; it
-        // is part of the x86_64 baseline), and it reads nothing but `block`.
-        unsafe { byte_mask_sse2(block, b'\n') }
+        byte_mask_sse2(block, b'\n')
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
@@ -71,18 +78,124 @@ fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     }
 }
 
-/// Bytes [`colon_in_window`] looks at.
-pub(crate) const WINDOW_BYTES: usize = 32;
+/// Bytes [`line_masks`] classifies from the start of a header line.
+pub(crate) const WINDOW_BYTES: usize = 64;
+/// Bytes from the start of a header line in which [`line_masks`] looks for the name's colon.
+pub(crate) const NAME_WINDOW_BYTES: usize = 32;
 
-/// The index of the first `:` in `window`, if any: where a header name of up to 31 bytes ends,
-/// found without a loop over its bytes.
-pub(crate) fn colon_in_window(window: &[u8; WINDOW_BYTES]) -> Option<usize> {
+/// The colons among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i` set when
+/// `window[i]` is `:`) and the LFs among all its bytes (bit `i` set when `window[i]` is an
+/// LF): where the name of the header line starting at `window[0]` ends and, for a line of up
+/// to 64 bytes, where the line ends, from one pass over the window.
+#[inline(always)]
+pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
+    let (head, _) = window.split_first_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[0; NAME_WINDOW_BYTES], &[]));
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    // SAFETY: as in `lf_mask`: SSE2 is enabled by the cfg, and only `window` is read.
-    let m = unsafe { byte_mask_sse2(window, b':') };
+    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n'));
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let m = byte_mask_portable(window, b':');
-    (m != 0).then(|| m.trailing_zeros() as usize)
+    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(window, b'\n'));
+    // The colon mask has NAME_WINDOW_BYTES (32) bits: the cast keeps them all.
+    (colons as u32, lfs)
+}
+
+/// Bytes [`find_byte`] compares at once.
+const LANE_BYTES: usize = 16;
+
+/// The index of the first `byte` in `s`: 16 bytes per SSE2 compare, then byte by byte. For
+/// short values (a URI in `<>`), where `memchr`'s call and set-up cost more than the search.
+#[inline(always)]
+pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
+    let mut i = 0;
+    while let Some(lanes) = s.get(i..).and_then(|r| r.first_chunk::<LANE_BYTES>()) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        let m = byte_mask_sse2(lanes, byte);
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        let m = byte_mask_portable(lanes, byte);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += LANE_BYTES;
+    }
+    let tail = s.get(i..)?;
+    tail.iter().position(|&b| b == byte).map(|p| i + p)
+}
+
+/// For a value of at least [`LANE_BYTES`] bytes: whether it is `word [ "@" word ]` (RFC 3261
+/// `callid`): every byte a `word` character but at most one `@`, which neither starts nor
+/// ends it. 16 bytes per step (the last step overlaps the one before); `None` for a shorter
+/// value, which the caller checks byte by byte.
+#[inline(always)]
+pub(crate) fn call_id_wide(v: &[u8]) -> Option<bool> {
+    let n = v.len();
+    let last = n.checked_sub(LANE_BYTES)?;
+    let mut at: Option<usize> = None;
+    // The offset of the step, and of the first byte no step has looked at yet (the last step
+    // overlaps the one before).
+    let (mut from, mut unseen) = (0, 0);
+    loop {
+        let lanes = v.get(from..)?.first_chunk::<LANE_BYTES>()?;
+        let (words, ats) = word_and_at_masks(lanes);
+        let fresh = !0u32 << (unseen - from);
+        unseen = from + LANE_BYTES;
+        if !(words | ats) & fresh & 0xffff != 0 {
+            return Some(false);
+        }
+        let ats = ats & fresh;
+        if ats != 0 {
+            if at.is_some() || ats & (ats - 1) != 0 {
+                return Some(false);
+            }
+            at = Some(from + ats.trailing_zeros() as usize);
+        }
+        if from == last {
+            break;
+        }
+        from = (from + LANE_BYTES).min(last);
+    }
+    Some(at.is_none_or(|a| a > 0 && a + 1 < n))
+}
+
+/// Bit `i` of the first mask set when `lanes[i]` is a `word` character, of the second when it
+/// is `@`.
+#[inline(always)]
+fn word_and_at_masks(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+            _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // block; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes, exactly
+        // what the unaligned 128-bit load reads.
+        let (words, ats) = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            // `word` is the printable ASCII (0x21..=0x7e; as signed bytes, bytes from 0x80 are
+            // negative) but for the nine below.
+            let printable =
+                _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)));
+            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            let at = is(b'@');
+            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
+                .iter()
+                .fold(at, |m, &b| _mm_or_si128(m, is(b)));
+            (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), _mm_movemask_epi8(at))
+        };
+        // movemask sets bits 0..16 only.
+        (words as u32 & 0xffff, ats as u32 & 0xffff)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        word_and_at_masks_portable(lanes)
+    }
+}
+
+/// [`word_and_at_masks`] byte by byte: the fallback off x86_64, and the reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn word_and_at_masks_portable(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
+    lanes.iter().enumerate().fold((0, 0), |(w, a), (i, &b)| {
+        (w | u32::from(super::chars::WORD[b as usize]) << i, a | u32::from(b == b'@') << i)
+    })
 }
 
 /// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
@@ -93,23 +206,26 @@ fn byte_mask_portable<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
 }
 
 /// Bit `i` set when `block[i] == byte`, with SSE2, 16 bytes per compare (`N` is a multiple of
-/// 16 and at most 64, which the build checks).
+/// 16 and at most 64, which the build checks). A plain function around the intrinsics, so
+/// that it inlines into every caller.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[target_feature(enable = "sse2")]
+#[inline(always)]
 fn byte_mask_sse2<const N: usize>(block: &[u8; N], byte: u8) -> u64 {
     use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
     /// Bytes per SSE2 vector.
     const LANES: usize = 16;
     const { assert!(N.is_multiple_of(LANES) && N <= 64) };
-    let needle = _mm_set1_epi8(byte as i8);
     let mut mask = 0u64;
     for (k, lanes) in block.chunks_exact(LANES).enumerate() {
-        // SAFETY: `lanes` is 16 readable bytes (chunks_exact), exactly what an unaligned
-        // 128-bit load reads.
-        let v = unsafe { _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>()) };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // function; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes
+        // (chunks_exact), exactly what the unaligned 128-bit load reads.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(byte as i8)))
+        };
         // movemask sets bits 0..16 only: the cast to u16 keeps them all.
-        let bits = _mm_movemask_epi8(_mm_cmpeq_epi8(v, needle)) as u16;
-        mask |= u64::from(bits) << (k * LANES);
+        mask |= u64::from(bits as u16) << (k * LANES);
     }
     mask
 }
@@ -144,6 +260,15 @@ mod tests {
     }
 
     #[test]
+    fn word_masks_of_every_byte() {
+        for b in 0..=255u8 {
+            let mut lanes = [b'a'; LANE_BYTES];
+            lanes[7] = b;
+            assert_eq!(word_and_at_masks(&lanes), word_and_at_masks_portable(&lanes), "byte {b}");
+        }
+    }
+
+    #[test]
     fn backwards_and_repeated_searches() {
         let buf = [b"abc\n".repeat(40), b"tail\n".to_vec()].concat();
         let mut s = LfScanner::new(&buf);
@@ -174,9 +299,30 @@ mod tests {
         }
 
         #[test]
-        fn colon_window_finds_the_first_colon(window in proptest::array::uniform32(
-            prop_oneof![Just(b':'), Just(b':' | 0x80), any::<u8>()])) {
-            prop_assert_eq!(colon_in_window(&window), window.iter().position(|&b| b == b':'));
+        fn word_masks_match_the_word_class(lanes in proptest::array::uniform16(any::<u8>())) {
+            prop_assert_eq!(word_and_at_masks(&lanes), word_and_at_masks_portable(&lanes));
+        }
+
+        #[test]
+        fn find_byte_matches_a_plain_search(s in proptest::collection::vec(
+            prop_oneof![Just(b'>'), Just(b'>' | 0x80), any::<u8>()], 0..80)) {
+            prop_assert_eq!(find_byte(&s, b'>'), s.iter().position(|&b| b == b'>'));
+        }
+
+        #[test]
+        fn line_masks_find_colons_and_lfs(
+            head in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), Just(b':' | 0x80), any::<u8>()]),
+            tail in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), any::<u8>()])) {
+            let mut window = [0u8; WINDOW_BYTES];
+            window[..32].copy_from_slice(&head);
+            window[32..].copy_from_slice(&tail);
+            let (colons, lfs) = line_masks(&window);
+            for (i, &b) in window.iter().enumerate() {
+                prop_assert_eq!(lfs >> i & 1 == 1, b == b'\n');
+                if i < NAME_WINDOW_BYTES {
+                    prop_assert_eq!(colons >> i & 1 == 1, b == b':');
+                }
+            }
         }
     }
 }

@@ -314,8 +314,23 @@ fn call_id_is_word_at_word() {
         (b"a@b@c", false),
         (b"a b", false),
         (b"a;b", false),
+        (b"@a84b4c76e66710-3f1c9a203.0.113.17", false),
+        (b"a84b4c76e66710-3f1c9a203.0.113.17@", false),
+        (b"a84b4c76e66710@3f1c9a@203.0.113.17", false),
+        (b"a84b4c76e66710-3f1c9a203.0.113.17", true),
+        (b"a84b4c76e66710-3f1c9a203.0.113.1\x80", false),
+        (b"0123456789abcdef@0123456789abcdef", true),
     ];
     for (v, ok) in table {
         assert_eq!(super::call_id_ok(v), *ok, "{:?}", String::from_utf8_lossy(v));
+    }
+}
+
+proptest::proptest! {
+    /// The 16-bytes-at-a-time check agrees with the byte-by-byte one.
+    #[test]
+    fn call_id_wide_matches_narrow(v in proptest::collection::vec(
+        proptest::sample::select(b"a9-.<>\"@@#;=^| \x7f\x80\x00".to_vec()), 0..70)) {
+        proptest::prop_assert_eq!(super::call_id_ok(&v), super::call_id_narrow(&v));
     }
 }

@@ -4,7 +4,9 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::chars::{HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, hex_val, run_in};
+use super::chars::{
+    HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, eq_letters_ci, hex_val, run_in,
+};
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
 
@@ -86,10 +88,10 @@ impl<'b> Uri<'b> {
     pub(crate) fn parse_inner(raw: &'b [u8]) -> Result<Uri<'b>, Invalid> {
         // The schemes of nearly every URI, without the general scheme split.
         match raw {
-            [s, i, p, b':', rest @ ..] if [*s, *i, *p].eq_ignore_ascii_case(b"sip") => {
+            [s, i, p, b':', rest @ ..] if eq_letters_ci(&[*s, *i, *p], b"sip") => {
                 return parse_sip(rest, false).map(Uri::Sip);
             }
-            [s, i, p, s2, b':', rest @ ..] if [*s, *i, *p, *s2].eq_ignore_ascii_case(b"sips") => {
+            [s, i, p, s2, b':', rest @ ..] if eq_letters_ci(&[*s, *i, *p, *s2], b"sips") => {
                 return parse_sip(rest, true).map(Uri::Sip);
             }
             _ => {}
@@ -234,13 +236,12 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
         return None;
     }
     let (user, hp) = (rest.get(..i)?, rest.get(i + 1..)?);
-    let k = run_in(hp, &HOSTNAME);
-    let host = parse_host(hp.get(..k)?).ok()?;
+    let (host, k) = host_run(hp)?;
     let mut after = hp.get(k..)?;
     let mut port = None;
     if let Some(digits) = after.strip_prefix(b":") {
-        let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-        port = Some(parse_port(digits.get(..d)?).ok()?);
+        let (p, d) = port_run(digits)?;
+        port = Some(p);
         after = digits.get(d..)?;
     }
     let params = match after.split_first() {
@@ -337,6 +338,31 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), Invali
     Ok((host, port))
 }
 
+/// The port at the start of `s` (its longest run of digits) and the run's length, in one
+/// pass, where [`parse_port`] accepts that run; `None` where it fails.
+#[inline(always)]
+pub(crate) fn port_run(s: &[u8]) -> Option<(u16, usize)> {
+    /// Digits of the largest port.
+    const MAX_PORT_DIGITS: usize = 5;
+    let mut n = 0u32;
+    let mut d = 0;
+    while let Some(&b) = s.get(d) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        if d == MAX_PORT_DIGITS {
+            return None;
+        }
+        n = n * 10 + u32::from(digit);
+        d += 1;
+    }
+    if d == 0 {
+        return None;
+    }
+    Some((u16::try_from(n).ok()?, d))
+}
+
 /// A port: 1 to 5 digits, at most 65535.
 pub(crate) fn parse_port(digits: &[u8]) -> Result<u16, Invalid> {
     if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
@@ -368,26 +394,58 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, Invalid> {
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each at most 255, without
 /// leading zeros (as `Ipv4Addr::from_str`), straight from bytes.
 pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    let digit = |b: u8| u16::from(b - b'0');
+    ipv4_prefix(s).filter(|&(_, n)| n == s.len()).map(|(a, _)| a)
+}
+
+/// The IPv4 address at the start of `s` and its length: each octet the longest run of up to
+/// three digits (a leading zero stands alone), at most 255. What follows is not looked at.
+#[inline(always)]
+fn ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
-    let mut rest = s;
+    let mut i = 0;
     for (k, octet) in octets.iter_mut().enumerate() {
-        // Longest match first; a leading zero only stands alone.
-        let (value, used) = match rest {
-            [a @ b'1'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9', ..] => {
-                (digit(*a) * 100 + digit(*b) * 10 + digit(*c), 3)
+        if k > 0 {
+            if s.get(i) != Some(&b'.') {
+                return None;
             }
-            [a @ b'1'..=b'9', b @ b'0'..=b'9', ..] => (digit(*a) * 10 + digit(*b), 2),
-            [a @ b'0'..=b'9', ..] => (digit(*a), 1),
-            _ => return None,
-        };
-        *octet = u8::try_from(value).ok()?;
-        rest = rest.get(used..)?;
-        if k + 1 < 4 {
-            rest = rest.strip_prefix(b".")?;
+            i += 1;
         }
+        let first = s.get(i)?.wrapping_sub(b'0');
+        if first > 9 {
+            return None;
+        }
+        i += 1;
+        let mut value = u16::from(first);
+        if first != 0 {
+            for _ in 0..2 {
+                match s.get(i).map(|b| b.wrapping_sub(b'0')) {
+                    Some(d) if d <= 9 => {
+                        value = value * 10 + u16::from(d);
+                        i += 1;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        *octet = u8::try_from(value).ok()?;
     }
-    rest.is_empty().then_some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), i))
+}
+
+/// The host at the start of `s` (up to its first byte outside `hostname`) and its length, as
+/// [`parse_host`] reads that run: an IPv4 address is parsed in the same pass that finds its
+/// end, anything else after a class run. `None` where `parse_host` fails.
+#[inline(always)]
+pub(crate) fn host_run(s: &[u8]) -> Option<(Host<'_>, usize)> {
+    // An IPv4 address followed by a byte outside `hostname` is the whole run (its digits and
+    // dots are `hostname` bytes), which `parse_host` reads as that address.
+    if let Some((v4, n)) = ipv4_prefix(s)
+        && !s.get(n).is_some_and(|&b| HOSTNAME[b as usize])
+    {
+        return Some((Host::Ipv4(v4), n));
+    }
+    let k = run_in(s, &HOSTNAME);
+    Some((parse_host(s.get(..k)?).ok()?, k))
 }
 
 fn parse_tel(rest: &[u8]) -> Result<TelUri<'_>, Invalid> {
@@ -506,6 +564,11 @@ mod tests {
         ] {
             assert_eq!(parse_ipv4(raw.as_bytes()), raw.parse().ok(), "{raw}");
             assert_eq!(parse_ipv4(raw.as_bytes()).is_some(), v4, "{raw}");
+        }
+        for digits in ["", "0", "5060", "65535", "65536", "99999", "123456", "0005060", "12x", "x"] {
+            let run = digits.bytes().take_while(u8::is_ascii_digit).count();
+            let want = parse_port(&digits.as_bytes()[..run]).ok().map(|p| (p, run));
+            assert_eq!(port_run(digits.as_bytes()), want, "{digits}");
         }
         let u = sip("sip:[::ffff:192.0.2.1]");
         assert_eq!(u.host, Host::Ipv6("::ffff:192.0.2.1".parse().unwrap()));

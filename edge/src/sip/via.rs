@@ -6,10 +6,10 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{HOSTNAME, LWS, TOKEN, all_in, parse_decimal, run_in};
+use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
-use super::uri::{Host, parse_host, parse_hostport, parse_port};
+use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
 pub const BRANCH_MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -39,6 +39,66 @@ pub struct Via<'b> {
 impl<'b> Via<'b> {
     /// Parses one Via value (a list element, white space trimmed).
     pub(crate) fn parse(raw: &'b [u8]) -> Result<Via<'b>, Invalid> {
+        match Self::parse_fast(raw) {
+            Some(via) => Ok(via),
+            None => Self::parse_general(raw),
+        }
+    }
+
+    /// The common shape in one pass: `SIP/2.0/`, a token transport, a host name or IPv4
+    /// sent-by, parameters with plain values that pass Via's own rules. `None` for anything
+    /// else, valid or not, which [`Self::parse_general`] decides; where this returns a Via,
+    /// that one returns the same (it takes the same steps, each on its fast branch).
+    /// A value this accepts holds no `,`, `"` or `<` (no part of its shape admits one), so it
+    /// is also the whole of a header value it was given: see [`super::SipMessage::top_via`].
+    #[inline]
+    pub(crate) fn parse_fast(raw: &'b [u8]) -> Option<Via<'b>> {
+        let (protocol, version) = match raw {
+            [b'S', b'I', b'P', b'/', b'2', b'.', b'0', b'/', ..] => (raw.get(..3)?, raw.get(4..7)?),
+            _ => return None,
+        };
+        let mut c = Cursor { s: raw, i: 8 };
+        c.skip_lws();
+        let transport = c.token()?;
+        if c.skip_lws() == 0 {
+            return None;
+        }
+        let ((host, port), end) = sent_by_fast(c.rest())?;
+        c.i += end;
+        c.skip_lws();
+        let mut branch = None;
+        let params = match c.rest().split_first() {
+            None => Params::default(),
+            Some((b';', p)) => {
+                let mut seen_branch = false;
+                let plain = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
+                    if eq_letters_ci(name, b"branch") {
+                        if !seen_branch {
+                            (seen_branch, branch) = (true, value);
+                        }
+                        return value_token;
+                    }
+                    param_ok(name, value).is_ok()
+                });
+                if !plain {
+                    return None;
+                }
+                Params::checked(p)
+            }
+            Some(_) => return None,
+        };
+        let transport = match transport {
+            b"UDP" => "UDP",
+            b"TCP" => "TCP",
+            b"TLS" => "TLS",
+            other => core::str::from_utf8(other).ok()?,
+        };
+        Some(Via { raw, protocol, version, transport, host, port, params, branch })
+    }
+
+    /// Any Via value, part by part, with every error.
+    #[inline(never)]
+    fn parse_general(raw: &'b [u8]) -> Result<Via<'b>, Invalid> {
         let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
         // `SIP/2.0/` as nearly every Via has it reads as the general grammar would read it.
         let (protocol, version, mut c) = match raw {
@@ -70,7 +130,7 @@ impl<'b> Via<'b> {
             Some((b';', p)) => {
                 let mut seen_branch = false;
                 let fast = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
-                    if name.len() == 6 && name.eq_ignore_ascii_case(b"branch") {
+                    if eq_letters_ci(name, b"branch") {
                         // The general rule below, with the token check the scan already did.
                         if !seen_branch {
                             (seen_branch, branch) = (true, value);
@@ -157,13 +217,11 @@ impl<'b> Via<'b> {
 /// same result where this one has one: the host name characters and digits hold no `;`, LWS
 /// or second `:`).
 fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
-    let k = run_in(s, &HOSTNAME);
-    let host = parse_host(s.get(..k)?).ok()?;
+    let (host, k) = host_run(s)?;
     let (port, end) = match s.get(k) {
         Some(b':') => {
-            let digits = s.get(k + 1..)?;
-            let d = digits.iter().take_while(|b| b.is_ascii_digit()).count();
-            (Some(parse_port(digits.get(..d)?).ok()?), k + 1 + d)
+            let (port, d) = port_run(s.get(k + 1..)?)?;
+            (Some(port), k + 1 + d)
         }
         _ => (None, k),
     };
@@ -175,22 +233,23 @@ fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
 }
 
 /// Via's rules for its own parameters (RFC 3261 §20.42, RFC 3581): Ok, or why not.
+#[inline]
 fn param_ok(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
     // Dispatch on the length first: most parameters are none of these.
     let (ok, why) = match name.len() {
-        6 if name.eq_ignore_ascii_case(b"branch") => {
+        6 if eq_letters_ci(name, b"branch") => {
             (value.is_some_and(|v| all_in(v, &TOKEN)), "Via branch is not a token")
         }
-        3 if name.eq_ignore_ascii_case(b"ttl") => {
+        3 if eq_letters_ci(name, b"ttl") => {
             (value.is_some_and(|v| parse_decimal(v, u8::MAX.into()).is_ok()), "Via ttl is not 0..=255")
         }
-        8 if name.eq_ignore_ascii_case(b"received") => {
+        8 if eq_letters_ci(name, b"received") => {
             (value.is_some_and(is_address), "Via received is not an address")
         }
-        5 if name.eq_ignore_ascii_case(b"rport") => {
+        5 if eq_letters_ci(name, b"rport") => {
             (value.is_none_or(|v| parse_port(v).is_ok()), "Via rport is not a port")
         }
-        5 if name.eq_ignore_ascii_case(b"maddr") => {
+        5 if eq_letters_ci(name, b"maddr") => {
             (value.is_some_and(|v| parse_host(v).is_ok()), "Via maddr is not a host")
         }
         _ => (true, ""),
@@ -224,7 +283,8 @@ impl<'b> Cursor<'b> {
 
     fn token(&mut self) -> Option<&'b [u8]> {
         let rest = self.rest();
-        let n = run_in(rest, &TOKEN);
+        // Byte by byte: the tokens of a Via (`SIP`, `2.0`, `UDP`) are shorter than a chunk.
+        let n = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
         self.i += n;
         rest.get(..n).filter(|t| !t.is_empty())
     }
