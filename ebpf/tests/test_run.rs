@@ -323,6 +323,13 @@ fn drop_policy_table() {
     let mut long_ihl = full[..14 + 24].to_vec();
     long_ihl[14] = 0x4f;
     cases.push(case("IPv4 IHL past the end", long_ihl, Reason::PassMalformed));
+    // Don't-fragment set: still the common frame (parse_fast), not a fragment.
+    let mut df_allowed = udp("203.0.113.10", SIP, &sip).build();
+    df_allowed[20] = 0x40;
+    cases.push(case("IPv4 DF allow-listed", df_allowed, Reason::PassAllow));
+    let mut df_dns = udp("192.0.2.50", 53, b"dns").build();
+    df_dns[20] = 0x40;
+    cases.push(case("IPv4 DF to DNS", df_dns, Reason::PassNonSip));
     let mut bad_version = full.clone();
     bad_version[14] = 0x65;
     cases.push(case("IPv4 ethertype, version 6", bad_version, Reason::PassMalformed));
