@@ -48,12 +48,53 @@ __noinline int match_sig(struct xdp_md *ctx, __u32 off, __u32 sig_index)
 	return 1;
 }
 
-/* Folded header names whose values are matched. */
-static const char HDR_UA[HDR_UA_LEN] = "user-agent:";
-static const char HDR_FROM[HDR_FROM_LEN] = "from:";
+#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define WORD 8
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the word-at-a-time header and signature compares assume little-endian words"
+#endif
+
+/* The 8 bytes at p as one little-endian word. Packet reads need not be aligned (x86, arm64). */
+static __always_inline __u64 load8(const __u8 *p)
+{
+	return *(const __u64 *)p;
+}
+
+/* fold() on each byte of a word: ASCII upper-case letters to lower case, nothing else changed.
+ * Setting each byte's top bit first keeps the subtractions from borrowing across bytes. */
+static __always_inline __u64 fold8(__u64 x)
+{
+	__u64 h = x | HIGHS;
+	__u64 upper = (h - 0x41 * ONES) & ~(h - 0x5b * ONES) & ~x & HIGHS; /* 'A' <= b <= 'Z' */
+	return x | (upper >> 2);                                           /* 0x80 >> 2 = 0x20 */
+}
+
+/* High bit set in every byte of y that is zero; none in a byte that is not zero before the
+ * lowest zero byte (above one, a 0x01 byte may be flagged too: callers check bytewise). */
+static __always_inline __u64 zero_bytes(__u64 y)
+{
+	return (y - ONES) & ~y & HIGHS;
+}
+
+/* The bytes of the first n (<= WORD) characters of a word: 1 bits where they are. */
+static __always_inline __u64 low_bytes(__u32 n)
+{
+	return n >= WORD ? ~0ULL : (1ULL << (n * 8)) - 1;
+}
+
+/* Folded header names whose values are matched, as words: "user-age", "r-agent:" (bytes 3 to
+ * 10 of "user-agent:") and "from:". */
+#define W_USER_AGE 0x6567612d72657375ULL
+#define W_R_AGENT 0x3a746e6567612d72ULL
+#define W_FROM 0x3a6d6f7266ULL
+_Static_assert(HDR_UA_LEN == 3 + WORD && HDR_FROM_LEN == 5, "header words cover the names");
 
 /* 1 when the header line at frame offset off is a User-Agent or From whose value starts with a
- * configured scanner signature. */
+ * configured scanner signature. Header names and the first WORD bytes of every signature are
+ * compared a word at a time; only a signature whose first word matches gets match_sig. */
 __noinline int match_line(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 {
 	if (off > MAX_LINE_OFF)
@@ -63,31 +104,39 @@ __noinline int match_line(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 	__u8 *p = data + BOUNDED(off, OFF_MASK);
 	if ((void *)(p + HDR_UA_LEN + MAX_VALUE_SKIP) > end)
 		return 0;
-	__u32 vlen = 0;
-	int ua = 1, from = 1;
-#pragma unroll
-	for (int i = 0; i < HDR_UA_LEN; i++)
-		ua &= fold(p[i]) == (__u8)HDR_UA[i];
-#pragma unroll
-	for (int i = 0; i < HDR_FROM_LEN; i++)
-		from &= fold(p[i]) == (__u8)HDR_FROM[i];
-	if (ua)
+	__u64 head = fold8(load8(p));
+	__u32 vlen;
+	if (head == W_USER_AGE && fold8(load8(p + 3)) == W_R_AGENT)
 		vlen = HDR_UA_LEN;
-	else if (from)
+	else if ((head & low_bytes(HDR_FROM_LEN)) == W_FROM)
 		vlen = HDR_FROM_LEN;
 	else
 		return 0;
-	__u32 v = off + vlen;
+	__u32 skip = 0;
 #pragma unroll
 	for (int i = 0; i < MAX_VALUE_SKIP; i++) {
 		__u8 b = p[vlen + i];
 		if (b != ' ' && b != '\t' && b != '"')
 			break;
-		v++;
+		skip++;
 	}
+	__u32 v = off + vlen + skip;
+	/* The value's first word, when the packet has it (else every signature gets match_sig). */
+	int whole = (void *)(p + HDR_UA_LEN + MAX_VALUE_SKIP + WORD) <= end;
+	__u64 first = whole ? fold8(load8(p + BOUNDED(vlen + skip, 0xf))) : 0;
 	for (__u32 s = 0; s < MAX_SCANNER_SIGS; s++) {
 		if (s >= nsigs)
 			break;
+		if (whole) {
+			__u32 key = s;
+			struct scanner_sig *sig = bpf_map_lookup_elem(&scanner_sigs, &key);
+			if (!sig)
+				continue; /* as match_sig: no signature, no match */
+			__u64 want;
+			__builtin_memcpy(&want, sig->bytes, WORD);
+			if ((first ^ want) & low_bytes(sig->len))
+				continue;
+		}
 		if (match_sig(ctx, v, s))
 			return 1;
 	}
@@ -108,11 +157,6 @@ static __always_inline int at_newline(struct xdp_md *ctx, __u32 off, __u32 i, __
 	return match_line(ctx, off + i + 1, nsigs);
 }
 
-#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-#define WORD 8
-
 /* 1 when a header line of the UDP payload at frame offset off carries a scanner signature.
  * Reads at most SCAN_MAX_BYTES and stops at the blank line that ends the headers. Words of
  * 8 bytes without a newline are skipped with one test (SWAR); the rest goes byte by byte. */
@@ -128,8 +172,7 @@ __noinline int scan_payload(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 		i = w * WORD;
 		if ((void *)(p + i + WORD + 1) > end)
 			break;
-		__u64 x = *(__u64 *)(p + i) ^ NEWLINES;
-		if (((x - ONES) & ~x & HIGHS) == 0)
+		if (zero_bytes(load8(p + i) ^ NEWLINES) == 0)
 			continue;
 #pragma unroll
 		for (__u32 b = 0; b < WORD; b++) {
