@@ -467,6 +467,8 @@ fn scanner_scan_agrees_on_generated_payloads() {
         "carrier/2.0",
         "friendly",
         "VaxSIPUserAgen",
+        "Friendly-Scanner/1.0",
+        "\"SIPVicious\"",
     ];
     let (mut scanners, mut clean) = (0, 0);
     for n in 0..PAYLOADS {
