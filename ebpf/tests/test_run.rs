@@ -48,6 +48,8 @@ fn trunks() -> Vec<(ipnet::IpNet, u32)> {
         ("2001:db8:a::/48".parse().expect("cidr"), 1),
         ("192.0.2.200/32".parse().expect("cidr"), 2),
         ("10.20.0.0/16".parse().expect("cidr"), 3),
+        // Shorter than /16: marks 16 /16s in src_v4_hint.
+        ("172.16.0.0/12".parse().expect("cidr"), 4),
     ]
 }
 
@@ -187,6 +189,10 @@ fn drop_policy_table() {
         case("trunk /16, expired /24 block", udp("10.20.0.8", SIP, &sip).build(), Reason::PassAllow),
         case("live /32 inside an expired /24", udp("10.20.0.9", SIP, &sip).build(), Reason::DropBlock),
         case("trunk /16 outside the blocks", udp("10.20.5.1", SIP, &sip).build(), Reason::PassAllow),
+        case("trunk /12, its last /16", udp("172.31.255.1", SIP, &sip).build(), Reason::PassAllow),
+        case("just past the trunk /12", udp("172.32.0.1", SIP, &sip).build(), Reason::DropUnknown),
+        case("unknown, no listed /16", udp("100.64.0.1", SIP, &sip).build(), Reason::DropUnknown),
+        case("unknown in a listed /16", udp("203.0.112.5", SIP, &sip).build(), Reason::DropUnknown),
         case("blocked v4 TCP", tcp("198.51.100.7", SIP).build(), Reason::DropBlock),
         case("802.1Q allow-listed", vlan(udp("203.0.113.10", SIP, &sip), &[ETH_P_8021Q]), Reason::PassAllow),
         case(

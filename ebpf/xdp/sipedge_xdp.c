@@ -225,6 +225,11 @@ static __always_inline struct src_value *source_entry(struct pkt *p)
 	if (p->family == 4) {
 		struct lpm_v4_key k = {.prefixlen = 32};
 		__builtin_memcpy(k.addr, p->src, 4);
+		__u32 host = bpf_ntohl(*(__u32 *)k.addr);
+		__u32 word = host >> 22;
+		__u64 *hint = bpf_map_lookup_elem(&src_v4_hint, &word);
+		if (!hint || !((*hint >> ((host >> 16) & 63)) & 1))
+			return NULL; /* no entry in or around this /16 */
 		struct src_value *s = bpf_map_lookup_elem(&src_v4, &k);
 		/* Keeps clang from merging the two lookups into one call: a call that sees two maps
 		 * keeps the generic helper (an indirect call to the map's lookup); with one map the
