@@ -80,6 +80,12 @@ fn paths() -> Vec<Path> {
             expect: Some(Reason::DropUnknown),
         },
         Path {
+            name: "unknown drop, listed /16 (trie walk)",
+            frame: frame("203.0.112.9", 5060, "ua"),
+            policy: drop.clone(),
+            expect: Some(Reason::DropUnknown),
+        },
+        Path {
             name: "blocklisted drop",
             frame: frame("198.51.100.7", 5060, "ua"),
             policy: drop.clone(),
