@@ -3,7 +3,12 @@
  * allow-list -> pass; otherwise the unknown-source policy (drop, or a per-source token bucket
  * under a global budget, with a scanner-signature check on what the buckets admit). Everything
  * else passes untouched. Every verdict leaves through finish(), which counts it by reason.
- * ebpf/src/userspace.rs is the same policy in Rust; one packet table tests both. */
+ * ebpf/src/userspace.rs is the same policy in Rust; one packet table tests both.
+ *
+ * Cost (bench/README.md, "XDP filter"): the common frame (untagged IPv4, UDP or TCP) is parsed
+ * inline by parse_fast, so a packet to another port costs its headers' checks, one port-map
+ * read and its counter; everything else goes through the general parser. An IPv4 source outside
+ * every listed /16 skips the trie walk (src_v4_hint). */
 #include "consts.h"
 #include "shared.h"
 #include "maps.h"
@@ -72,8 +77,8 @@ static __always_inline __u64 fold8(__u64 x)
 	return x | (upper >> 2);                                           /* 0x80 >> 2 = 0x20 */
 }
 
-/* High bit set in every byte of y that is zero; none in a byte that is not zero before the
- * lowest zero byte (above one, a 0x01 byte may be flagged too: callers check bytewise). */
+/* Non-zero exactly when some byte of y is zero (its high bit is set then; above a zero byte a
+ * 0x01 byte may be flagged too, so callers find the bytes themselves). */
 static __always_inline __u64 zero_bytes(__u64 y)
 {
 	return (y - ONES) & ~y & HIGHS;
