@@ -112,6 +112,17 @@ fn paths() -> Vec<Path> {
         Path {
             name: "non-SIP pass (UDP 53)",
             frame: frame("192.0.2.9", 53, "ua"),
+            policy: drop.clone(),
+            expect: Some(Reason::PassNonSip),
+        },
+        Path {
+            name: "non-SIP pass (IPv6 UDP 53: general parser)",
+            frame: {
+                let payload = sip_options("ua", PAYLOAD_BYTES);
+                let (src, dst) =
+                    ("2001:db8::9".parse().expect("address"), "2001:db8::1".parse().expect("address"));
+                FrameSpec::udp(src, dst, 40_000, 53, &payload).build()
+            },
             policy: drop,
             expect: Some(Reason::PassNonSip),
         },
