@@ -332,7 +332,10 @@ impl FilterMaps {
     pub(crate) fn sync_hint(&mut self) -> Result<(), Error> {
         let wanted = hint_of(read_trie(&self.src_v4, "src_v4")?.keys());
         let hint = self.read_hint()?;
-        self.write_hint(&union(&hint, &wanted), &wanted)
+        // Missing bits first, surplus ones after: a running program never misses an entry.
+        let both = union(&hint, &wanted);
+        self.write_hint(&hint, &both)?;
+        self.write_hint(&both, &wanted)
     }
 
     fn read_hint(&self) -> Result<Hint, Error> {

@@ -509,3 +509,46 @@ fn scanner_scan_agrees_on_generated_payloads() {
     }
     assert!(scanners > 100 && clean > 100, "both outcomes exercised: {scanners} scanners, {clean} clean");
 }
+
+/// Removes a pin folder (its files, then itself) when dropped, whatever the test did.
+struct PinDir(std::path::PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Pins left by a version without `src_v4_hint` (trie full, hint absent): the load rebuilds
+/// the hint from the trie, or allow-listed sources would be judged unknown.
+#[test]
+fn load_rebuilds_the_v4_hint_from_pinned_entries() {
+    const TEST: &str = "load_rebuilds_the_v4_hint_from_pinned_entries";
+    if !tests::is_root() {
+        let _ = tests::skip(TEST, "pinning and BPF_PROG_TEST_RUN need root");
+        return;
+    }
+    ebpf::ensure_bpffs().expect("bpffs");
+    let dir =
+        PinDir(std::path::PathBuf::from(format!("/sys/fs/bpf/sipedge-test-hint-{}", std::process::id())));
+    let frame = udp("203.0.113.10", SIP, &sip_payload()).build();
+    let policy = table_policy();
+    {
+        let mut first = XdpFilter::load(&object(), Some(&dir.0)).expect("first load");
+        let maps = first.maps().expect("maps");
+        maps.apply_policy(&policy).expect("policy");
+        maps.sync_allow_list(&trunks()).expect("allow-list");
+        assert_eq!(first.test_run(&frame, 1).expect("test_run").action, XDP_PASS);
+    }
+    std::fs::remove_file(dir.0.join("src_v4_hint")).expect("remove the hint's pin");
+    let mut second = XdpFilter::load(&object(), Some(&dir.0)).expect("second load, from the pins");
+    let before = second.maps().expect("maps").stats().expect("stats");
+    assert_eq!(second.test_run(&frame, 1).expect("test_run").action, XDP_PASS);
+    let after = second.maps().expect("maps").stats().expect("stats");
+    assert_eq!(after.packets_since(&before)[Reason::PassAllow as usize], 1, "judged by the pinned trie");
+}
