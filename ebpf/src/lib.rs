@@ -14,6 +14,7 @@ pub mod craft;
 mod error;
 mod events;
 pub mod frame;
+mod hint;
 mod loader;
 mod maps;
 mod placement;

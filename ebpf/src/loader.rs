@@ -129,8 +129,9 @@ impl XdpFilter {
             }
         }
         let mut ebpf = loader.load(object)?;
-        let maps =
+        let mut maps =
             FilterMaps::from_source(|name| ebpf.take_map(name).ok_or(Error::Missing { kind: "map", name }))?;
+        maps.sync_hint()?;
         let events = ebpf
             .take_map("drop_events")
             .ok_or(Error::Missing { kind: "map", name: "drop_events" })

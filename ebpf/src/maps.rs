@@ -10,19 +10,21 @@ use aya::maps::{Array, Map, MapData, PerCpuArray};
 use ipnet::IpNet;
 
 use crate::error::Error;
+use crate::hint::{Hint, hint_of, union};
 use crate::policy::Policy;
 use crate::shared::{
     Counter, FilterConfig, MAX_SCANNER_SIGS, MAX_SRC_ENTRIES, PORT_TCP, PORT_UDP, REASON_COUNT, Reason,
-    ScannerSig, SrcValue, V4Addr, V6Addr,
+    ScannerSig, SrcValue, V4_HINT_WORDS, V4Addr, V6Addr,
 };
 use crate::srctrie::{Own, Prefix, derive, mask};
 
 /// Names of every map the loader pins (the ring buffer and the state maps included).
-pub const MAP_NAMES: [&str; 11] = [
+pub const MAP_NAMES: [&str; 12] = [
     "config",
     "ports",
     "src_v4",
     "src_v6",
+    "src_v4_hint",
     "rate_src",
     "rate_global",
     "frags",
@@ -81,6 +83,7 @@ pub struct FilterMaps {
     ports: Array<MapData, u8>,
     src_v4: LpmTrie<MapData, V4Addr, SrcValue>,
     src_v6: LpmTrie<MapData, V6Addr, SrcValue>,
+    src_v4_hint: Array<MapData, u64>,
     scanner_sigs: Array<MapData, ScannerSig>,
     counters: PerCpuArray<MapData, Counter>,
 }
@@ -105,6 +108,7 @@ impl FilterMaps {
             ports: convert("ports", get("ports")?)?,
             src_v4: convert("src_v4", get("src_v4")?)?,
             src_v6: convert("src_v6", get("src_v6")?)?,
+            src_v4_hint: convert("src_v4_hint", get("src_v4_hint")?)?,
             scanner_sigs: convert("scanner_sigs", get("scanner_sigs")?)?,
             counters: convert("counters", get("counters")?)?,
         })
@@ -313,8 +317,44 @@ impl FilterMaps {
                 return Err(Error::TooManyPrefixes { family, max: MAX_SRC_ENTRIES });
             }
         }
-        write_trie(&mut self.src_v4, "src_v4", &old4, &derive(&own4))?;
-        write_trie(&mut self.src_v6, "src_v6", &old6, &derive(&own6))
+        let new4 = derive(&own4);
+        // The hint covers the old and the new entries while the trie changes, then the new only.
+        let (hint, wanted) = (self.read_hint()?, hint_of(new4.keys()));
+        let both = union(&hint, &wanted);
+        self.write_hint(&hint, &both)?;
+        write_trie(&mut self.src_v4, "src_v4", &old4, &new4)?;
+        write_trie(&mut self.src_v6, "src_v6", &old6, &derive(&own6))?;
+        self.write_hint(&both, &wanted)
+    }
+
+    /// Rewrites `src_v4_hint` from the `src_v4` trie (after a load: pins from a version without
+    /// the hint leave it empty while the trie has entries).
+    pub(crate) fn sync_hint(&mut self) -> Result<(), Error> {
+        let wanted = hint_of(read_trie(&self.src_v4, "src_v4")?.keys());
+        let hint = self.read_hint()?;
+        // Missing bits first, surplus ones after: a running program never misses an entry.
+        let both = union(&hint, &wanted);
+        self.write_hint(&hint, &both)?;
+        self.write_hint(&both, &wanted)
+    }
+
+    fn read_hint(&self) -> Result<Hint, Error> {
+        (0..V4_HINT_WORDS)
+            .map(|i| {
+                let i = u32::try_from(i).unwrap_or(u32::MAX);
+                self.src_v4_hint.get(&i, 0).map_err(Error::map("src_v4_hint"))
+            })
+            .collect()
+    }
+
+    /// Writes the words of `new` that differ from `old` (the map's current contents).
+    fn write_hint(&mut self, old: &Hint, new: &Hint) -> Result<(), Error> {
+        for (i, (o, n)) in (0u32..).zip(old.iter().zip(new)) {
+            if o != n {
+                self.src_v4_hint.set(i, *n, 0).map_err(Error::map("src_v4_hint"))?;
+            }
+        }
+        Ok(())
     }
 
     /// The verdict counters summed over CPUs.

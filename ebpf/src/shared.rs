@@ -15,6 +15,8 @@ pub const SRC_BLOCKED: u32 = 2;
 pub const OWN_ALLOW: u32 = 4;
 /// `src_value.flags`: the prefix itself is blocked (`OWN_BLOCK`).
 pub const OWN_BLOCK: u32 = 8;
+/// Words of the `src_v4_hint` map: one bit per IPv4 /16 (`V4_HINT_WORDS`).
+pub const V4_HINT_WORDS: usize = 1024;
 /// Bytes of the UDP payload scanned for signatures (`SCAN_MAX_BYTES`).
 pub const SCAN_MAX_BYTES: usize = 1024;
 /// Offset of the UDP payload in the frame past which it is not scanned (`MAX_PAYLOAD_OFF`).

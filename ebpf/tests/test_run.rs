@@ -48,6 +48,8 @@ fn trunks() -> Vec<(ipnet::IpNet, u32)> {
         ("2001:db8:a::/48".parse().expect("cidr"), 1),
         ("192.0.2.200/32".parse().expect("cidr"), 2),
         ("10.20.0.0/16".parse().expect("cidr"), 3),
+        // Shorter than /16: marks 16 /16s in src_v4_hint.
+        ("172.16.0.0/12".parse().expect("cidr"), 4),
     ]
 }
 
@@ -187,6 +189,10 @@ fn drop_policy_table() {
         case("trunk /16, expired /24 block", udp("10.20.0.8", SIP, &sip).build(), Reason::PassAllow),
         case("live /32 inside an expired /24", udp("10.20.0.9", SIP, &sip).build(), Reason::DropBlock),
         case("trunk /16 outside the blocks", udp("10.20.5.1", SIP, &sip).build(), Reason::PassAllow),
+        case("trunk /12, its last /16", udp("172.31.255.1", SIP, &sip).build(), Reason::PassAllow),
+        case("just past the trunk /12", udp("172.32.0.1", SIP, &sip).build(), Reason::DropUnknown),
+        case("unknown, no listed /16", udp("100.64.0.1", SIP, &sip).build(), Reason::DropUnknown),
+        case("unknown in a listed /16", udp("203.0.112.5", SIP, &sip).build(), Reason::DropUnknown),
         case("blocked v4 TCP", tcp("198.51.100.7", SIP).build(), Reason::DropBlock),
         case("802.1Q allow-listed", vlan(udp("203.0.113.10", SIP, &sip), &[ETH_P_8021Q]), Reason::PassAllow),
         case(
@@ -323,6 +329,13 @@ fn drop_policy_table() {
     let mut long_ihl = full[..14 + 24].to_vec();
     long_ihl[14] = 0x4f;
     cases.push(case("IPv4 IHL past the end", long_ihl, Reason::PassMalformed));
+    // Don't-fragment set: still the common frame (parse_fast), not a fragment.
+    let mut df_allowed = udp("203.0.113.10", SIP, &sip).build();
+    df_allowed[20] = 0x40;
+    cases.push(case("IPv4 DF allow-listed", df_allowed, Reason::PassAllow));
+    let mut df_dns = udp("192.0.2.50", 53, b"dns").build();
+    df_dns[20] = 0x40;
+    cases.push(case("IPv4 DF to DNS", df_dns, Reason::PassNonSip));
     let mut bad_version = full.clone();
     bad_version[14] = 0x65;
     cases.push(case("IPv4 ethertype, version 6", bad_version, Reason::PassMalformed));
@@ -460,6 +473,8 @@ fn scanner_scan_agrees_on_generated_payloads() {
         "carrier/2.0",
         "friendly",
         "VaxSIPUserAgen",
+        "Friendly-Scanner/1.0",
+        "\"SIPVicious\"",
     ];
     let (mut scanners, mut clean) = (0, 0);
     for n in 0..PAYLOADS {
@@ -493,4 +508,47 @@ fn scanner_scan_agrees_on_generated_payloads() {
         if want == Reason::DropScanner { scanners += 1 } else { clean += 1 }
     }
     assert!(scanners > 100 && clean > 100, "both outcomes exercised: {scanners} scanners, {clean} clean");
+}
+
+/// Removes a pin folder (its files, then itself) when dropped, whatever the test did.
+struct PinDir(std::path::PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Pins left by a version without `src_v4_hint` (trie full, hint absent): the load rebuilds
+/// the hint from the trie, or allow-listed sources would be judged unknown.
+#[test]
+fn load_rebuilds_the_v4_hint_from_pinned_entries() {
+    const TEST: &str = "load_rebuilds_the_v4_hint_from_pinned_entries";
+    if !tests::is_root() {
+        let _ = tests::skip(TEST, "pinning and BPF_PROG_TEST_RUN need root");
+        return;
+    }
+    ebpf::ensure_bpffs().expect("bpffs");
+    let dir =
+        PinDir(std::path::PathBuf::from(format!("/sys/fs/bpf/sipedge-test-hint-{}", std::process::id())));
+    let frame = udp("203.0.113.10", SIP, &sip_payload()).build();
+    let policy = table_policy();
+    {
+        let mut first = XdpFilter::load(&object(), Some(&dir.0)).expect("first load");
+        let maps = first.maps().expect("maps");
+        maps.apply_policy(&policy).expect("policy");
+        maps.sync_allow_list(&trunks()).expect("allow-list");
+        assert_eq!(first.test_run(&frame, 1).expect("test_run").action, XDP_PASS);
+    }
+    std::fs::remove_file(dir.0.join("src_v4_hint")).expect("remove the hint's pin");
+    let mut second = XdpFilter::load(&object(), Some(&dir.0)).expect("second load, from the pins");
+    let before = second.maps().expect("maps").stats().expect("stats");
+    assert_eq!(second.test_run(&frame, 1).expect("test_run").action, XDP_PASS);
+    let after = second.maps().expect("maps").stats().expect("stats");
+    assert_eq!(after.packets_since(&before)[Reason::PassAllow as usize], 1, "judged by the pinned trie");
 }

@@ -17,6 +17,7 @@
 #define MAX_SCANNER_SIGS 16      /* configurable scanner signatures */
 #define MAX_SIG_LEN 32           /* bytes of one signature */
 #define PORT_SPACE 65536         /* the ports map is indexed by destination port */
+#define V4_HINT_WORDS 1024       /* src_v4_hint: one bit per IPv4 /16 (65536), 64 per word */
 #define EVENT_RING_BYTES (256 * 1024) /* ring buffer of sampled drop events */
 
 /* Payload scan for scanner signatures. Only the header section is read, and only up to this

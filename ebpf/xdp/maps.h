@@ -41,6 +41,18 @@ struct {
 	__type(value, struct src_value);
 } src_v6 SEC(".maps");
 
+/* Which IPv4 /16s hold an src_v4 entry or lie inside one: bit (addr >> 16) % 64 of word
+ * addr >> 22 (host byte order). A clear bit means no src_v4 entry covers any address of that
+ * /16, so the trie lookup can be skipped: an unknown source outside every listed /16 costs an
+ * array read instead of a trie walk. User space sets bits before it writes the entries they
+ * describe and clears them after it removes the last one (ebpf/src/hint.rs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, V4_HINT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} src_v4_hint SEC(".maps");
+
 /* Token bucket per unknown source (LRU: a spoofing flood evicts old sources, never fails). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

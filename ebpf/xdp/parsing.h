@@ -42,15 +42,15 @@ struct cursor {
 
 /* What the program needs to know about one packet. */
 struct pkt {
+	__u8 src[16]; /* IPv4 in the first 4 bytes, the rest zero */
+	__u8 dst[16];
 	__u32 family; /* 4 or 6 */
 	__u32 frag_id;
-	__u8 frag;    /* FRAG_* */
-	__u8 proto;
+	__u32 payload_off; /* offset of the L4 payload from the start of the frame */
 	__u16 sport;  /* host byte order */
 	__u16 dport;
-	__u8 src[16];
-	__u8 dst[16];
-	__u32 payload_off; /* offset of the L4 payload from the start of the frame */
+	__u8 frag;    /* FRAG_* */
+	__u8 proto;
 };
 
 struct vlan_hdr_ {

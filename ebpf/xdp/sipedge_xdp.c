@@ -3,7 +3,12 @@
  * allow-list -> pass; otherwise the unknown-source policy (drop, or a per-source token bucket
  * under a global budget, with a scanner-signature check on what the buckets admit). Everything
  * else passes untouched. Every verdict leaves through finish(), which counts it by reason.
- * ebpf/src/userspace.rs is the same policy in Rust; one packet table tests both. */
+ * ebpf/src/userspace.rs is the same policy in Rust; one packet table tests both.
+ *
+ * Cost (bench/README.md, "XDP filter"): the common frame (untagged IPv4, UDP or TCP) is parsed
+ * inline by parse_fast, so a packet to another port costs its headers' checks, one port-map
+ * read and its counter; everything else goes through the general parser. An IPv4 source outside
+ * every listed /16 skips the trie walk (src_v4_hint). */
 #include "consts.h"
 #include "shared.h"
 #include "maps.h"
@@ -48,12 +53,53 @@ __noinline int match_sig(struct xdp_md *ctx, __u32 off, __u32 sig_index)
 	return 1;
 }
 
-/* Folded header names whose values are matched. */
-static const char HDR_UA[HDR_UA_LEN] = "user-agent:";
-static const char HDR_FROM[HDR_FROM_LEN] = "from:";
+#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+#define WORD 8
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the word-at-a-time header and signature compares assume little-endian words"
+#endif
+
+/* The 8 bytes at p as one little-endian word. Packet reads need not be aligned (x86, arm64). */
+static __always_inline __u64 load8(const __u8 *p)
+{
+	return *(const __u64 *)p;
+}
+
+/* fold() on each byte of a word: ASCII upper-case letters to lower case, nothing else changed.
+ * Setting each byte's top bit first keeps the subtractions from borrowing across bytes. */
+static __always_inline __u64 fold8(__u64 x)
+{
+	__u64 h = x | HIGHS;
+	__u64 upper = (h - 0x41 * ONES) & ~(h - 0x5b * ONES) & ~x & HIGHS; /* 'A' <= b <= 'Z' */
+	return x | (upper >> 2);                                           /* 0x80 >> 2 = 0x20 */
+}
+
+/* Non-zero exactly when some byte of y is zero (its high bit is set then; above a zero byte a
+ * 0x01 byte may be flagged too, so callers find the bytes themselves). */
+static __always_inline __u64 zero_bytes(__u64 y)
+{
+	return (y - ONES) & ~y & HIGHS;
+}
+
+/* The bytes of the first n (<= WORD) characters of a word: 1 bits where they are. */
+static __always_inline __u64 low_bytes(__u32 n)
+{
+	return n >= WORD ? ~0ULL : (1ULL << (n * 8)) - 1;
+}
+
+/* Folded header names whose values are matched, as words: "user-age", "r-agent:" (bytes 3 to
+ * 10 of "user-agent:") and "from:". */
+#define W_USER_AGE 0x6567612d72657375ULL
+#define W_R_AGENT 0x3a746e6567612d72ULL
+#define W_FROM 0x3a6d6f7266ULL
+_Static_assert(HDR_UA_LEN == 3 + WORD && HDR_FROM_LEN == 5, "header words cover the names");
 
 /* 1 when the header line at frame offset off is a User-Agent or From whose value starts with a
- * configured scanner signature. */
+ * configured scanner signature. Header names and the first WORD bytes of every signature are
+ * compared a word at a time; only a signature whose first word matches gets match_sig. */
 __noinline int match_line(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 {
 	if (off > MAX_LINE_OFF)
@@ -63,31 +109,39 @@ __noinline int match_line(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 	__u8 *p = data + BOUNDED(off, OFF_MASK);
 	if ((void *)(p + HDR_UA_LEN + MAX_VALUE_SKIP) > end)
 		return 0;
-	__u32 vlen = 0;
-	int ua = 1, from = 1;
-#pragma unroll
-	for (int i = 0; i < HDR_UA_LEN; i++)
-		ua &= fold(p[i]) == (__u8)HDR_UA[i];
-#pragma unroll
-	for (int i = 0; i < HDR_FROM_LEN; i++)
-		from &= fold(p[i]) == (__u8)HDR_FROM[i];
-	if (ua)
+	__u64 head = fold8(load8(p));
+	__u32 vlen;
+	if (head == W_USER_AGE && fold8(load8(p + 3)) == W_R_AGENT)
 		vlen = HDR_UA_LEN;
-	else if (from)
+	else if ((head & low_bytes(HDR_FROM_LEN)) == W_FROM)
 		vlen = HDR_FROM_LEN;
 	else
 		return 0;
-	__u32 v = off + vlen;
+	__u32 skip = 0;
 #pragma unroll
 	for (int i = 0; i < MAX_VALUE_SKIP; i++) {
 		__u8 b = p[vlen + i];
 		if (b != ' ' && b != '\t' && b != '"')
 			break;
-		v++;
+		skip++;
 	}
+	__u32 v = off + vlen + skip;
+	/* The value's first word, when the packet has it (else every signature gets match_sig). */
+	int whole = (void *)(p + HDR_UA_LEN + MAX_VALUE_SKIP + WORD) <= end;
+	__u64 first = whole ? fold8(load8(p + BOUNDED(vlen + skip, 0xf))) : 0;
 	for (__u32 s = 0; s < MAX_SCANNER_SIGS; s++) {
 		if (s >= nsigs)
 			break;
+		if (whole) {
+			__u32 key = s;
+			struct scanner_sig *sig = bpf_map_lookup_elem(&scanner_sigs, &key);
+			if (!sig)
+				continue; /* as match_sig: no signature, no match */
+			__u64 want;
+			__builtin_memcpy(&want, sig->bytes, WORD);
+			if ((first ^ want) & low_bytes(sig->len))
+				continue;
+		}
 		if (match_sig(ctx, v, s))
 			return 1;
 	}
@@ -108,11 +162,6 @@ static __always_inline int at_newline(struct xdp_md *ctx, __u32 off, __u32 i, __
 	return match_line(ctx, off + i + 1, nsigs);
 }
 
-#define NEWLINES 0x0a0a0a0a0a0a0a0aULL
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-#define WORD 8
-
 /* 1 when a header line of the UDP payload at frame offset off carries a scanner signature.
  * Reads at most SCAN_MAX_BYTES and stops at the blank line that ends the headers. Words of
  * 8 bytes without a newline are skipped with one test (SWAR); the rest goes byte by byte. */
@@ -128,8 +177,7 @@ __noinline int scan_payload(struct xdp_md *ctx, __u32 off, __u32 nsigs)
 		i = w * WORD;
 		if ((void *)(p + i + WORD + 1) > end)
 			break;
-		__u64 x = *(__u64 *)(p + i) ^ NEWLINES;
-		if (((x - ONES) & ~x & HIGHS) == 0)
+		if (zero_bytes(load8(p + i) ^ NEWLINES) == 0)
 			continue;
 #pragma unroll
 		for (__u32 b = 0; b < WORD; b++) {
@@ -182,7 +230,17 @@ static __always_inline struct src_value *source_entry(struct pkt *p)
 	if (p->family == 4) {
 		struct lpm_v4_key k = {.prefixlen = 32};
 		__builtin_memcpy(k.addr, p->src, 4);
-		return bpf_map_lookup_elem(&src_v4, &k);
+		__u32 host = bpf_ntohl(*(__u32 *)k.addr);
+		__u32 word = host >> 22;
+		__u64 *hint = bpf_map_lookup_elem(&src_v4_hint, &word);
+		if (!hint || !((*hint >> ((host >> 16) & 63)) & 1))
+			return NULL; /* no entry in or around this /16 */
+		struct src_value *s = bpf_map_lookup_elem(&src_v4, &k);
+		/* Keeps clang from merging the two lookups into one call: a call that sees two maps
+		 * keeps the generic helper (an indirect call to the map's lookup); with one map the
+		 * verifier calls the trie's lookup directly. */
+		asm volatile("" : "+r"(s));
+		return s;
 	}
 	struct lpm_v6_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, p->src, 16);
@@ -293,6 +351,29 @@ __noinline int parse_packet(struct xdp_md *ctx, struct pkt *p)
 	return r;
 }
 
+/* 1 when port is configured as a SIP port for transport proto (IPPROTO_UDP or IPPROTO_TCP). */
+static __always_inline int sip_port(__u32 port, __u8 proto)
+{
+	__u8 *bits = bpf_map_lookup_elem(&ports, &port);
+	__u8 want = proto == IPPROTO_UDP ? PORT_UDP : PORT_TCP;
+	return bits && (*bits & want);
+}
+
+/* A packet to a SIP port (p complete): its verdict by source; a first fragment's verdict is
+ * remembered for the fragments that follow. */
+static __always_inline int judge_sip(struct xdp_md *ctx, struct pkt *p)
+{
+	int reason = judge_source(ctx, p);
+	if (p->frag == FRAG_FIRST) {
+		struct frag_key k = {};
+		struct frag_value v = {.reason = reason};
+		frag_key_of(&k, p);
+		bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
+	}
+	return reason;
+}
+
+/* Any frame, through the general parser (p zeroed by the caller). */
 static __always_inline int judge(struct xdp_md *ctx, struct pkt *p)
 {
 	int r = parse_packet(ctx, p);
@@ -302,19 +383,60 @@ static __always_inline int judge(struct xdp_md *ctx, struct pkt *p)
 		return R_PASS_MALFORMED;
 	if (p->frag == FRAG_LATER)
 		return judge_later_fragment(p);
-	__u32 port = p->dport;
-	__u8 *bits = bpf_map_lookup_elem(&ports, &port);
-	__u8 want = p->proto == IPPROTO_UDP ? PORT_UDP : PORT_TCP;
-	if (!bits || !(*bits & want))
+	if (!sip_port(p->dport, p->proto))
 		return R_PASS_NON_SIP;
-	int reason = judge_source(ctx, p);
-	if (p->frag == FRAG_FIRST) {
-		struct frag_key k = {};
-		struct frag_value v = {.reason = reason};
-		frag_key_of(&k, p);
-		bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
-	}
-	return reason;
+	return judge_sip(ctx, p);
+}
+
+/* parse_fast results. */
+#define FAST_NON_SIP 0 /* the common frame, not to a SIP port: R_PASS_NON_SIP */
+#define FAST_SIP 1     /* the common frame to a SIP port: p complete */
+#define FAST_GENERAL 2 /* any other frame: the general parser decides */
+
+/* The common frame: untagged Ethernet, IPv4 without options, not fragmented, UDP or TCP with
+ * its header complete. Everything else (VLAN tags, IPv6, options, fragments, other protocols,
+ * truncation) gets FAST_GENERAL, so this parser decides only where parse_packet would have
+ * returned PARSE_OK with FRAG_NONE and the same ports: the verdicts are the general path's,
+ * but a packet to another port (RTP, DNS...) costs little more than its headers' checks. */
+static __always_inline int parse_fast(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
+		return FAST_GENERAL;
+	/* h_proto with one load: struct ethhdr is packed, so clang reads its fields bytewise */
+	if (*(__be16 *)(data + offsetof(struct ethhdr, h_proto)) != bpf_htons(ETH_P_IP))
+		return FAST_GENERAL;
+	/* version 4, IHL 5 (no options); neither MF nor a fragment offset */
+	if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(IPV4_MF | IPV4_OFFSET_MASK)))
+		return FAST_GENERAL;
+	__u8 proto = ip->protocol;
+	struct udphdr *l4 = (void *)(ip + 1);
+	__u32 l4_len;
+	if (proto == IPPROTO_UDP)
+		l4_len = sizeof(struct udphdr);
+	else if (proto == IPPROTO_TCP)
+		l4_len = sizeof(struct tcphdr);
+	else
+		return FAST_GENERAL;
+	if ((void *)l4 + l4_len > end)
+		return FAST_GENERAL;
+	__u16 dport = bpf_ntohs(l4->dest);
+	if (!sip_port(dport, proto))
+		return FAST_NON_SIP;
+	__builtin_memset(p, 0, sizeof(*p));
+	__builtin_memcpy(p->src, &ip->saddr, 4);
+	__builtin_memcpy(p->dst, &ip->daddr, 4);
+	p->family = 4;
+	p->frag_id = bpf_ntohs(ip->id);
+	p->payload_off = (void *)l4 + l4_len - data;
+	p->sport = bpf_ntohs(l4->source);
+	p->dport = dport;
+	p->frag = FRAG_NONE;
+	p->proto = proto;
+	return FAST_SIP;
 }
 
 /* Samples one drop in sample_every per CPU into the ring buffer. */
@@ -358,6 +480,16 @@ static __always_inline int finish(struct xdp_md *ctx, struct pkt *p, __u32 reaso
 SEC("xdp")
 int sipedge_xdp(struct xdp_md *ctx)
 {
-	struct pkt p = {};
-	return finish(ctx, &p, judge(ctx, &p));
+	struct pkt p;
+	__u32 reason;
+	int fast = parse_fast(ctx, &p);
+	if (fast == FAST_NON_SIP) {
+		reason = R_PASS_NON_SIP;
+	} else if (fast == FAST_SIP) {
+		reason = judge_sip(ctx, &p);
+	} else {
+		__builtin_memset(&p, 0, sizeof(p));
+		reason = judge(ctx, &p);
+	}
+	return finish(ctx, &p, reason);
 }

@@ -23,6 +23,14 @@ struct Args {
     /// Measurements per path.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// sipedge's program from this object file instead of the one built in (to compare a
+    /// rebuilt `sipedge_xdp.o` with the committed one in the same time window).
+    #[arg(long)]
+    object: Option<std::path::PathBuf>,
+    /// Only the paths whose name contains this text (the minimal program always runs: it is
+    /// the baseline), e.g. to profile one path with `perf record`.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One verdict path: its frame, the policy that leads there, the reason it must end in.
@@ -72,6 +80,12 @@ fn paths() -> Vec<Path> {
             expect: Some(Reason::DropUnknown),
         },
         Path {
+            name: "unknown drop, listed /16 (trie walk)",
+            frame: frame("203.0.112.9", 5060, "ua"),
+            policy: drop.clone(),
+            expect: Some(Reason::DropUnknown),
+        },
+        Path {
             name: "blocklisted drop",
             frame: frame("198.51.100.7", 5060, "ua"),
             policy: drop.clone(),
@@ -98,17 +112,28 @@ fn paths() -> Vec<Path> {
         Path {
             name: "non-SIP pass (UDP 53)",
             frame: frame("192.0.2.9", 53, "ua"),
+            policy: drop.clone(),
+            expect: Some(Reason::PassNonSip),
+        },
+        Path {
+            name: "non-SIP pass (IPv6 UDP 53: general parser)",
+            frame: {
+                let payload = sip_options("ua", PAYLOAD_BYTES);
+                let (src, dst) =
+                    ("2001:db8::9".parse().expect("address"), "2001:db8::1".parse().expect("address"));
+                FrameSpec::udp(src, dst, 40_000, 53, &payload).build()
+            },
             policy: drop,
             expect: Some(Reason::PassNonSip),
         },
     ]
 }
 
-fn load(path: &Path) -> anyhow::Result<XdpFilter> {
+fn load(path: &Path, object: &[u8]) -> anyhow::Result<XdpFilter> {
     if path.expect.is_none() {
         return Ok(XdpFilter::load_minimal()?);
     }
-    let mut f = XdpFilter::load(ebpf::SIPEDGE_XDP_OBJECT, None)?;
+    let mut f = XdpFilter::load(object, None)?;
     let maps = f.maps()?;
     maps.apply_policy(&path.policy)?;
     maps.sync_allow_list(&[("203.0.113.0/24".parse()?, 0)])?;
@@ -119,9 +144,16 @@ fn load(path: &Path) -> anyhow::Result<XdpFilter> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.rounds > 0 && args.repeat > 0, "--rounds and --repeat must be positive");
-    let paths = paths();
+    let object = match &args.object {
+        Some(file) => std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+        None => ebpf::SIPEDGE_XDP_OBJECT.to_vec(),
+    };
+    let mut paths = paths();
+    if let Some(only) = &args.only {
+        paths.retain(|p| p.expect.is_none() || p.name.contains(only.as_str()));
+    }
     let mut filters: Vec<XdpFilter> =
-        paths.iter().map(load).collect::<anyhow::Result<_>>().context("loading")?;
+        paths.iter().map(|p| load(p, &object)).collect::<anyhow::Result<_>>().context("loading")?;
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for _ in 0..args.rounds {
         for ((p, f), out) in paths.iter().zip(filters.iter_mut()).zip(ns.iter_mut()) {
