@@ -319,7 +319,9 @@ impl FilterMaps {
         }
         let new4 = derive(&own4);
         // The hint covers the old and the new entries while the trie changes, then the new only.
-        let (hint, wanted) = (self.read_hint()?, hint_of(new4.keys()));
+        // The map holds the hint of the trie as read (every writer keeps it so, and a load
+        // rebuilds it), so it is derived here instead of read back word by word.
+        let (hint, wanted) = (hint_of(old4.keys()), hint_of(new4.keys()));
         let both = union(&hint, &wanted);
         self.write_hint(&hint, &both)?;
         write_trie(&mut self.src_v4, "src_v4", &old4, &new4)?;
