@@ -184,6 +184,11 @@ pub struct NumberingPlan {
     country_code: Digits,
     /// The country code's value (1 to 3 digits, the first not 0).
     country_value: u64,
+    /// The country code's value minus the national prefix's (wrapping): added times 10^(NSN
+    /// digits) to a nationally dialled string's value, it swaps the prefix for the country code.
+    national_delta: u64,
+    /// The international prefix's value (its digits may all be 0).
+    international_value: u64,
     national_prefix: Digits,
     international_prefix: Digits,
     emergency: Vec<Digits>,
@@ -200,11 +205,16 @@ impl NumberingPlan {
         let emergency = emergency.filter(|e| e.len() <= MAX_EMERGENCY_NUMBERS)?;
         let country_code =
             Digits::new(&t.country_code).filter(|d| (1..=3).contains(&d.len) && d.buf[0] != b'0')?;
+        let country_value = decimal(country_code.as_slice());
+        let national_prefix = Digits::new(&t.national_prefix)?;
+        let international_prefix = Digits::new(&t.international_prefix).filter(|d| d.len > 0)?;
         Some(Self {
-            country_value: decimal(country_code.as_slice()),
+            country_value,
+            national_delta: country_value.wrapping_sub(decimal(national_prefix.as_slice())),
+            international_value: decimal(international_prefix.as_slice()),
             country_code,
-            national_prefix: Digits::new(&t.national_prefix)?,
-            international_prefix: Digits::new(&t.international_prefix).filter(|d| d.len > 0)?,
+            national_prefix,
+            international_prefix,
             emergency,
             min_national_digits: usize::from(t.min_national_digits),
         })
@@ -218,6 +228,19 @@ impl NumberingPlan {
     /// call's table access sooner. A string with separators or parameters is copied out of line.
     #[inline(always)]
     pub fn normalise(&self, user: &[u8], phone_context: Option<&[u8]>) -> Normalised {
+        // The commonest form of all, a number dialled in national or international form
+        // without `+` (9 to 16 digits: too long to be an emergency number, and read as two
+        // words that are checked and converted once).
+        if let (Some(first), Some(last)) = (user.first_chunk::<8>(), user.last_chunk::<8>())
+            && user.len() > MAX_EMERGENCY_DIGITS
+            && user.len() <= 16
+            && phone_context.is_none_or(|c| c.first() != Some(&b'+'))
+        {
+            let (first, last) = (u64::from_le_bytes(*first), u64::from_le_bytes(*last));
+            if two_words_of_digits(first, last) {
+                return self.classify_long(user, first, words_value(user.len(), first, last));
+            }
+        }
         match plain(user) {
             Some((plus, dialled)) if !dialled.is_empty() => self.classify(plus, dialled, phone_context),
             _ => self.normalise_stripped(user, phone_context),
@@ -264,6 +287,54 @@ impl NumberingPlan {
         finish(self.country_value, usize::from(self.country_code.len), nsn)
     }
 
+    /// [`NumberingPlan::classify`] of 9 to 16 digits dialled without `+` nor a global
+    /// `phone-context` (rules 4 to 6), from their first eight bytes and their value: the
+    /// prefixes are compared in the word already loaded, and the number's value is the
+    /// dialled string's with its prefix replaced arithmetically, not a second conversion.
+    #[inline(always)]
+    fn classify_long(&self, dialled: &[u8], first: u64, value: u64) -> Normalised {
+        let len = dialled.len();
+        let international = &self.international_prefix;
+        if first & international.mask == international.word {
+            // finish(0, 0, rest): its checks in its order (`rest` is not empty: a prefix has at
+            // most 8 digits).
+            let skip = usize::from(international.len);
+            let rest = len - skip;
+            if rest > E164_MAX_DIGITS {
+                return Normalised::Refused(Refusal::TooLong);
+            }
+            if rest < E164_MIN_DIGITS {
+                return Normalised::Refused(Refusal::Incomplete);
+            }
+            if dialled.get(skip) == Some(&b'0') {
+                return Normalised::Refused(Refusal::NotANumber);
+            }
+            let value = value - self.international_value * POW10[rest];
+            return Normalised::Number(E164 { value, digits: rest as u8 });
+        }
+        let national = &self.national_prefix;
+        let (nsn, delta) = if first & national.mask == national.word {
+            (len - usize::from(national.len), self.national_delta)
+        } else {
+            (len, self.country_value)
+        };
+        if nsn < self.min_national_digits {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        // finish(country, country digits, nsn): its checks (the NSN is not empty, a country
+        // code leads, so no leading-0 check).
+        let total = usize::from(self.country_code.len) + nsn;
+        if total > E164_MAX_DIGITS {
+            return Normalised::Refused(Refusal::TooLong);
+        }
+        if total < E164_MIN_DIGITS {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        // nsn < total <= E164_MAX_DIGITS: in bounds.
+        let value = value.wrapping_add(delta.wrapping_mul(POW10[nsn]));
+        Normalised::Number(E164 { value, digits: total as u8 })
+    }
+
     #[inline(always)]
     fn is_emergency(&self, digits: &[u8]) -> bool {
         // Emergency numbers are short: a full-length number is never compared.
@@ -292,6 +363,14 @@ const SIXES: u64 = u64::from_le_bytes([6; 8]);
 #[inline(always)]
 fn eight_digits(w: u64) -> bool {
     w & HIGH_NIBBLES == ASCII_ZEROS && w.wrapping_add(SIXES) & HIGH_NIBBLES == ASCII_ZEROS
+}
+
+/// True when the 16 bytes of two words are ASCII digits ([`eight_digits`] of both, with one
+/// branch).
+#[inline(always)]
+fn two_words_of_digits(a: u64, b: u64) -> bool {
+    let off = |w: u64| ((w & HIGH_NIBBLES) ^ ASCII_ZEROS) | ((w.wrapping_add(SIXES) & HIGH_NIBBLES) ^ ASCII_ZEROS);
+    off(a) | off(b) == 0
 }
 
 /// True when every byte is an ASCII digit: 8 to 16 bytes in two (overlapping) words.
@@ -347,19 +426,25 @@ fn strip<'b>(input: &[u8], buf: &'b mut [u8; MAX_DIALLED_DIGITS]) -> Result<(boo
     Ok((plus, &buf[..len]))
 }
 
-/// The value of at most 15 ASCII digits; 8 or more are read as two words.
+/// The value of at most 16 ASCII digits; 8 or more are read as two words.
 #[inline(always)]
 fn decimal(digits: &[u8]) -> u64 {
     match (digits.first_chunk::<8>(), digits.last_chunk::<8>()) {
         (Some(first), Some(last)) if digits.len() <= 16 => {
-            let low = eight_digit_value(u64::from_le_bytes(*last).wrapping_sub(ASCII_ZEROS));
-            // The first len - 8 digits, moved up so that zeros lead them.
-            let shift = 8 * (16 - digits.len()) as u32;
-            let first = u64::from_le_bytes(*first).wrapping_sub(ASCII_ZEROS).checked_shl(shift).unwrap_or(0);
-            eight_digit_value(first) * 100_000_000 + low
+            words_value(digits.len(), u64::from_le_bytes(*first), u64::from_le_bytes(*last))
         }
         _ => digits.iter().fold(0, |v, &d| v * 10 + u64::from(d - b'0')),
     }
+}
+
+/// The value of `len` (8 to 16) ASCII digits, from their first and last eight bytes.
+#[inline(always)]
+fn words_value(len: usize, first: u64, last: u64) -> u64 {
+    let low = eight_digit_value(last.wrapping_sub(ASCII_ZEROS));
+    // The first len - 8 digits, moved up so that zeros lead them.
+    let shift = 8 * (16 - len) as u32;
+    let first = first.wrapping_sub(ASCII_ZEROS).checked_shl(shift).unwrap_or(0);
+    eight_digit_value(first) * 100_000_000 + low
 }
 
 /// A local number with a global `phone-context` (`+44-20`): the context's digits lead.
@@ -664,7 +749,12 @@ mod tests {
                 spaced.push_str(sep);
             }
             let ctx = context.as_deref().map(str::as_bytes);
-            for plan in [nanp(), uk(), india()] {
+            // Italy: no national prefix; a made-up plan with long prefixes and a long minimum.
+            let italy = plan("country_code = \"39\"\nnational_prefix = \"\"\ninternational_prefix = \"00\"");
+            let long = plan(
+                "country_code = \"998\"\nnational_prefix = \"8123\"\ninternational_prefix = \"8810\"\nmin_national_digits = 11",
+            );
+            for plan in [nanp(), uk(), india(), italy, long] {
                 proptest::prop_assert_eq!(plan.normalise(bare.as_bytes(), ctx), plan.normalise(spaced.as_bytes(), ctx));
             }
         }

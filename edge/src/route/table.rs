@@ -162,11 +162,13 @@ impl Bucket {
     /// the processor from starting the next lookup's memory access meanwhile.
     #[inline(always)]
     fn find(&self, key: u64) -> Option<DidRoute> {
-        // A count, not `||`: the compiler turns an or of comparisons back into branches.
+        // A count, not `||`: the compiler turns an or of comparisons back into branches. Only
+        // the first key word carries a flag; the others are compared unmasked (a key above
+        // `KEY_MASK` matches none, as it matches no masked word).
         let mut hits = 0u64;
         let mut route = 0u64;
-        for (k, r) in self.keys.iter().zip(&self.routes) {
-            let eq = k & KEY_MASK == key;
+        for (i, (k, r)) in self.keys.iter().zip(&self.routes).enumerate() {
+            let eq = if i == 0 { k & KEY_MASK == key } else { *k == key };
             hits += u64::from(eq);
             route = std::hint::select_unpredictable(eq, *r, route);
         }
@@ -222,9 +224,16 @@ impl Slots {
     /// (few keys live there, and a short inline path lets the next lookup start sooner).
     #[inline(always)]
     fn get(&self, key: u64) -> Option<DidRoute> {
-        if key == 0 || key > KEY_MASK {
+        // 0 is the empty slot's key; a key above `KEY_MASK` matches no slot.
+        if key == 0 {
             return None;
         }
+        self.get_nonzero(key)
+    }
+
+    /// [`Slots::get`] of a key known not to be 0 (an E.164 number's).
+    #[inline(always)]
+    fn get_nonzero(&self, key: u64) -> Option<DidRoute> {
         let home = self.home(key);
         let bucket = self.buckets.get(home)?;
         if let Some(route) = bucket.find(key) {
@@ -349,7 +358,7 @@ impl DidTableBuilder {
     pub fn build(self) -> DidTable {
         DidTable {
             base: self.exact,
-            filter: (0..OVERLAY_FILTER_BITS / 64).map(|_| AtomicU64::new(0)).collect(),
+            filter: Box::new([const { AtomicU64::new(0) }; OVERLAY_FILTER_BITS / 64]),
             overlay: DashMap::with_hasher_and_shard_amount(RandomState::new(), DID_SHARDS),
             meta: RwLock::new(self.meta),
         }
@@ -362,7 +371,7 @@ pub struct DidTable {
     base: Slots,
     /// One bit per hash of the keys in the overlay: set before a lookup may need the overlay,
     /// never cleared (a compaction starts a new table with a clear filter).
-    filter: Box<[AtomicU64]>,
+    filter: Box<[AtomicU64; OVERLAY_FILTER_BITS / 64]>,
     /// Upserts (`Some`) and deletes (`None`) since the base was built.
     overlay: Map<Option<DidRoute>>,
     meta: RwLock<MetaStore>,
@@ -387,13 +396,33 @@ impl DidTable {
     /// shard for one probe.
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<DidRoute> {
-        let (word, bit) = filter_bit(key);
-        if self.filter.get(word).is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
-            && let Some(change) = self.overlay_get(key)
-        {
+        if let Some(change) = self.change_of(key) {
             return change;
         }
         self.base.get(key)
+    }
+
+    /// [`DidTable::get`] of a number: its key is never 0, which saves the check on a routed
+    /// call's path.
+    #[inline(always)]
+    pub fn get_number(&self, number: E164) -> Option<DidRoute> {
+        let key = number.key();
+        if let Some(change) = self.change_of(key) {
+            return change;
+        }
+        self.base.get_nonzero(key)
+    }
+
+    /// The overlay's change of `key`, read only when the key's filter bit is set.
+    #[inline(always)]
+    fn change_of(&self, key: u64) -> Option<Option<DidRoute>> {
+        let (word, bit) = filter_bit(key);
+        // `word` is below OVERLAY_FILTER_BITS / 64 (the top 16 bits of a hash, divided by 64):
+        // `get` compiles to no check.
+        if self.filter.get(word).is_some_and(|w| w.load(Ordering::Acquire) & bit != 0) {
+            return self.overlay_get(key);
+        }
+        None
     }
 
     /// Starts reading the bucket [`DidTable::get`] will read for `key` into the cache, and
