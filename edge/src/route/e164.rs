@@ -355,22 +355,30 @@ fn plain(input: &[u8]) -> Option<(bool, &[u8])> {
 
 /// Every byte of each of 8 bytes is an ASCII digit (eight bytes at once).
 const ASCII_ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
-const HIGH_NIBBLES: u64 = u64::from_le_bytes([0xF0; 8]);
-const SIXES: u64 = u64::from_le_bytes([6; 8]);
+/// Added to a byte's value minus `'0'`: 0 to 9 stay below 0x80, 10 to 0x7F reach it.
+const OVER_NINE: u64 = u64::from_le_bytes([0x80 - 10; 8]);
+const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
 
-/// True when the 8 bytes of `w` are ASCII digits: high nibble 3, and still 3 once 6 is added
-/// (`:` to `?` carry into 4). No byte carries into the next.
+/// The high bit of each byte of `w - '0'` (or of `w - '0' + OVER_NINE`): clear in every byte
+/// when all 8 bytes are ASCII digits, set in one at least otherwise. Bytes below `'0'` wrap to
+/// 0xD0 or more, bytes above `'9'` reach 0x80 once `OVER_NINE` is added; the borrow or carry
+/// such a byte passes to the next one only ever comes from a byte already flagged.
 #[inline(always)]
-fn eight_digits(w: u64) -> bool {
-    w & HIGH_NIBBLES == ASCII_ZEROS && w.wrapping_add(SIXES) & HIGH_NIBBLES == ASCII_ZEROS
+fn not_digits(w: u64) -> u64 {
+    let v = w.wrapping_sub(ASCII_ZEROS);
+    v | v.wrapping_add(OVER_NINE)
 }
 
-/// True when the 16 bytes of two words are ASCII digits ([`eight_digits`] of both, with one
-/// branch).
+/// True when the 8 bytes of `w` are ASCII digits.
+#[inline(always)]
+fn eight_digits(w: u64) -> bool {
+    not_digits(w) & HIGH_BITS == 0
+}
+
+/// True when the 16 bytes of two words are ASCII digits (one test, one branch).
 #[inline(always)]
 fn two_words_of_digits(a: u64, b: u64) -> bool {
-    let off = |w: u64| ((w & HIGH_NIBBLES) ^ ASCII_ZEROS) | ((w.wrapping_add(SIXES) & HIGH_NIBBLES) ^ ASCII_ZEROS);
-    off(a) | off(b) == 0
+    (not_digits(a) | not_digits(b)) & HIGH_BITS == 0
 }
 
 /// True when every byte is an ASCII digit: 8 to 16 bytes in two (overlapping) words.
