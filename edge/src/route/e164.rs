@@ -102,22 +102,32 @@ impl Refusal {
     }
 }
 
-/// An E.164 number: its digits as an integer, and how many there are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct E164 {
-    value: u64,
-    digits: u8,
-}
+/// Bits of [`E164`]'s word that hold the digit count (at most 15).
+const DIGIT_COUNT_BITS: u32 = 4;
+
+/// An E.164 number: its digits as an integer, and how many there are, in one word (the value
+/// above [`DIGIT_COUNT_BITS`] bits of count), so that it and the decisions holding it are
+/// small. Ordered by value, then digit count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(u64);
 
 impl E164 {
+    /// `value` (below 10^15) with `digits` (at most 15) digits.
+    #[inline(always)]
+    const fn new(value: u64, digits: u8) -> Self {
+        Self(value << DIGIT_COUNT_BITS | digits as u64)
+    }
+
     /// The DID table key: the digits read as an integer (at most 15 digits, so below 10^15).
+    #[inline(always)]
     pub fn key(self) -> u64 {
-        self.value
+        self.0 >> DIGIT_COUNT_BITS
     }
 
     /// Number of digits (7 to 15 for a routable number; 1 to 15 for a block prefix).
+    #[inline(always)]
     pub fn digits(self) -> u8 {
-        self.digits
+        (self.0 & ((1 << DIGIT_COUNT_BITS) - 1)) as u8
     }
 
     /// Builds from digits without `+`: 1 to 15 digits, the first not 0.
@@ -132,7 +142,7 @@ impl E164 {
             }
             value = value * 10 + u64::from(d - b'0');
         }
-        Some(Self { value, digits: digits.len() as u8 })
+        Some(Self::new(value, digits.len() as u8))
     }
 
     /// Parses the configuration's form: `+` then 1 to 15 digits, the first not 0.
@@ -145,13 +155,19 @@ impl E164 {
         if value == 0 || value >= 10u64.pow(E164_MAX_DIGITS as u32) {
             return None;
         }
-        Some(Self { value, digits: value.ilog10() as u8 + 1 })
+        Some(Self::new(value, value.ilog10() as u8 + 1))
     }
 }
 
 impl std::fmt::Display for E164 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "+{}", self.value)
+        write!(f, "+{}", self.key())
+    }
+}
+
+impl std::fmt::Debug for E164 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E164").field("value", &self.key()).field("digits", &self.digits()).finish()
     }
 }
 
@@ -231,9 +247,8 @@ impl NumberingPlan {
         // The commonest form of all, a number dialled in national or international form
         // without `+` (9 to 16 digits: too long to be an emergency number, and read as two
         // words that are checked and converted once).
-        if let (Some(first), Some(last)) = (user.first_chunk::<8>(), user.last_chunk::<8>())
-            && user.len() > MAX_EMERGENCY_DIGITS
-            && user.len() <= 16
+        if (MAX_EMERGENCY_DIGITS + 1..=16).contains(&user.len())
+            && let (Some(first), Some(last)) = (user.first_chunk::<8>(), user.last_chunk::<8>())
             && phone_context.is_none_or(|c| c.first() != Some(&b'+'))
         {
             let (first, last) = (u64::from_le_bytes(*first), u64::from_le_bytes(*last));
@@ -310,7 +325,7 @@ impl NumberingPlan {
                 return Normalised::Refused(Refusal::NotANumber);
             }
             let value = value - self.international_value * POW10[rest];
-            return Normalised::Number(E164 { value, digits: rest as u8 });
+            return Normalised::Number(E164::new(value, rest as u8));
         }
         let national = &self.national_prefix;
         let (nsn, delta) = if first & national.mask == national.word {
@@ -332,7 +347,7 @@ impl NumberingPlan {
         }
         // nsn < total <= E164_MAX_DIGITS: in bounds.
         let value = value.wrapping_add(delta.wrapping_mul(POW10[nsn]));
-        Normalised::Number(E164 { value, digits: total as u8 })
+        Normalised::Number(E164::new(value, total as u8))
     }
 
     #[inline(always)]
@@ -491,7 +506,7 @@ fn finish(head: u64, head_len: usize, rest: &[u8]) -> Normalised {
     }
     // rest.len() <= total <= E164_MAX_DIGITS: in bounds.
     let value = head * POW10[rest.len()] + decimal(rest);
-    Normalised::Number(E164 { value, digits: total as u8 })
+    Normalised::Number(E164::new(value, total as u8))
 }
 
 #[cfg(test)]
@@ -693,15 +708,15 @@ mod tests {
     fn tel_phone_context() {
         let p = uk();
         let n = |user: &str, ctx: &str| p.normalise(user.as_bytes(), Some(ctx.as_bytes()));
-        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
-        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164 { value: 442079460000, digits: 12 }));
+        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164::new(15551230000, 11)));
+        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164::new(442079460000, 12)));
         // A domain context adds nothing: the trunk's rules apply.
         assert_eq!(
             n("02079460000", "example.com"),
-            Normalised::Number(E164 { value: 442079460000, digits: 12 })
+            Normalised::Number(E164::new(442079460000, 12))
         );
         // A global number ignores the context.
-        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164::new(15551230000, 11)));
         assert_eq!(n("999", "+44"), Normalised::Emergency);
         assert_eq!(n("12345678901234", "+44"), Normalised::Refused(Refusal::TooLong));
         assert_eq!(n("79460000", "+4x"), Normalised::Refused(Refusal::NotANumber));
@@ -718,7 +733,7 @@ mod tests {
         assert_eq!(E164::parse_plus("+0442079460000"), None);
         assert_eq!(E164::parse_plus("442079460000"), None);
         assert_eq!(E164::parse_plus("+1234567890123456"), None);
-        assert_eq!(E164::parse_plus("+1"), Some(E164 { value: 1, digits: 1 }));
+        assert_eq!(E164::parse_plus("+1"), Some(E164::new(1, 1)));
     }
 
     proptest::proptest! {
