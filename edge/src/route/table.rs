@@ -162,17 +162,49 @@ impl Bucket {
     /// the processor from starting the next lookup's memory access meanwhile.
     #[inline(always)]
     fn find(&self, key: u64) -> Option<DidRoute> {
-        // A count, not `||`: the compiler turns an or of comparisons back into branches. Only
-        // the first key word carries a flag; the others are compared unmasked (a key above
-        // `KEY_MASK` matches none, as it matches no masked word).
+        self.slot_of(key).and_then(|slot| self.routes.get(slot)).map(|&r| DidRoute(r))
+    }
+
+    /// The slot holding `key`: the four keys compared two at a time in SSE2 registers (part of
+    /// every x86-64 processor), about half the instructions of four scalar compares. Only the
+    /// first key word carries a flag.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn slot_of(&self, key: u64) -> Option<usize> {
+        use std::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_castsi128_pd, _mm_cmpeq_epi32, _mm_movemask_pd, _mm_set_epi64x,
+            _mm_set1_epi64x, _mm_shuffle_epi32,
+        };
+        let [k0, k1, k2, k3] = self.keys.map(|k| k as i64);
+        // SAFETY: these intrinsics only need SSE2, which this code is compiled for (the cfg
+        // above); they read no memory.
+        let mask = unsafe {
+            let want = _mm_set1_epi64x(key as i64);
+            // Equal 64-bit lanes: both 32-bit halves equal (each and'ed with its neighbour).
+            let equal = |keys: __m128i| {
+                let halves = _mm_cmpeq_epi32(keys, want);
+                _mm_castsi128_pd(_mm_and_si128(halves, _mm_shuffle_epi32::<0b1011_0001>(halves)))
+            };
+            let low = _mm_movemask_pd(equal(_mm_set_epi64x(k1, k0 & KEY_MASK as i64)));
+            let high = _mm_movemask_pd(equal(_mm_set_epi64x(k3, k2)));
+            low | high << 2
+        };
+        (mask != 0).then_some(mask.trailing_zeros() as usize)
+    }
+
+    /// The slot holding `key`, four scalar compares (a count, not `||`: the compiler turns an
+    /// or of comparisons back into branches). Only the first key word carries a flag.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    #[inline(always)]
+    fn slot_of(&self, key: u64) -> Option<usize> {
         let mut hits = 0u64;
-        let mut route = 0u64;
-        for (i, (k, r)) in self.keys.iter().zip(&self.routes).enumerate() {
+        let mut slot = 0usize;
+        for (i, k) in self.keys.iter().enumerate() {
             let eq = if i == 0 { k & KEY_MASK == key } else { *k == key };
             hits += u64::from(eq);
-            route = std::hint::select_unpredictable(eq, *r, route);
+            slot = std::hint::select_unpredictable(eq, i, slot);
         }
-        (hits != 0).then_some(DidRoute(route))
+        (hits != 0).then_some(slot)
     }
 
     fn overflowed(&self) -> bool {
