@@ -711,10 +711,7 @@ mod tests {
         assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164::new(15551230000, 11)));
         assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164::new(442079460000, 12)));
         // A domain context adds nothing: the trunk's rules apply.
-        assert_eq!(
-            n("02079460000", "example.com"),
-            Normalised::Number(E164::new(442079460000, 12))
-        );
+        assert_eq!(n("02079460000", "example.com"), Normalised::Number(E164::new(442079460000, 12)));
         // A global number ignores the context.
         assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164::new(15551230000, 11)));
         assert_eq!(n("999", "+44"), Normalised::Emergency);
