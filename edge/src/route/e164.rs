@@ -102,22 +102,32 @@ impl Refusal {
     }
 }
 
-/// An E.164 number: its digits as an integer, and how many there are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct E164 {
-    value: u64,
-    digits: u8,
-}
+/// Bits of [`E164`]'s word that hold the digit count (at most 15).
+const DIGIT_COUNT_BITS: u32 = 4;
+
+/// An E.164 number: its digits as an integer, and how many there are, in one word (the value
+/// above [`DIGIT_COUNT_BITS`] bits of count), so that it and the decisions holding it are
+/// small. Ordered by value, then digit count.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(u64);
 
 impl E164 {
+    /// `value` (below 10^15) with `digits` (at most 15) digits.
+    #[inline(always)]
+    const fn new(value: u64, digits: u8) -> Self {
+        Self(value << DIGIT_COUNT_BITS | digits as u64)
+    }
+
     /// The DID table key: the digits read as an integer (at most 15 digits, so below 10^15).
+    #[inline(always)]
     pub fn key(self) -> u64 {
-        self.value
+        self.0 >> DIGIT_COUNT_BITS
     }
 
     /// Number of digits (7 to 15 for a routable number; 1 to 15 for a block prefix).
+    #[inline(always)]
     pub fn digits(self) -> u8 {
-        self.digits
+        (self.0 & ((1 << DIGIT_COUNT_BITS) - 1)) as u8
     }
 
     /// Builds from digits without `+`: 1 to 15 digits, the first not 0.
@@ -132,7 +142,7 @@ impl E164 {
             }
             value = value * 10 + u64::from(d - b'0');
         }
-        Some(Self { value, digits: digits.len() as u8 })
+        Some(Self::new(value, digits.len() as u8))
     }
 
     /// Parses the configuration's form: `+` then 1 to 15 digits, the first not 0.
@@ -145,13 +155,19 @@ impl E164 {
         if value == 0 || value >= 10u64.pow(E164_MAX_DIGITS as u32) {
             return None;
         }
-        Some(Self { value, digits: value.ilog10() as u8 + 1 })
+        Some(Self::new(value, value.ilog10() as u8 + 1))
     }
 }
 
 impl std::fmt::Display for E164 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "+{}", self.value)
+        write!(f, "+{}", self.key())
+    }
+}
+
+impl std::fmt::Debug for E164 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E164").field("value", &self.key()).field("digits", &self.digits()).finish()
     }
 }
 
@@ -184,6 +200,11 @@ pub struct NumberingPlan {
     country_code: Digits,
     /// The country code's value (1 to 3 digits, the first not 0).
     country_value: u64,
+    /// The country code's value minus the national prefix's (wrapping): added times 10^(NSN
+    /// digits) to a nationally dialled string's value, it swaps the prefix for the country code.
+    national_delta: u64,
+    /// The international prefix's value (its digits may all be 0).
+    international_value: u64,
     national_prefix: Digits,
     international_prefix: Digits,
     emergency: Vec<Digits>,
@@ -200,11 +221,16 @@ impl NumberingPlan {
         let emergency = emergency.filter(|e| e.len() <= MAX_EMERGENCY_NUMBERS)?;
         let country_code =
             Digits::new(&t.country_code).filter(|d| (1..=3).contains(&d.len) && d.buf[0] != b'0')?;
+        let country_value = decimal(country_code.as_slice());
+        let national_prefix = Digits::new(&t.national_prefix)?;
+        let international_prefix = Digits::new(&t.international_prefix).filter(|d| d.len > 0)?;
         Some(Self {
-            country_value: decimal(country_code.as_slice()),
+            country_value,
+            national_delta: country_value.wrapping_sub(decimal(national_prefix.as_slice())),
+            international_value: decimal(international_prefix.as_slice()),
             country_code,
-            national_prefix: Digits::new(&t.national_prefix)?,
-            international_prefix: Digits::new(&t.international_prefix).filter(|d| d.len > 0)?,
+            national_prefix,
+            international_prefix,
             emergency,
             min_national_digits: usize::from(t.min_national_digits),
         })
@@ -218,6 +244,18 @@ impl NumberingPlan {
     /// call's table access sooner. A string with separators or parameters is copied out of line.
     #[inline(always)]
     pub fn normalise(&self, user: &[u8], phone_context: Option<&[u8]>) -> Normalised {
+        // The commonest form of all, a number dialled in national or international form
+        // without `+` (9 to 16 digits: too long to be an emergency number, and read as two
+        // words that are checked and converted once).
+        if (MAX_EMERGENCY_DIGITS + 1..=16).contains(&user.len())
+            && let (Some(first), Some(last)) = (user.first_chunk::<8>(), user.last_chunk::<8>())
+            && phone_context.is_none_or(|c| c.first() != Some(&b'+'))
+        {
+            let (first, last) = (u64::from_le_bytes(*first), u64::from_le_bytes(*last));
+            if two_words_of_digits(first, last) {
+                return self.classify_long(user, first, words_value(user.len(), first, last));
+            }
+        }
         match plain(user) {
             Some((plus, dialled)) if !dialled.is_empty() => self.classify(plus, dialled, phone_context),
             _ => self.normalise_stripped(user, phone_context),
@@ -264,6 +302,54 @@ impl NumberingPlan {
         finish(self.country_value, usize::from(self.country_code.len), nsn)
     }
 
+    /// [`NumberingPlan::classify`] of 9 to 16 digits dialled without `+` nor a global
+    /// `phone-context` (rules 4 to 6), from their first eight bytes and their value: the
+    /// prefixes are compared in the word already loaded, and the number's value is the
+    /// dialled string's with its prefix replaced arithmetically, not a second conversion.
+    #[inline(always)]
+    fn classify_long(&self, dialled: &[u8], first: u64, value: u64) -> Normalised {
+        let len = dialled.len();
+        let international = &self.international_prefix;
+        if first & international.mask == international.word {
+            // finish(0, 0, rest): its checks in its order (`rest` is not empty: a prefix has at
+            // most 8 digits).
+            let skip = usize::from(international.len);
+            let rest = len - skip;
+            if rest > E164_MAX_DIGITS {
+                return Normalised::Refused(Refusal::TooLong);
+            }
+            if rest < E164_MIN_DIGITS {
+                return Normalised::Refused(Refusal::Incomplete);
+            }
+            if dialled.get(skip) == Some(&b'0') {
+                return Normalised::Refused(Refusal::NotANumber);
+            }
+            let value = value - self.international_value * POW10[rest];
+            return Normalised::Number(E164::new(value, rest as u8));
+        }
+        let national = &self.national_prefix;
+        let (nsn, delta) = if first & national.mask == national.word {
+            (len - usize::from(national.len), self.national_delta)
+        } else {
+            (len, self.country_value)
+        };
+        if nsn < self.min_national_digits {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        // finish(country, country digits, nsn): its checks (the NSN is not empty, a country
+        // code leads, so no leading-0 check).
+        let total = usize::from(self.country_code.len) + nsn;
+        if total > E164_MAX_DIGITS {
+            return Normalised::Refused(Refusal::TooLong);
+        }
+        if total < E164_MIN_DIGITS {
+            return Normalised::Refused(Refusal::Incomplete);
+        }
+        // nsn < total <= E164_MAX_DIGITS: in bounds.
+        let value = value.wrapping_add(delta.wrapping_mul(POW10[nsn]));
+        Normalised::Number(E164::new(value, total as u8))
+    }
+
     #[inline(always)]
     fn is_emergency(&self, digits: &[u8]) -> bool {
         // Emergency numbers are short: a full-length number is never compared.
@@ -284,14 +370,30 @@ fn plain(input: &[u8]) -> Option<(bool, &[u8])> {
 
 /// Every byte of each of 8 bytes is an ASCII digit (eight bytes at once).
 const ASCII_ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
-const HIGH_NIBBLES: u64 = u64::from_le_bytes([0xF0; 8]);
-const SIXES: u64 = u64::from_le_bytes([6; 8]);
+/// Added to a byte's value minus `'0'`: 0 to 9 stay below 0x80, 10 to 0x7F reach it.
+const OVER_NINE: u64 = u64::from_le_bytes([0x80 - 10; 8]);
+const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
 
-/// True when the 8 bytes of `w` are ASCII digits: high nibble 3, and still 3 once 6 is added
-/// (`:` to `?` carry into 4). No byte carries into the next.
+/// The high bit of each byte of `w - '0'` (or of `w - '0' + OVER_NINE`): clear in every byte
+/// when all 8 bytes are ASCII digits, set in one at least otherwise. Bytes below `'0'` wrap to
+/// 0xD0 or more, bytes above `'9'` reach 0x80 once `OVER_NINE` is added; the borrow or carry
+/// such a byte passes to the next one only ever comes from a byte already flagged.
+#[inline(always)]
+fn not_digits(w: u64) -> u64 {
+    let v = w.wrapping_sub(ASCII_ZEROS);
+    v | v.wrapping_add(OVER_NINE)
+}
+
+/// True when the 8 bytes of `w` are ASCII digits.
 #[inline(always)]
 fn eight_digits(w: u64) -> bool {
-    w & HIGH_NIBBLES == ASCII_ZEROS && w.wrapping_add(SIXES) & HIGH_NIBBLES == ASCII_ZEROS
+    not_digits(w) & HIGH_BITS == 0
+}
+
+/// True when the 16 bytes of two words are ASCII digits (one test, one branch).
+#[inline(always)]
+fn two_words_of_digits(a: u64, b: u64) -> bool {
+    (not_digits(a) | not_digits(b)) & HIGH_BITS == 0
 }
 
 /// True when every byte is an ASCII digit: 8 to 16 bytes in two (overlapping) words.
@@ -347,19 +449,25 @@ fn strip<'b>(input: &[u8], buf: &'b mut [u8; MAX_DIALLED_DIGITS]) -> Result<(boo
     Ok((plus, &buf[..len]))
 }
 
-/// The value of at most 15 ASCII digits; 8 or more are read as two words.
+/// The value of at most 16 ASCII digits; 8 or more are read as two words.
 #[inline(always)]
 fn decimal(digits: &[u8]) -> u64 {
     match (digits.first_chunk::<8>(), digits.last_chunk::<8>()) {
         (Some(first), Some(last)) if digits.len() <= 16 => {
-            let low = eight_digit_value(u64::from_le_bytes(*last).wrapping_sub(ASCII_ZEROS));
-            // The first len - 8 digits, moved up so that zeros lead them.
-            let shift = 8 * (16 - digits.len()) as u32;
-            let first = u64::from_le_bytes(*first).wrapping_sub(ASCII_ZEROS).checked_shl(shift).unwrap_or(0);
-            eight_digit_value(first) * 100_000_000 + low
+            words_value(digits.len(), u64::from_le_bytes(*first), u64::from_le_bytes(*last))
         }
         _ => digits.iter().fold(0, |v, &d| v * 10 + u64::from(d - b'0')),
     }
+}
+
+/// The value of `len` (8 to 16) ASCII digits, from their first and last eight bytes.
+#[inline(always)]
+fn words_value(len: usize, first: u64, last: u64) -> u64 {
+    let low = eight_digit_value(last.wrapping_sub(ASCII_ZEROS));
+    // The first len - 8 digits, moved up so that zeros lead them.
+    let shift = 8 * (16 - len) as u32;
+    let first = first.wrapping_sub(ASCII_ZEROS).checked_shl(shift).unwrap_or(0);
+    eight_digit_value(first) * 100_000_000 + low
 }
 
 /// A local number with a global `phone-context` (`+44-20`): the context's digits lead.
@@ -398,7 +506,7 @@ fn finish(head: u64, head_len: usize, rest: &[u8]) -> Normalised {
     }
     // rest.len() <= total <= E164_MAX_DIGITS: in bounds.
     let value = head * POW10[rest.len()] + decimal(rest);
-    Normalised::Number(E164 { value, digits: total as u8 })
+    Normalised::Number(E164::new(value, total as u8))
 }
 
 #[cfg(test)]
@@ -600,15 +708,12 @@ mod tests {
     fn tel_phone_context() {
         let p = uk();
         let n = |user: &str, ctx: &str| p.normalise(user.as_bytes(), Some(ctx.as_bytes()));
-        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
-        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164 { value: 442079460000, digits: 12 }));
+        assert_eq!(n("555-123-0000", "+1"), Normalised::Number(E164::new(15551230000, 11)));
+        assert_eq!(n("7946 0000", "+44-20"), Normalised::Number(E164::new(442079460000, 12)));
         // A domain context adds nothing: the trunk's rules apply.
-        assert_eq!(
-            n("02079460000", "example.com"),
-            Normalised::Number(E164 { value: 442079460000, digits: 12 })
-        );
+        assert_eq!(n("02079460000", "example.com"), Normalised::Number(E164::new(442079460000, 12)));
         // A global number ignores the context.
-        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164 { value: 15551230000, digits: 11 }));
+        assert_eq!(n("+15551230000", "+44"), Normalised::Number(E164::new(15551230000, 11)));
         assert_eq!(n("999", "+44"), Normalised::Emergency);
         assert_eq!(n("12345678901234", "+44"), Normalised::Refused(Refusal::TooLong));
         assert_eq!(n("79460000", "+4x"), Normalised::Refused(Refusal::NotANumber));
@@ -625,7 +730,7 @@ mod tests {
         assert_eq!(E164::parse_plus("+0442079460000"), None);
         assert_eq!(E164::parse_plus("442079460000"), None);
         assert_eq!(E164::parse_plus("+1234567890123456"), None);
-        assert_eq!(E164::parse_plus("+1"), Some(E164 { value: 1, digits: 1 }));
+        assert_eq!(E164::parse_plus("+1"), Some(E164::new(1, 1)));
     }
 
     proptest::proptest! {
@@ -664,7 +769,12 @@ mod tests {
                 spaced.push_str(sep);
             }
             let ctx = context.as_deref().map(str::as_bytes);
-            for plan in [nanp(), uk(), india()] {
+            // Italy: no national prefix; a made-up plan with long prefixes and a long minimum.
+            let italy = plan("country_code = \"39\"\nnational_prefix = \"\"\ninternational_prefix = \"00\"");
+            let long = plan(
+                "country_code = \"998\"\nnational_prefix = \"8123\"\ninternational_prefix = \"8810\"\nmin_national_digits = 11",
+            );
+            for plan in [nanp(), uk(), india(), italy, long] {
                 proptest::prop_assert_eq!(plan.normalise(bare.as_bytes(), ctx), plan.normalise(spaced.as_bytes(), ctx));
             }
         }

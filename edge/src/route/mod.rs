@@ -27,12 +27,12 @@ pub mod health;
 pub mod live;
 pub mod lookups;
 pub mod meta;
+pub mod swapped;
 pub mod table;
 pub mod targets;
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use control::config::Config;
 
 pub use blocks::{BlockError, BlockHit, BlockId, BlockMatch, Blocks};
@@ -40,6 +40,7 @@ pub use e164::{E164, Normalised, NumberingPlan, Refusal};
 pub use health::{HealthSettings, HealthTracker, ProbeOutcome};
 pub use lookups::{LookupCounters, ReaderLookups};
 pub use meta::{DidMeta, MetaId, MetaStore};
+pub use swapped::{Cached, Swapped};
 pub use table::{DidRoute, DidTable, DidTableBuilder, MemoryReport, TableError};
 pub use targets::{Candidates, SetId, TargetError, TargetSets, UpFlags, UriId};
 
@@ -157,8 +158,8 @@ pub struct Router {
     trunks: Arc<[TrunkPlan]>,
     targets: Arc<TargetSets>,
     up: Arc<UpFlags>,
-    table: Arc<ArcSwap<DidTable>>,
-    blocks: Arc<ArcSwap<Blocks>>,
+    table: Arc<Swapped<DidTable>>,
+    blocks: Arc<Swapped<Blocks>>,
     lookups: Arc<LookupCounters>,
 }
 
@@ -169,7 +170,7 @@ impl Router {
         let mut table = DidTableBuilder::with_capacity(config.dids.len());
         insert_config_dids(config, &targets, &mut table)?;
         let up = Arc::new(UpFlags::all_up(targets.uris().len()));
-        Self::assemble(config, targets, up, Arc::new(ArcSwap::from_pointee(table.build())), Arc::default())
+        Self::assemble(config, targets, up, Arc::new(Swapped::new(table.build())), Arc::default())
     }
 
     /// The router of a changed configuration (trunks, targets, number blocks), built aside.
@@ -192,7 +193,7 @@ impl Router {
         config: &Config,
         targets: Arc<TargetSets>,
         up: Arc<UpFlags>,
-        table: Arc<ArcSwap<DidTable>>,
+        table: Arc<Swapped<DidTable>>,
         lookups: Arc<LookupCounters>,
     ) -> Result<Self, BuildError> {
         let set = |field: String, name: &str| {
@@ -213,7 +214,7 @@ impl Router {
             targets,
             up,
             table,
-            blocks: Arc::new(ArcSwap::from_pointee(blocks)),
+            blocks: Arc::new(Swapped::new(blocks)),
             lookups,
         })
     }
@@ -284,8 +285,8 @@ impl Router {
     pub fn reader(&self) -> RouteReader {
         RouteReader {
             trunks: self.trunks.clone(),
-            table: arc_swap::Cache::new(self.table.clone()),
-            blocks: arc_swap::Cache::new(self.blocks.clone()),
+            table: Cached::new(self.table.clone()),
+            blocks: Cached::new(self.blocks.clone()),
             lookups: self.lookups.reader(),
         }
     }
@@ -326,8 +327,8 @@ impl Router {
 #[derive(Debug)]
 pub struct RouteReader {
     trunks: Arc<[TrunkPlan]>,
-    table: arc_swap::Cache<Arc<ArcSwap<DidTable>>, Arc<DidTable>>,
-    blocks: arc_swap::Cache<Arc<ArcSwap<Blocks>>, Arc<Blocks>>,
+    table: Cached<DidTable>,
+    blocks: Cached<Blocks>,
     lookups: ReaderLookups,
 }
 
@@ -345,7 +346,7 @@ impl RouteReader {
     pub fn prefetch(&mut self, trunk: TrunkId, user: &[u8], phone_context: Option<&[u8]>) -> Prefetched {
         let dialled = dial(&self.trunks, trunk, user, phone_context);
         if let Dialled::Lookup(n) = dialled {
-            self.table.load().prefetch(n.key());
+            self.table.get().prefetch(n.key());
         }
         Prefetched(dialled)
     }
@@ -356,7 +357,7 @@ impl RouteReader {
         let decision = match prefetched.0 {
             Dialled::Lookup(n) => {
                 let blocks = &mut self.blocks;
-                lookup(self.table.load(), || &**blocks.load(), n)
+                lookup(self.table.get(), || blocks.get(), n)
             }
             Dialled::Decided(d) => d,
         };
@@ -368,7 +369,7 @@ impl RouteReader {
     #[inline]
     pub fn lookup(&mut self, number: E164) -> RouteDecision {
         let blocks = &mut self.blocks;
-        let decision = lookup(self.table.load(), || &**blocks.load(), number);
+        let decision = lookup(self.table.get(), || blocks.get(), number);
         self.lookups.record(&decision);
         decision
     }
@@ -411,7 +412,7 @@ fn lookup<B: std::ops::Deref<Target = Blocks>>(
     blocks: impl FnOnce() -> B,
     number: E164,
 ) -> RouteDecision {
-    if let Some(route) = table.get(number.key()) {
+    if let Some(route) = table.get_number(number) {
         return RouteDecision::Did { number, route, matched: MatchKind::Exact, limit_key: number.key() };
     }
     match blocks().find(number) {
