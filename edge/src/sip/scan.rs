@@ -120,6 +120,21 @@ pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
     tail.iter().position(|&b| b == byte).map(|p| i + p)
 }
 
+/// The index of the first `byte` in the first [`LANE_BYTES`] bytes of `s` when no `before`
+/// comes ahead of it, from one load and two compares; `None` when `s` is shorter, when those
+/// bytes hold no `byte`, or when a `before` comes first (the caller then searches its own way).
+#[inline(always)]
+pub(crate) fn find_byte_clear_of(s: &[u8], byte: u8, before: u8) -> Option<usize> {
+    let lanes = s.first_chunk::<LANE_BYTES>()?;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let (hits, stops) = (byte_mask_sse2(lanes, byte), byte_mask_sse2(lanes, before));
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let (hits, stops) = (byte_mask_portable(lanes, byte), byte_mask_portable(lanes, before));
+    // The bits below the first hit.
+    let ahead = (hits & hits.wrapping_neg()).wrapping_sub(1);
+    (hits != 0 && stops & ahead == 0).then(|| hits.trailing_zeros() as usize)
+}
+
 /// For a value of at least [`LANE_BYTES`] bytes: whether it is `word [ "@" word ]` (RFC 3261
 /// `callid`): every byte a `word` character but at most one `@`, which neither starts nor
 /// ends it. 16 bytes per step (the last step overlaps the one before); `None` for a shorter
@@ -382,6 +397,18 @@ mod tests {
             prop_oneof![Just(b';'), Just(b'='), Just(b';' | 0x80), any::<u8>()], 0..80)) {
             let want = (PARAM_LIST_MIN_BYTES..=PARAM_LIST_MAX_BYTES).contains(&s.len()).then(|| param_seps_portable(&s));
             prop_assert_eq!(param_seps(&s), want);
+        }
+
+        #[test]
+        fn find_byte_clear_of_matches_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), any::<u8>()], 0..24)) {
+            let want = if s.len() < LANE_BYTES { None } else {
+                match s[..LANE_BYTES].iter().position(|&b| b == b'"' || b == b'\\') {
+                    Some(i) if s[i] == b'"' => Some(i),
+                    _ => None,
+                }
+            };
+            prop_assert_eq!(find_byte_clear_of(&s, b'"', b'\\'), want);
         }
 
         #[test]
