@@ -344,7 +344,32 @@ fn line_fast(
             None => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
         }
     };
-    if nl > max_line || matches!(at(nl + 1), b' ' | b'\t') {
+    if nl > max_line {
+        return None;
+    }
+    // A line ending inside the window (nearly all) reads every byte below from the window
+    // (offsets up to `nl + 1`), without the way out to `buf`.
+    let (value_start, value_end) = if nl + 1 < scan::WINDOW_BYTES {
+        value_bounds(name_len, nl, |off| window.get(off).copied().unwrap_or(0))?
+    } else {
+        value_bounds(name_len, nl, at)?
+    };
+    Some(Line {
+        name_end: pos + name_len,
+        value_start: pos + value_start,
+        value_end: pos + value_end,
+        eol: pos + nl,
+        kind,
+    })
+}
+
+/// The value's bounds (offsets from the line start) of a header line whose colon is at
+/// `name_len` and whose first LF is at `nl`, with `at` reading the line's bytes (0 past the
+/// message): `None` when the line is folded (SP or HTAB after the LF), when the white space
+/// after the colon runs past the window, or when the value starts or ends with LWS.
+#[inline(always)]
+fn value_bounds(name_len: usize, nl: usize, at: impl Fn(usize) -> u8) -> Option<(usize, usize)> {
+    if matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
     // White space after the colon stops at the line's end at the latest (an LF is not white
@@ -360,13 +385,7 @@ fn line_fast(
     if value_end > value_start && (LWS[at(value_start) as usize] || LWS[at(value_end - 1) as usize]) {
         return None;
     }
-    Some(Line {
-        name_end: pos + name_len,
-        value_start: pos + value_start,
-        value_end: pos + value_end,
-        eol: pos + nl,
-        kind,
-    })
+    Some((value_start, value_end))
 }
 
 /// The window of a line less than [`scan::WINDOW_BYTES`] bytes before the end of the message
