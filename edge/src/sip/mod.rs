@@ -375,6 +375,11 @@ fn value_bounds(name_len: usize, nl: usize, at: impl Fn(usize) -> u8) -> Option<
     // White space after the colon stops at the line's end at the latest (an LF is not white
     // space); a run reaching past the window goes the general way.
     let mut value_start = name_len + 1;
+    // The usual single SP first (the colon is within the first 32 bytes, so this stays
+    // inside the window).
+    if at(value_start) == b' ' {
+        value_start += 1;
+    }
     while is_wsp(at(value_start)) {
         value_start += 1;
         if value_start >= scan::WINDOW_BYTES {
