@@ -149,7 +149,10 @@ pub(crate) fn user_simple_run(s: &[u8]) -> usize {
         let bits = unsafe {
             let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
             let between = |v, lo: u8, hi: u8| {
-                _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)), _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), v))
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), v),
+                )
             };
             // `&` to `9`: `&'()*+,-./` and the digits; letters folded to lower case.
             let marks_digits = between(v, b'&', b'9');
