@@ -31,9 +31,11 @@
 //! For speed, each grammar has a fast path for the shape nearly every message has (a header
 //! name ending within 32 bytes of its line start and the line's end, found in one SSE2 pass
 //! over the 64 bytes from the line start, the name matched word by word;
-//! `user@host[:port];params` SIP URIs with IPv4 hosts parsed as they are found; `SIP/2.0/`
-//! Vias and From/To values with plain parameters, whose branch and tag are found in the same
-//! pass; `digits SP method` CSeqs) and a general path for everything else. A fast path returns a result only where the general path would return
+//! `user@host[:port];params` SIP URIs with IPv4 hosts parsed as they are found and the common
+//! user-part bytes checked 16 at a time; `SIP/2.0/` Vias and From/To values with plain
+//! parameters, whose branch and tag are found in the same pass, a list of 16 to 63 bytes split
+//! at an SSE2 mask of its `;` and `=`; `digits SP method` CSeqs) and a general path for
+//! everything else. A fast path returns a result only where the general path would return
 //! the same one, and otherwise hands the input to it, so every error (kind, position,
 //! reason) comes from the general path.
 
@@ -344,12 +346,42 @@ fn line_fast(
             None => lfs.find(pos + scan::WINDOW_BYTES)? - pos,
         }
     };
-    if nl > max_line || matches!(at(nl + 1), b' ' | b'\t') {
+    if nl > max_line {
+        return None;
+    }
+    // A line ending inside the window (nearly all) reads every byte below from the window
+    // (offsets up to `nl + 1`), without the way out to `buf`.
+    let (value_start, value_end) = if nl + 1 < scan::WINDOW_BYTES {
+        value_bounds(name_len, nl, |off| window.get(off).copied().unwrap_or(0))?
+    } else {
+        value_bounds(name_len, nl, at)?
+    };
+    Some(Line {
+        name_end: pos + name_len,
+        value_start: pos + value_start,
+        value_end: pos + value_end,
+        eol: pos + nl,
+        kind,
+    })
+}
+
+/// The value's bounds (offsets from the line start) of a header line whose colon is at
+/// `name_len` and whose first LF is at `nl`, with `at` reading the line's bytes (0 past the
+/// message): `None` when the line is folded (SP or HTAB after the LF), when the white space
+/// after the colon runs past the window, or when the value starts or ends with LWS.
+#[inline(always)]
+fn value_bounds(name_len: usize, nl: usize, at: impl Fn(usize) -> u8) -> Option<(usize, usize)> {
+    if matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
     // White space after the colon stops at the line's end at the latest (an LF is not white
     // space); a run reaching past the window goes the general way.
     let mut value_start = name_len + 1;
+    // The usual single SP first (the colon is within the first 32 bytes, so this stays
+    // inside the window).
+    if at(value_start) == b' ' {
+        value_start += 1;
+    }
     while is_wsp(at(value_start)) {
         value_start += 1;
         if value_start >= scan::WINDOW_BYTES {
@@ -360,13 +392,7 @@ fn line_fast(
     if value_end > value_start && (LWS[at(value_start) as usize] || LWS[at(value_end - 1) as usize]) {
         return None;
     }
-    Some(Line {
-        name_end: pos + name_len,
-        value_start: pos + value_start,
-        value_end: pos + value_end,
-        eol: pos + nl,
-        kind,
-    })
+    Some((value_start, value_end))
 }
 
 /// The window of a line less than [`scan::WINDOW_BYTES`] bytes before the end of the message

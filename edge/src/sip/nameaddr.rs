@@ -105,6 +105,10 @@ impl<'b> NameAddr<'b> {
 fn closing_quote(s: &[u8]) -> Option<usize> {
     // Without a `\` before it, the first `"` after the opening one closes the string.
     let after = s.get(1..)?;
+    // A display name within 16 bytes: the quote and any `\` before it from one load.
+    if let Some(q) = scan::find_byte_clear_of(after, b'"', b'\\') {
+        return Some(1 + q);
+    }
     if let Some(q) = scan::find_byte(after, b'"')
         && scan::find_byte(after.get(..q)?, b'\\').is_none()
     {

@@ -120,6 +120,70 @@ pub(crate) fn find_byte(s: &[u8], byte: u8) -> Option<usize> {
     tail.iter().position(|&b| b == byte).map(|p| i + p)
 }
 
+/// Whether `b` is one of the bytes [`user_simple_run`] takes: letters, digits, `&'()*+,-./`
+/// and `_`, all in RFC 3261 `user` (the rest of `user` is left to the caller's byte loop).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn user_simple(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || (b'&'..=b'/').contains(&b) || b == b'_'
+}
+
+/// The length of the run of common `user` bytes (see `user_simple`: a telephone number's
+/// `+` and digits, letters, `-` and `.`) that starts `s`, within its first [`LANE_BYTES`]
+/// bytes, from one SSE2 load and five compares; 0 for an `s` shorter than that. The caller
+/// goes on from there byte by byte with the whole `user` class.
+#[inline(always)]
+pub(crate) fn user_simple_run(s: &[u8]) -> usize {
+    let Some(lanes) = s.first_chunk::<LANE_BYTES>() else {
+        return 0;
+    };
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // block; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes, exactly
+        // what the unaligned 128-bit load reads. The compares are signed: bytes from 0x80 are
+        // negative, so no range below takes them.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            let between = |v, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), v),
+                )
+            };
+            // `&` to `9`: `&'()*+,-./` and the digits; letters folded to lower case.
+            let marks_digits = between(v, b'&', b'9');
+            let letters = between(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let underscore = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(marks_digits, letters), underscore))
+        };
+        // movemask sets bits 0..16 only; the first clear bit ends the run (16 when none is).
+        (!(bits as u32) & 0x1_ffff).trailing_zeros() as usize
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        lanes.iter().take_while(|&&b| user_simple(b)).count()
+    }
+}
+
+/// The index of the first `byte` in the first [`LANE_BYTES`] bytes of `s` when no `before`
+/// comes ahead of it, from one load and two compares; `None` when `s` is shorter, when those
+/// bytes hold no `byte`, or when a `before` comes first (the caller then searches its own way).
+#[inline(always)]
+pub(crate) fn find_byte_clear_of(s: &[u8], byte: u8, before: u8) -> Option<usize> {
+    let lanes = s.first_chunk::<LANE_BYTES>()?;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let (hits, stops) = (byte_mask_sse2(lanes, byte), byte_mask_sse2(lanes, before));
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let (hits, stops) = (byte_mask_portable(lanes, byte), byte_mask_portable(lanes, before));
+    // The bits below the first hit.
+    let ahead = (hits & hits.wrapping_neg()).wrapping_sub(1);
+    (hits != 0 && stops & ahead == 0).then(|| hits.trailing_zeros() as usize)
+}
+
 /// For a value of at least [`LANE_BYTES`] bytes: whether it is `word [ "@" word ]` (RFC 3261
 /// `callid`): every byte a `word` character but at most one `@`, which neither starts nor
 /// ends it. 16 bytes per step (the last step overlaps the one before); `None` for a shorter
@@ -196,6 +260,74 @@ fn word_and_at_masks_portable(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
     lanes.iter().enumerate().fold((0, 0), |(w, a), (i, &b)| {
         (w | u32::from(super::chars::WORD[b as usize]) << i, a | u32::from(b == b'@') << i)
     })
+}
+
+/// Longest list [`param_seps`] classifies (its mask has one bit more, for the list's end).
+pub(crate) const PARAM_LIST_MAX_BYTES: usize = 63;
+/// Shortest list [`param_seps`] classifies: one 16-byte step. Below that (measured on
+/// `user=phone` and `tag=...`) the byte loop is cheaper.
+pub(crate) const PARAM_LIST_MIN_BYTES: usize = LANE_BYTES;
+
+/// Bit `i` set when `s[i]` is `;` or `=` (the separators of a parameter list), for a list of
+/// [`PARAM_LIST_MIN_BYTES`] to [`PARAM_LIST_MAX_BYTES`] bytes; `None` for any other length.
+/// With SSE2, 16 bytes per compare: full 16-byte steps, then one step over the last 16 bytes
+/// (overlapping the step before: each bit depends on its own byte alone, so the bits it sets
+/// again are the same).
+#[inline(always)]
+pub(crate) fn param_seps(s: &[u8]) -> Option<u64> {
+    let n = s.len();
+    if !(PARAM_LIST_MIN_BYTES..=PARAM_LIST_MAX_BYTES).contains(&n) {
+        return None;
+    }
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let mut mask = 0u64;
+        let mut i = 0;
+        while let Some(lanes) = s.get(i..).and_then(|r| r.first_chunk::<LANE_BYTES>()) {
+            mask |= seps_lanes_sse2(lanes) << i;
+            i += LANE_BYTES;
+        }
+        if i < n {
+            mask |= seps_lanes_sse2(s.last_chunk::<LANE_BYTES>()?) << (n - LANE_BYTES);
+        }
+        Some(mask)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        Some(param_seps_portable(s))
+    }
+}
+
+/// [`param_seps`] byte by byte: the fallback off x86_64, and the reference in tests.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn param_seps_portable(s: &[u8]) -> u64 {
+    s.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == b';' || b == b'=') << i))
+}
+
+/// The separator bits (0..16) of 16 bytes.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn seps_lanes_sse2(lanes: &[u8; LANE_BYTES]) -> u64 {
+    use core::arch::x86_64::{__m128i, _mm_loadu_si128};
+    // SAFETY: SSE2 is enabled (the cfg on this function; part of the x86_64 baseline);
+    // `lanes` is 16 readable bytes, exactly what the unaligned 128-bit load reads.
+    seps_vector(unsafe { _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>()) })
+}
+
+/// The separator bits (0..16) of the 16 bytes of `v`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn seps_vector(v: core::arch::x86_64::__m128i) -> u64 {
+    use core::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+    // function; SSE2 is part of the x86_64 baseline); they read no memory.
+    let bits = unsafe {
+        let semi = _mm_cmpeq_epi8(v, _mm_set1_epi8(b';' as i8));
+        let eq = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'=' as i8));
+        _mm_movemask_epi8(_mm_or_si128(semi, eq))
+    };
+    // movemask sets bits 0..16 only: the cast to u16 keeps them all.
+    u64::from(bits as u16)
 }
 
 /// Bit `i` set when `block[i] == byte`, byte by byte: the fallback off x86_64, and the
@@ -281,6 +413,13 @@ mod tests {
         assert_eq!(s.find(buf.len() + 1), None);
     }
 
+    #[test]
+    fn user_simple_bytes_are_user_bytes() {
+        for b in 0..=u8::MAX {
+            assert!(!user_simple(b) || super::super::chars::USER[b as usize], "{b}");
+        }
+    }
+
     proptest! {
         #[test]
         fn scanner_matches_a_plain_search(buf in proptest::collection::vec(
@@ -307,6 +446,34 @@ mod tests {
         fn find_byte_matches_a_plain_search(s in proptest::collection::vec(
             prop_oneof![Just(b'>'), Just(b'>' | 0x80), any::<u8>()], 0..80)) {
             prop_assert_eq!(find_byte(&s, b'>'), s.iter().position(|&b| b == b'>'));
+        }
+
+        #[test]
+        fn param_seps_match_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'='), Just(b';' | 0x80), any::<u8>()], 0..80)) {
+            let want = (PARAM_LIST_MIN_BYTES..=PARAM_LIST_MAX_BYTES).contains(&s.len()).then(|| param_seps_portable(&s));
+            prop_assert_eq!(param_seps(&s), want);
+        }
+
+        #[test]
+        fn find_byte_clear_of_matches_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), any::<u8>()], 0..24)) {
+            let want = if s.len() < LANE_BYTES { None } else {
+                match s[..LANE_BYTES].iter().position(|&b| b == b'"' || b == b'\\') {
+                    Some(i) if s[i] == b'"' => Some(i),
+                    _ => None,
+                }
+            };
+            prop_assert_eq!(find_byte_clear_of(&s, b'"', b'\\'), want);
+        }
+
+        #[test]
+        fn user_simple_run_matches_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b'@'), Just(b'+'), Just(b'0'), Just(b'%'), Just(b'A' | 0x80), any::<u8>()], 0..24)) {
+            let want = if s.len() < LANE_BYTES { 0 } else {
+                s[..LANE_BYTES].iter().take_while(|&&b| user_simple(b)).count()
+            };
+            prop_assert_eq!(user_simple_run(&s), want);
         }
 
         #[test]

@@ -9,6 +9,7 @@ use super::chars::{
 };
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
+use super::scan;
 
 /// A parsed URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +228,10 @@ fn parse_sip(rest: &[u8], secure: bool) -> Result<SipUri<'_>, Invalid> {
 /// first `@`; the host at its first byte outside `hostname`, which must be `:`, `;` or the end).
 #[inline]
 fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
-    let mut i = run_in(rest, &USER);
+    // The common bytes of a user part (a telephone number) 16 at a time, then the rest of
+    // the `user` run byte by byte (`user_simple_run` takes `user` bytes only).
+    let mut i = scan::user_simple_run(rest);
+    i += run_in(rest.get(i..)?, &USER);
     while rest.get(i) == Some(&b'%') && rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) {
         i += 3;
         i += run_in(rest.get(i..)?, &USER);
