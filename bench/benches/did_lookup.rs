@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use control::config::Config;
+use bench::did_routing::{DID_BASE, Queries, Query, Rng, SPACING, TARGETS, config};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use edge::route::csv_import::{self, ImportOptions};
 use edge::route::{
@@ -50,63 +50,8 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Queries per kind, drawn at random (a power of two).
 const QUERIES: usize = 1 << 20;
-/// Target sets DIDs are spread over.
-const TARGETS: u64 = 4;
 /// Rows of the criterion load benchmark (`did_load`); bigger loads are timed by hand.
 const LOAD_BENCH_ROWS: u64 = 1_000_000;
-/// First exact DID (+1 212 000 0000); DIDs are spaced by `SPACING`, misses sit in between.
-const DID_BASE: u64 = 12_120_000_000;
-const SPACING: u64 = 7;
-/// Prefix blocks: `+1300` and 1000 seven-digit prefixes `+1300NNN`.
-const PREFIXES: u64 = 1_000;
-/// Range blocks: 1000 ranges of 10,000 numbers from +1 400 000 0000.
-const RANGES: u64 = 1_000;
-const RANGE_BASE: u64 = 14_000_000_000;
-
-fn config() -> Config {
-    let mut text = String::from("[[trunk]]\nname = \"us\"\nsources = [\"192.0.2.0/24\"]\n");
-    for t in 0..TARGETS {
-        text += &format!("[[target]]\nname = \"pbx{t}\"\nuris = [\"sip:10.0.0.{t}:5060\"]\n");
-    }
-    text += "[[did_range]]\nprefix = \"+1300\"\ntarget = \"pbx0\"\n";
-    for p in 0..PREFIXES {
-        text += &format!("[[did_range]]\nprefix = \"+1300{p:03}\"\ntarget = \"pbx1\"\n");
-    }
-    for r in 0..RANGES {
-        let first = RANGE_BASE + r * 10_000;
-        text += &format!(
-            "[[did_range]]\nfirst = \"+{first}\"\nlast = \"+{}\"\ntarget = \"pbx2\"\n",
-            first + 9_999
-        );
-    }
-    Config::from_toml(&text).expect("benchmark configuration")
-}
-
-/// xorshift64*: a reproducible stream of random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
-/// A query: a national NANP number as the Request-URI user part.
-type Query = [u8; 11];
-
-fn query(e164: u64) -> Query {
-    let mut q = [0u8; 11];
-    q.copy_from_slice(e164.to_string().as_bytes());
-    q
-}
-
-fn queries(rng: &mut Rng, f: impl Fn(u64) -> u64) -> Vec<Query> {
-    (0..QUERIES).map(|_| query(f(rng.next()))).collect()
-}
-
 fn write_csv(path: &Path, n: u64) {
     let file = std::fs::File::create(path).expect("create CSV");
     let mut w = BufWriter::with_capacity(1 << 20, file);
@@ -267,10 +212,7 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
     );
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ n);
-    let hits = queries(&mut rng, |r| DID_BASE + (r % n) * SPACING);
-    let misses = queries(&mut rng, |r| DID_BASE + (r % n) * SPACING + 3);
-    let range_hits = queries(&mut rng, |r| RANGE_BASE + r % (RANGES * 10_000));
-    let prefix_hits = queries(&mut rng, |r| 13_000_000_000 + r % (PREFIXES * 10_000));
+    let Queries { hits, misses, range_hits, prefix_hits } = Queries::draw(&mut rng, n, QUERIES);
 
     let mut reader = router.reader();
     ALLOCATIONS.store(0, Ordering::Relaxed);
@@ -326,7 +268,7 @@ fn bench_size(c: &mut Criterion, dir: &Path, n: u64) {
             })
         });
     }
-    let keys: Vec<u64> = (0..QUERIES).map(|_| DID_BASE + (rng.next() % n) * SPACING).collect();
+    let keys: Vec<u64> = (0..QUERIES).map(|_| DID_BASE + (rng.next_u64() % n) * SPACING).collect();
     g.bench_function("sipedge_table_only/hit", |b| {
         let table = router.table();
         let mut i = 0usize;

@@ -1,4 +1,7 @@
-//! Shared helpers for sipedge's benchmarks: where the benchmark inputs live.
+//! Shared helpers for sipedge's benchmarks: where the benchmark inputs live, and the DID
+//! routing fixture.
+
+pub mod did_routing;
 
 use std::path::PathBuf;
 
