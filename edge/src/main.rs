@@ -107,6 +107,7 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
             Config::embedded_default()
         }
     };
+    let io_config = IoConfig::from_edge(&config.edge)?;
     tracing::info!(
         listen = ?config.edge.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         trunks = config.trunks.len(),
@@ -128,7 +129,6 @@ fn run(path: Option<PathBuf>, check: bool) -> anyhow::Result<ExitCode> {
     let live = snapshot.config.clone();
     let guard = Guard::from_config(&live).context("trunk sources")?;
     let router = Arc::new(Router::from_config(&live).context("routing")?);
-    let io_config = IoConfig::from_edge(&config.edge);
     let (policy, allow) = cli::xdp::policy_of(&live);
     let mode = match config.xdp.as_ref().map(|x| x.mode) {
         Some(control::config::XdpMode::Skb) => ebpf::AttachMode::Skb,

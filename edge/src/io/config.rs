@@ -81,11 +81,21 @@ impl IoConfig {
         }
     }
 
-    /// The UDP part of `[edge]`: its `udp:` listen addresses (TCP and TLS are served
-    /// elsewhere), its worker count (default: one per core) and its backend.
-    pub fn from_edge(edge: &EdgeConfig) -> Self {
-        let listen = edge.listen.iter().filter(|l| l.transport == Transport::Udp).map(|l| l.addr).collect();
-        Self { workers: edge.workers.unwrap_or_else(default_workers), backend: edge.io, ..Self::new(listen) }
+    /// The I/O part of `[edge]`: its listen addresses, its worker count (default: one per
+    /// core) and its backend. This build serves SIP over UDP only: a `tcp:` or `tls:` listener
+    /// is refused here, by name, rather than left silently unbound.
+    pub fn from_edge(edge: &EdgeConfig) -> Result<Self, IoError> {
+        if let Some((i, l)) = edge.listen.iter().enumerate().find(|(_, l)| l.transport != Transport::Udp) {
+            return Err(IoError::InvalidConfig {
+                field: "listen",
+                reason: format!(
+                    "edge.listen[{i}] = {l}: TCP and TLS listeners are not served by this build; \
+                     list udp: addresses only"
+                ),
+            });
+        }
+        let listen = edge.listen.iter().map(|l| l.addr).collect();
+        Ok(Self { workers: edge.workers.unwrap_or_else(default_workers), backend: edge.io, ..Self::new(listen) })
     }
 
     /// Checks every bound; the error names the field.
@@ -142,17 +152,26 @@ mod tests {
     use control::config::Config;
 
     #[test]
-    fn edge_config_maps_udp_only() {
+    fn edge_config_maps_udp_and_refuses_what_is_not_served() {
         let c = Config::from_toml(
-            "[edge]\nlisten = [\"udp:127.0.0.1:5060\", \"tcp:127.0.0.1:5060\", \"udp:[::1]:5062\"]\n\
-             workers = 3\nio = \"portable\"\n",
+            "[edge]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:[::1]:5062\"]\nworkers = 3\nio = \"portable\"\n",
         )
         .unwrap();
-        let io = IoConfig::from_edge(&c.edge);
+        let io = IoConfig::from_edge(&c.edge).unwrap();
         assert_eq!(io.listen, vec!["127.0.0.1:5060".parse().unwrap(), "[::1]:5062".parse().unwrap()]);
         assert_eq!(io.workers, 3);
         assert_eq!(io.backend, IoBackend::Portable);
         assert!(io.validate().is_ok());
+        for listener in ["tcp:127.0.0.1:5060", "tls:[::1]:5061"] {
+            let c = Config::from_toml(&format!("[edge]\nlisten = [\"udp:127.0.0.1:5060\", \"{listener}\"]\n"))
+                .unwrap();
+            match IoConfig::from_edge(&c.edge) {
+                Err(IoError::InvalidConfig { field: "listen", reason }) => {
+                    assert!(reason.starts_with(&format!("edge.listen[1] = {listener}: ")), "{reason}")
+                }
+                other => panic!("{listener}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1,13 +1,21 @@
 //! Number blocks: prefixes (`+1555124` covers every number under it; the longest prefix wins)
 //! and explicit inclusive ranges (`+15551240000`–`+15551249999`).
 //!
-//! Layout, chosen for a small, rarely changed set consulted only when the exact table misses:
-//! - prefixes: one hash map per prefix length present, keyed by the prefix's value, tried from
-//!   the longest length down (at most 15 probes, usually a handful);
-//! - ranges: a sorted vector of non-overlapping intervals, binary-searched. A range holds
-//!   numbers of one length (first and last have the same digit count), so the sort key is the
-//!   digit count above the value: `+1555…` of 11 digits never falls in a range of 12-digit
-//!   numbers.
+//! Layout, chosen for a set consulted on every call the exact table misses, so that a miss costs
+//! two binary searches over plain sorted words (a few instructions a step, no hashing, no branch
+//! the processor must guess):
+//! - prefixes: every number is padded with zeros to 15 digits and keyed by that value, then its
+//!   digit count ([`padded_key`]). A prefix then covers one interval of keys, and two prefixes'
+//!   intervals are either nested (one extends the other) or disjoint, so together they cut the
+//!   key space into segments, each covered by its longest prefix or by none. A lookup finds the
+//!   segment a number falls in.
+//! - ranges: a sorted vector of non-overlapping intervals. A range holds numbers of one length
+//!   (first and last have the same digit count), so the sort key is the digit count above the
+//!   value: `+1555…` of 11 digits never falls in a range of 12-digit numbers.
+//! - before either search, two bits per leading-digit cell (the first [`CELL_DIGITS`] digits
+//!   of the padded number, 2 × 12.5 KiB) say whether any range, any prefix, may hold numbers
+//!   there. A number no block is near (most misses) costs a bit test instead of two searches,
+//!   and a prefix hit skips the range search where no range shares its cell.
 //!
 //! A block carries a route like an exact DID's (target set, optional concurrent-call limit,
 //! metadata record) and the metadata records live in the blocks' own interned store. Each block
@@ -16,9 +24,7 @@
 //!
 //! A `Blocks` is immutable; the router swaps a whole new one in (`arc-swap`).
 
-use std::collections::HashMap;
-
-use ahash::RandomState;
+use control::config::E164_MAX_DIGITS;
 
 use super::e164::E164;
 use super::meta::{DidMeta, MetaId, MetaStore};
@@ -28,8 +34,18 @@ use super::table::DidRoute;
 pub const MAX_BLOCKS: usize = 1_000_000;
 /// Bits of the sort key that hold the value (10^15 < 2^50).
 const VALUE_BITS: u32 = 50;
+/// Bits of a padded key that hold the digit count (at most 15).
+const PADDED_COUNT_BITS: u32 = 4;
 /// Marks a block's call counter key: E.164 keys are below 2^50, so no number has this bit.
 const BLOCK_LIMIT_KEY: u64 = 1 << 63;
+/// A prefix segment that no prefix covers.
+const NO_PREFIX: u32 = u32::MAX;
+/// Leading digits of the padded number that name its cell.
+const CELL_DIGITS: u32 = 5;
+/// Cells: every value of the leading digits.
+const CELLS: usize = 10usize.pow(CELL_DIGITS);
+/// A padded number's cell is its value divided by this.
+const CELL_DIVISOR: u64 = 10u64.pow(E164_MAX_DIGITS as u32 - CELL_DIGITS);
 
 /// A block: its position in the list of prefixes then ranges given to [`Blocks::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,12 +77,20 @@ pub enum BlockError {
     TooMany,
 }
 
+/// A range block; its first number's sort key is in [`Blocks::range_firsts`].
 #[derive(Debug, Clone, Copy)]
 struct Range {
-    first: u64,
     last: u64,
     route: DidRoute,
     id: BlockId,
+}
+
+/// A prefix block.
+#[derive(Debug, Clone, Copy)]
+struct Prefix {
+    route: DidRoute,
+    id: BlockId,
+    digits: u8,
 }
 
 /// What matched in the blocks.
@@ -77,9 +101,6 @@ pub enum BlockMatch {
     /// The longest matching prefix, with its digit count.
     Prefix(DidRoute, u8),
 }
-
-/// The prefixes of one length: prefix value → route and block.
-type PrefixMap = HashMap<u64, (DidRoute, BlockId), RandomState>;
 
 /// A block a number fell in: which block, what kind, and its route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,40 +116,207 @@ pub struct BlockHit {
 /// Prefixes and ranges.
 #[derive(Debug, Default)]
 pub struct Blocks {
-    /// (prefix length, prefix value → route and block), longest length first.
-    prefixes: Vec<(u8, PrefixMap)>,
-    /// Sorted by `first`, non-overlapping.
+    /// The prefix blocks, in the order given.
+    prefixes: Vec<Prefix>,
+    /// Where each prefix segment starts ([`padded_key`]s, sorted; the first is 0 when there
+    /// are prefixes): a segment runs to the next one's start.
+    segment_starts: SortedKeys,
+    /// The prefix covering each segment (an index into `prefixes`), or [`NO_PREFIX`].
+    segment_prefixes: Vec<u32>,
+    /// The ranges' first numbers' [`sort_key`]s, sorted; the ranges do not overlap.
+    range_firsts: SortedKeys,
+    /// The ranges, in the order of `range_firsts`.
     ranges: Vec<Range>,
+    /// The cells some range may hold numbers in.
+    range_cells: Cells,
+    /// The cells some prefix may hold numbers in.
+    prefix_cells: Cells,
     /// The metadata records the routes name.
     meta: MetaStore,
 }
 
-/// Powers of ten as `f64`, up to 10^15 (each exact).
-const POW10_F64: [f64; 16] = {
-    let mut p = [1.0f64; 16];
+/// Powers of ten, up to 10^15.
+const POW10: [u64; 16] = {
+    let mut p = [1u64; 16];
     let mut i = 1;
     while i < p.len() {
-        p[i] = p[i - 1] * 10.0;
+        p[i] = p[i - 1] * 10;
         i += 1;
     }
     p
 };
 
-/// `key / 10^drop` (the prefix of a number), by one floating-point division instead of an
-/// integer division (tens of micro-operations, which keep the next call's memory access from
-/// starting). Exact: key and 10^drop are below 2^53, and the quotient's rounding error (below
-/// 10^15 · 2^-53 · 10^-drop) is smaller than its distance to the next integer (at least
-/// 10^-drop), so truncation gives the integer quotient.
-#[inline]
-fn drop_digits(key: u64, drop: u8) -> u64 {
-    match POW10_F64.get(usize::from(drop)) {
-        Some(&p) if key < (1 << 53) => (key as f64 / p) as u64,
-        _ => key / 10u64.pow(u32::from(drop)),
+/// 10^(15 − digits): what pads a number of `digits` digits to 15.
+#[inline(always)]
+fn padding(digits: u8) -> u64 {
+    // `digits` is 1 to 15, so the index is 0 to 14; the mask only lets the compiler see that
+    // it is in bounds.
+    POW10[usize::from((E164_MAX_DIGITS as u8).wrapping_sub(digits)) & (POW10.len() - 1)]
+}
+
+/// A number's value padded with zeros to 15 digits.
+#[inline(always)]
+fn padded(n: E164) -> u64 {
+    n.key() * padding(n.digits())
+}
+
+/// A number's key among the prefix segments: its [`padded`] value, then its digit count. A
+/// number sorts right after the shorter numbers it extends with zeros.
+#[inline(always)]
+fn padded_key(n: E164) -> u64 {
+    padded(n) << PADDED_COUNT_BITS | u64::from(n.digits())
+}
+
+/// One bit per leading-digit cell: set where some block may hold numbers.
+#[derive(Debug, Default)]
+struct Cells(Box<[u64]>);
+
+impl Cells {
+    /// The cells of padded values `first..=last` for each pair; empty when there are none.
+    fn covering(spans: impl Iterator<Item = (u64, u64)>) -> Self {
+        let mut cells: Vec<(usize, usize)> = spans
+            .map(|(first, last)| ((first / CELL_DIVISOR) as usize, (last / CELL_DIVISOR) as usize))
+            .collect();
+        if cells.is_empty() {
+            return Self::default();
+        }
+        // Merged first, so that many blocks over wide spans set each bit once.
+        cells.sort_unstable();
+        let mut bits = vec![0u64; CELLS.div_ceil(64)];
+        let mut next = 0usize;
+        for (first, last) in cells {
+            for cell in first.max(next)..=last {
+                if let Some(word) = bits.get_mut(cell / 64) {
+                    *word |= 1 << (cell % 64);
+                }
+            }
+            next = next.max(last + 1);
+        }
+        Self(bits.into_boxed_slice())
     }
+
+    /// Whether some block may hold numbers in `cell`.
+    #[inline(always)]
+    fn may_hold(&self, cell: usize) -> bool {
+        self.0.get(cell / 64).is_some_and(|w| w >> (cell % 64) & 1 != 0)
+    }
+}
+
+/// The keys a prefix covers, both ends included: every number of at least its length that
+/// begins with its digits. A shorter number that pads to the same value sorts before the
+/// first (its digit count is lower), and every other number pads to a value outside.
+fn prefix_keys(p: E164) -> (u64, u64) {
+    let first = padded_key(p);
+    let last = (p.key() * padding(p.digits()) + padding(p.digits()) - 1) << PADDED_COUNT_BITS
+        | E164_MAX_DIGITS as u64;
+    (first, last)
 }
 
 fn sort_key(n: E164) -> u64 {
     u64::from(n.digits()) << VALUE_BITS | n.key()
+}
+
+/// Sorted keys, padded with `u64::MAX` (above every key) to a power of two so that a binary
+/// search halves an exact power of two: each step is a load, a compare and a conditional move.
+#[derive(Debug, Default)]
+struct SortedKeys(Box<[u64]>);
+
+impl SortedKeys {
+    /// `keys` must be sorted.
+    fn new(mut keys: Vec<u64>) -> Self {
+        if !keys.is_empty() {
+            keys.resize(keys.len().next_power_of_two(), u64::MAX);
+        }
+        Self(keys.into_boxed_slice())
+    }
+
+    /// The position of the last key at most `key` (keys are below `u64::MAX`): a binary
+    /// search whose steps choose by a conditional move, not a branch (which way a random
+    /// number goes cannot be predicted, and a mispredicted branch costs more than the step).
+    #[inline(always)]
+    fn last_at_or_below(&self, key: u64) -> Option<usize> {
+        let keys = &*self.0;
+        let first = *keys.first()?;
+        let mut base = 0usize;
+        let mut half = keys.len() / 2;
+        while half > 0 {
+            // SAFETY: the length is a power of two, and `base + 2 * half <= keys.len()` holds
+            // before every step (at the start, base is 0 and 2 * half the length; a step adds
+            // at most `half` to `base` and halves `half`), so `base + half` is in bounds.
+            let k = unsafe { *keys.get_unchecked(base + half) };
+            base = std::hint::select_unpredictable(k <= key, base + half, base);
+            half /= 2;
+        }
+        // `base` stays 0 only if every key but perhaps the first is above `key`; the padding
+        // is above every key, so `base` is never a padded position.
+        (base > 0 || first <= key).then_some(base)
+    }
+}
+
+/// The prefix segments being cut: where each starts, and the prefix covering it.
+struct Segments {
+    starts: Vec<u64>,
+    covers: Vec<u32>,
+    /// The intervals open around the current key (last key, prefix), innermost last: each
+    /// lies inside the one before it.
+    open: Vec<(u64, u32)>,
+}
+
+impl Segments {
+    /// Cuts the key space by the prefixes' nested or disjoint intervals, each segment naming
+    /// its longest covering prefix (an index into `prefixes`); refuses a prefix given twice.
+    fn cut(prefixes: &[(E164, Prefix)]) -> Result<(Vec<u64>, Vec<u32>), BlockError> {
+        let mut intervals: Vec<(u64, u64, u32)> = (0u32..)
+            .zip(prefixes)
+            .map(|(i, (p, _))| {
+                let (first, last) = prefix_keys(*p);
+                (first, last, i)
+            })
+            .collect();
+        intervals.sort_unstable_by_key(|&(first, ..)| first);
+        for pair in intervals.windows(2) {
+            // Equal first keys: the same value and digit count.
+            if let [(a, ..), (b, _, i)] = pair
+                && a == b
+                && let Some((p, _)) = prefixes.get(*i as usize)
+            {
+                return Err(BlockError::DuplicatePrefix(*p));
+            }
+        }
+        let mut cuts = Self { starts: vec![0], covers: vec![NO_PREFIX], open: Vec::new() };
+        for (first, last, i) in intervals {
+            cuts.close_before(first);
+            cuts.start(first, i);
+            cuts.open.push((last, i));
+        }
+        cuts.close_before(u64::MAX);
+        Ok((cuts.starts, cuts.covers))
+    }
+
+    /// Closes the open intervals that end before `at`; the key after each belongs to the one
+    /// around it.
+    fn close_before(&mut self, at: u64) {
+        while let Some(&(last, _)) = self.open.last()
+            && last < at
+        {
+            self.open.pop();
+            let around = self.open.last().map_or(NO_PREFIX, |&(_, cover)| cover);
+            self.start(last + 1, around);
+        }
+    }
+
+    /// Starts a segment at `at`, covered by `cover`. Intervals that end together start the
+    /// same key several times: the last call (the outermost still open) names it.
+    fn start(&mut self, at: u64, cover: u32) {
+        if self.starts.last() == Some(&at) {
+            if let Some(last) = self.covers.last_mut() {
+                *last = cover;
+            }
+        } else {
+            self.starts.push(at);
+            self.covers.push(cover);
+        }
+    }
 }
 
 impl Blocks {
@@ -147,41 +335,50 @@ impl Blocks {
         ranges: impl IntoIterator<Item = (E164, E164, DidRoute)>,
         meta: MetaStore,
     ) -> Result<Self, BlockError> {
-        let mut by_len: HashMap<u8, PrefixMap> = HashMap::new();
-        let mut count = 0usize;
+        let mut given = Vec::new();
         for (p, route) in prefixes {
-            count += 1;
-            if count > MAX_BLOCKS {
+            if given.len() == MAX_BLOCKS {
                 return Err(BlockError::TooMany);
             }
-            let id = BlockId(count as u32 - 1);
-            if by_len.entry(p.digits()).or_default().insert(p.key(), (route, id)).is_some() {
-                return Err(BlockError::DuplicatePrefix(p));
-            }
+            let id = BlockId(given.len() as u32);
+            given.push((p, Prefix { route, id, digits: p.digits() }));
         }
+        let (segment_starts, segment_prefixes) = Segments::cut(&given)?;
         let mut list = Vec::new();
-        for (first, last, route) in ranges {
-            count += 1;
-            if count > MAX_BLOCKS {
+        for (count, (first, last, route)) in (given.len()..).zip(ranges) {
+            if count == MAX_BLOCKS {
                 return Err(BlockError::TooMany);
             }
             if first.digits() != last.digits() || first > last {
                 return Err(BlockError::BadRange(first, last));
             }
-            let id = BlockId(count as u32 - 1);
-            list.push((first, last, Range { first: sort_key(first), last: sort_key(last), route, id }));
+            let id = BlockId(count as u32);
+            list.push((first, last, sort_key(first), Range { last: sort_key(last), route, id }));
         }
-        list.sort_by_key(|(_, _, r)| r.first);
+        list.sort_by_key(|&(_, _, first, _)| first);
         for pair in list.windows(2) {
-            if let [(_, _, prev), (first, last, next)] = pair
-                && next.first <= prev.last
+            if let [(_, _, _, prev), (first, last, next_first, _)] = pair
+                && *next_first <= prev.last
             {
                 return Err(BlockError::Overlap(*first, *last));
             }
         }
-        let mut prefixes: Vec<_> = by_len.into_iter().collect();
-        prefixes.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        Ok(Self { prefixes, ranges: list.into_iter().map(|(_, _, r)| r).collect(), meta })
+        let prefix_cells = Cells::covering(given.iter().map(|(p, _)| {
+            let first = padded(*p);
+            (first, first + padding(p.digits()) - 1)
+        }));
+        let range_cells =
+            Cells::covering(list.iter().map(|(first, last, ..)| (padded(*first), padded(*last))));
+        Ok(Self {
+            prefixes: given.into_iter().map(|(_, p)| p).collect(),
+            segment_starts: SortedKeys::new(segment_starts),
+            segment_prefixes,
+            range_firsts: SortedKeys::new(list.iter().map(|&(_, _, first, _)| first).collect()),
+            ranges: list.into_iter().map(|(.., r)| r).collect(),
+            range_cells,
+            prefix_cells,
+            meta,
+        })
     }
 
     /// The block a number falls in: a range before a prefix, the longest prefix first.
@@ -193,30 +390,35 @@ impl Blocks {
         })
     }
 
-    /// As [`Blocks::lookup`], naming the block (whose id keys its call counter).
-    #[inline]
+    /// As [`Blocks::lookup`], naming the block (whose id keys its call counter). Inlined into
+    /// the router's lookup: a call would return the hit through memory.
+    #[inline(always)]
     pub fn find(&self, n: E164) -> Option<BlockHit> {
-        if let Some(r) = self.range(n) {
+        // Below CELLS: a padded value is below 10^15.
+        let cell = (padded(n) / CELL_DIVISOR) as usize;
+        if self.range_cells.may_hold(cell)
+            && let Some(r) = self.range(n)
+        {
             return Some(BlockHit { id: r.id, route: r.route, prefix_len: None });
         }
-        self.prefix(n).map(|(route, id, len)| BlockHit { id, route, prefix_len: Some(len) })
+        if !self.prefix_cells.may_hold(cell) {
+            return None;
+        }
+        self.prefix(n).map(|p| BlockHit { id: p.id, route: p.route, prefix_len: Some(p.digits) })
     }
 
+    #[inline(always)]
     fn range(&self, n: E164) -> Option<&Range> {
         let key = sort_key(n);
-        let i = self.ranges.partition_point(|r| r.first <= key);
-        let r = self.ranges.get(i.checked_sub(1)?)?;
+        let r = self.ranges.get(self.range_firsts.last_at_or_below(key)?)?;
         (key <= r.last).then_some(r)
     }
 
-    fn prefix(&self, n: E164) -> Option<(DidRoute, BlockId, u8)> {
-        for (len, map) in &self.prefixes {
-            let Some(drop) = n.digits().checked_sub(*len) else { continue };
-            if let Some(&(route, id)) = map.get(&drop_digits(n.key(), drop)) {
-                return Some((route, id, *len));
-            }
-        }
-        None
+    #[inline(always)]
+    fn prefix(&self, n: E164) -> Option<&Prefix> {
+        let segment = self.segment_starts.last_at_or_below(padded_key(n))?;
+        // NO_PREFIX is beyond every index.
+        self.prefixes.get(*self.segment_prefixes.get(segment)? as usize)
     }
 
     /// Calls `f` with the metadata record a block's route names.
@@ -226,7 +428,7 @@ impl Blocks {
 
     /// Prefixes and ranges held.
     pub fn len(&self) -> usize {
-        self.ranges.len() + self.prefixes.iter().map(|(_, m)| m.len()).sum::<usize>()
+        self.ranges.len() + self.prefixes.len()
     }
 
     /// True when there are no blocks.
@@ -281,22 +483,92 @@ mod tests {
         assert!(ids.iter().all(|id| id.limit_key() >= 1 << 50), "beyond every E.164 key");
     }
 
+    /// Random blocks and numbers over a few digits (so that prefixes nest, ranges sit inside
+    /// prefixes and numbers end in zeros), against the definition: a range of the number's
+    /// length holding it, else the longest prefix of its digits.
     #[test]
-    fn dropping_digits_by_float_division_is_exact() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut values: Vec<u64> =
-            (1..=15u32).flat_map(|d| [10u64.pow(d) - 1, 10u64.pow(d), 10u64.pow(d) + 1]).collect();
-        for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            values.push(x % 1_000_000_000_000_000);
-        }
-        for v in values.into_iter().filter(|v| *v < 1_000_000_000_000_000) {
-            for drop in 0..=15u8 {
-                assert_eq!(drop_digits(v, drop), v / 10u64.pow(u32::from(drop)), "{v} / 10^{drop}");
+    fn lookups_agree_with_the_definition() {
+        struct Draw(u64);
+        impl Draw {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+            /// `+1` then `len - 1` digits out of four.
+            fn number(&mut self, len: u64) -> String {
+                let mut digits = String::from("+1");
+                for _ in 1..len {
+                    digits.push(['0', '1', '5', '9'][self.below(4) as usize]);
+                }
+                digits
             }
         }
+        let mut d = Draw(0x9E37_79B9_7F4A_7C15);
+        for round in 0..200 {
+            let mut prefixes: Vec<String> = (0..d.below(40))
+                .map(|_| {
+                    let len = 1 + d.below(9);
+                    d.number(len)
+                })
+                .collect();
+            prefixes.sort();
+            prefixes.dedup();
+            let mut ranges = Vec::new();
+            for _ in 0..d.below(10) {
+                let len = 4 + d.below(12);
+                let (a, b) = (d.number(len), d.number(len));
+                let (first, last) = if a <= b { (a, b) } else { (b, a) };
+                let overlaps = ranges
+                    .iter()
+                    .any(|(f, l): &(String, String)| f.len() == first.len() && first <= *l && *f <= last);
+                if !overlaps {
+                    ranges.push((first, last));
+                }
+            }
+            let blocks = Blocks::new(
+                prefixes.iter().enumerate().map(|(i, p)| (n(p), r(i as u32))),
+                ranges.iter().enumerate().map(|(i, (f, l))| (n(f), n(l), r(1000 + i as u32))),
+            )
+            .unwrap();
+            for _ in 0..500 {
+                let len = 1 + d.below(15);
+                let q = d.number(len);
+                let range = ranges.iter().position(|(f, l)| f.len() == q.len() && *f <= q && q <= *l);
+                let prefix = (0..prefixes.len())
+                    .filter(|&i| q.starts_with(&prefixes[i]))
+                    .max_by_key(|&i| prefixes[i].len());
+                let want = match (range, prefix) {
+                    (Some(i), _) => Some(BlockMatch::Range(r(1000 + i as u32))),
+                    (None, Some(i)) => Some(BlockMatch::Prefix(r(i as u32), prefixes[i].len() as u8 - 1)),
+                    (None, None) => None,
+                };
+                assert_eq!(blocks.lookup(n(&q)), want, "round {round}: {q} in {prefixes:?} {ranges:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_covers_longer_numbers_only() {
+        let blocks =
+            Blocks::new([(n("+15550"), r(1)), (n("+1555"), r(2)), (n("+155500"), r(3))], []).unwrap();
+        let cases = [
+            ("+155", None),
+            ("+1555", Some(BlockMatch::Prefix(r(2), 4))),
+            ("+15550", Some(BlockMatch::Prefix(r(1), 5))),
+            ("+155500", Some(BlockMatch::Prefix(r(3), 6))),
+            ("+155500000000000", Some(BlockMatch::Prefix(r(3), 6))),
+            ("+155501", Some(BlockMatch::Prefix(r(1), 5))),
+            ("+155599999999999", Some(BlockMatch::Prefix(r(2), 4))),
+            ("+155600000000000", None),
+            ("+155499999999999", None),
+        ];
+        for (number, want) in cases {
+            assert_eq!(blocks.lookup(n(number)), want, "{number}");
+        }
+        // Three prefixes nest: at most one segment starts per interval end, plus the first.
+        assert!(blocks.segment_prefixes.len() <= 2 * 3 + 1);
     }
 
     #[test]
