@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use control::config::Config;
 
-use super::engine::{Engine, EngineConfig, Sink, TICK, WorkerState};
+use super::engine::{Engine, EngineConfig, Sink, TICK, TX_SHARDS, WorkerState};
 use crate::guard::Guard;
 use crate::route::Router;
 use crate::sip::{self, HeaderIndexEntry, MAX_HEADERS};
@@ -85,10 +85,14 @@ impl Harness {
     }
 
     fn with_workers(workers: usize) -> Self {
-        let config = Config::from_toml(CONFIG).unwrap();
+        Self::with(CONFIG, EngineConfig { workers, ..EngineConfig::default() })
+    }
+
+    fn with(config: &str, engine: EngineConfig) -> Self {
+        let config = Config::from_toml(config).unwrap();
         let guard = Guard::from_config(&config).unwrap();
         let router = Arc::new(Router::from_config(&config).unwrap());
-        let engine = Engine::new(guard, router, EngineConfig { workers, ..EngineConfig::default() });
+        let engine = Engine::new(guard, router, engine);
         let t0 = Instant::now();
         Self { engine, worker: WorkerState::new(0, t0), sink: Recorder::default(), t0, now: t0 }
     }
@@ -543,3 +547,42 @@ fn a_number_block_over_its_call_limit_gets_503_whatever_number_in_it_is_called()
 
 /// Policy changes while calls run.
 mod live;
+
+#[test]
+fn new_calls_cannot_take_the_slots_kept_for_requests_within_calls() {
+    // 20 transactions per shard, 2 of them kept for requests within calls; limits that
+    // admit every call, so that only the table refuses.
+    let config = CONFIG.replace("cps = 1000\nmax_calls = 10", "cps = 100000\nmax_calls = 100000");
+    let per_shard = 20;
+    let max_transactions = TX_SHARDS as u32 * per_shard;
+    let mut h = Harness::with(&config, EngineConfig { max_transactions, ..EngineConfig::default() });
+    let out = h.recv(CARRIER, &invite("z9hG4bKkeep", "call-keep", "+15551230000", 70));
+    let out = h.recv(PBX1, &response_to(&out[1].1, 200, "OK", Some("callee1")));
+    assert_eq!((out[0].0, status(&out[0].1)), (addr(CARRIER), 200));
+
+    // New calls the callee never answers: about 62 a shard, more than any shard holds.
+    let flood = 4000;
+    let mut refused = 0;
+    for i in 0..flood {
+        let out =
+            h.recv(CARRIER, &invite(&format!("z9hG4bKflood{i}"), &format!("flood-{i}"), "+15551230000", 70));
+        refused += out.iter().filter(|(a, m)| *a == addr(CARRIER) && status(m) == 503).count();
+    }
+    // Every shard filled up to its reserve and not beyond (the first call's INVITE
+    // transaction, kept after its 2xx, is one of them).
+    let kept = TX_SHARDS * (per_shard as usize - per_shard as usize * 10 / 100);
+    assert_eq!(h.engine.transactions(), kept);
+    assert_eq!(flood - refused, kept - 1);
+    assert_eq!(h.engine.counters().tx_table_full.load(Ordering::Relaxed), refused as u64);
+
+    // The first call still ends: its BYE takes a reserved slot.
+    let bye = "BYE sip:+15551230000@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKbyek\r\n\
+               Max-Forwards: 70\r\nFrom: <sip:+442079460000@192.0.2.7>;tag=caller1\r\n\
+               To: <sip:+15551230000@203.0.113.1>;tag=callee1\r\nCall-ID: call-keep\r\nCSeq: 2 BYE\r\n\
+               Content-Length: 0\r\n\r\n";
+    let out = h.recv(CARRIER, bye);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, method(&out[0].1)), (addr(PBX1), "BYE"));
+    let out = h.recv(PBX1, &response_to(&out[0].1, 200, "OK", None));
+    assert_eq!((out[0].0, status(&out[0].1)), (addr(CARRIER), 200));
+}

@@ -55,6 +55,10 @@ use crate::sip::{
 pub const TX_SHARDS: usize = 64;
 /// Default bound on live transactions, all shards together.
 pub const DEFAULT_MAX_TRANSACTIONS: u32 = 1_048_576;
+/// Percentage of each transaction shard kept for requests within calls (BYE, re-INVITE,
+/// UPDATE...): under overload a new call is refused with 503 before the table is full, so
+/// the calls in progress can still end.
+pub const IN_CALL_RESERVE_PERCENT: u32 = 10;
 /// Default bound on active dialogs.
 pub const DEFAULT_MAX_DIALOGS: u32 = 262_144;
 /// Default longest call, after which the edge forgets the dialog and frees its slot.
@@ -178,7 +182,8 @@ pub struct ProxyCounters {
     pub failovers: AtomicU64,
     /// Responses matching no transaction.
     pub stray_responses: AtomicU64,
-    /// New transactions refused because the table was full.
+    /// New transactions refused because the table was full (a new call: because only the
+    /// reserve for requests within calls was left, [`IN_CALL_RESERVE_PERCENT`]).
     pub tx_table_full: AtomicU64,
     /// Sends the I/O layer refused.
     pub send_refused: AtomicU64,
@@ -288,7 +293,12 @@ impl Engine {
             dialogs: Dialogs::new(config.max_dialogs, config.max_call_duration),
             shards: (0..TX_SHARDS)
                 .map(|idx| {
-                    Mutex::new(Shard { idx, table: Table::with_capacity(per_shard), pool: Vec::new() })
+                    Mutex::new(Shard {
+                        idx,
+                        table: Table::with_capacity(per_shard),
+                        calls_below: (per_shard - per_shard * IN_CALL_RESERVE_PERCENT / 100) as usize,
+                        pool: Vec::new(),
+                    })
                 })
                 .collect(),
             config,

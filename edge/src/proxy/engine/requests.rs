@@ -218,6 +218,12 @@ impl Engine {
             Server::NonInvite(NonInviteServer::start(self.config.timers))
         };
         let mut s = lock(&self.shards[shard]);
+        // A new call (routed by DID) may not take the last slots: requests within calls
+        // still get through when new calls fill the table.
+        if route.is_some() && s.table.len() >= s.calls_below {
+            drop(s);
+            return self.refuse_table_full(msg, ctx);
+        }
         let mut original = s.buffer();
         original.extend_from_slice(msg.as_bytes());
         let tx = Tx {
@@ -241,14 +247,19 @@ impl Engine {
         };
         let Ok(h) = s.table.insert(key, tx) else {
             drop(s);
-            inc(&self.counters.tx_table_full);
-            self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
-            return None;
+            return self.refuse_table_full(msg, ctx);
         };
         if invite {
             self.send_provisional_100(&mut s, h, msg, ctx);
         }
         Some((s, h))
+    }
+
+    /// Answers a request the transaction table has no room for: 503 with Retry-After.
+    fn refuse_table_full<T>(&self, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) -> Option<T> {
+        inc(&self.counters.tx_table_full);
+        self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
+        None
     }
 
     pub(super) fn send_provisional_100(

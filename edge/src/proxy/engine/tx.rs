@@ -131,6 +131,9 @@ impl Tx {
 pub(super) struct Shard {
     pub(super) idx: usize,
     pub(super) table: Table<Tx>,
+    /// Transactions from which on a new call is refused: the rest of the table is kept for
+    /// requests within calls ([`IN_CALL_RESERVE_PERCENT`](super::IN_CALL_RESERVE_PERCENT)).
+    pub(super) calls_below: usize,
     pub(super) pool: Vec<Vec<u8>>,
 }
 
