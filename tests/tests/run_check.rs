@@ -9,7 +9,8 @@ fn check(listen: &str) -> Output {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sipedge.toml");
     std::fs::write(&path, format!("[edge]\nlisten = [{listen}]\n")).unwrap();
-    let out = Command::new(tests::sipedge_bin()).arg("run").arg("--config").arg(&path).arg("--check").output();
+    let out =
+        Command::new(tests::sipedge_bin()).arg("run").arg("--config").arg(&path).arg("--check").output();
     std::fs::remove_dir_all(&dir).unwrap();
     out.unwrap()
 }

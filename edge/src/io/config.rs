@@ -95,7 +95,11 @@ impl IoConfig {
             });
         }
         let listen = edge.listen.iter().map(|l| l.addr).collect();
-        Ok(Self { workers: edge.workers.unwrap_or_else(default_workers), backend: edge.io, ..Self::new(listen) })
+        Ok(Self {
+            workers: edge.workers.unwrap_or_else(default_workers),
+            backend: edge.io,
+            ..Self::new(listen)
+        })
     }
 
     /// Checks every bound; the error names the field.
@@ -163,8 +167,9 @@ mod tests {
         assert_eq!(io.backend, IoBackend::Portable);
         assert!(io.validate().is_ok());
         for listener in ["tcp:127.0.0.1:5060", "tls:[::1]:5061"] {
-            let c = Config::from_toml(&format!("[edge]\nlisten = [\"udp:127.0.0.1:5060\", \"{listener}\"]\n"))
-                .unwrap();
+            let c =
+                Config::from_toml(&format!("[edge]\nlisten = [\"udp:127.0.0.1:5060\", \"{listener}\"]\n"))
+                    .unwrap();
             match IoConfig::from_edge(&c.edge) {
                 Err(IoError::InvalidConfig { field: "listen", reason }) => {
                     assert!(reason.starts_with(&format!("edge.listen[1] = {listener}: ")), "{reason}")
