@@ -272,14 +272,18 @@ mod tests {
             ([HeaderIndexEntry::EMPTY; MAX_HEADERS], [HeaderIndexEntry::EMPTY; MAX_HEADERS]);
         let invite = sip::parse(invite.as_bytes(), &mut i1).unwrap();
         let ok = sip::parse(ok.as_bytes(), &mut i2).unwrap();
+        ByeRecipe::new(&invite, &ok, is_us)
+    }
+
+    fn is_us(uri: &Uri<'_>) -> bool {
         let us: std::net::SocketAddr = US.parse().unwrap();
-        ByeRecipe::new(&invite, &ok, |uri| match uri {
+        match uri {
             Uri::Sip(u) => {
                 matches!(u.host, sip::Host::Ipv4(a) if std::net::IpAddr::V4(a) == us.ip())
                     && u.port == Some(us.port())
             }
             _ => false,
-        })
+        }
     }
 
     fn via() -> ViaSpec<'static> {
@@ -396,5 +400,41 @@ mod tests {
         let mut out = vec![0u8; 16];
         let r = recipe(INVITE, &ok(FOUR_HOPS)).unwrap();
         assert!(matches!(r.write(Side::Callee, via(), &mut out), Err(WriteError::BufferTooSmall { .. })));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any byte of the INVITE or the 2xx changed: the recipe is refused, or both BYEs are
+        /// written within `MAX_BYE_BYTES` (or refused by the writer) and parse back.
+        #[test]
+        fn mutated_dialogs_give_a_parseable_bye_or_none(
+            at in proptest::prelude::any::<usize>(),
+            byte in proptest::prelude::any::<u8>(),
+            in_ok in proptest::prelude::any::<bool>(),
+        ) {
+            let (mut invite, mut ok) = (INVITE.as_bytes().to_vec(), ok(FOUR_HOPS).into_bytes());
+            let target = if in_ok { &mut ok } else { &mut invite };
+            let at = at % target.len();
+            target[at] = byte;
+            let (mut i1, mut i2) = ([HeaderIndexEntry::EMPTY; MAX_HEADERS], [HeaderIndexEntry::EMPTY; MAX_HEADERS]);
+            let (Ok(invite), Ok(ok)) = (sip::parse(&invite, &mut i1), sip::parse(&ok, &mut i2)) else {
+                return Ok(());
+            };
+            let Ok(r) = ByeRecipe::new(&invite, &ok, is_us) else {
+                return Ok(());
+            };
+            for side in [Side::Callee, Side::Caller] {
+                let mut out = vec![0u8; MAX_BYE_BYTES];
+                match r.write(side, via(), &mut out) {
+                    Ok(n) => {
+                        let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
+                        let bye = sip::parse(&out[..n], &mut index);
+                        proptest::prop_assert!(bye.is_ok(), "{}", String::from_utf8_lossy(&out[..n]));
+                    }
+                    Err(e) => proptest::prop_assert!(matches!(e, WriteError::Unsuitable(_)), "{e:?}"),
+                }
+            }
+        }
     }
 }
