@@ -136,15 +136,13 @@ impl Dialogs {
         t.get_mut(h).map(|d| Parties { caller: d.caller, callee: d.callee })
     }
 
-    /// A request within the dialog went through from the side whose From tag is `from_tag`:
-    /// the BYEs the edge may send later must carry a higher CSeq (RFC 3261 §12.2.1.1).
-    pub fn note_cseq(&self, id: &DialogId<'_>, from_tag: &[u8], number: u32) {
+    /// Updates the BYE recipe of the active dialog with this identity, if it has one (a request
+    /// within the dialog went through: its CSeq, a target refresh).
+    pub fn update_recipe<R>(&self, id: &DialogId<'_>, update: impl FnOnce(&mut ByeRecipe) -> R) -> Option<R> {
         let (shard, key) = self.key(id);
         let mut t = self.shard(shard);
-        let Some(h) = t.find(&key) else { return };
-        if let Some(recipe) = t.get_mut(h).and_then(|d| d.bye.as_mut()) {
-            recipe.note_cseq(from_tag, number);
-        }
+        let h = t.find(&key)?;
+        t.get_mut(h).and_then(|d| d.bye.as_mut()).map(update)
     }
 
     /// A BYE's final response went through (or the dialog failed): the call ends. Returns the

@@ -100,11 +100,11 @@ impl TextBuilder {
     }
 }
 
-/// The URI of the first Contact of `msg`.
-fn contact_uri<'b>(msg: &SipMessage<'b>, what: &'static str) -> Result<&'b [u8], Unbuildable> {
+/// The URI of the first Contact of `msg` (a remote target), when it has one.
+pub fn first_contact_uri<'b>(msg: &SipMessage<'b>) -> Option<&'b [u8]> {
     match msg.contacts().next() {
-        Some(Ok(Contact::Address(a))) => Ok(a.uri_raw),
-        _ => Err(Unbuildable::Header(what)),
+        Some(Ok(Contact::Address(a))) => Some(a.uri_raw),
+        _ => None,
     }
 }
 
@@ -130,8 +130,9 @@ impl ByeRecipe {
         let from_tag = Span { at: from.at + tag_at as u16, len: tag.len() as u16 };
         ok.to().ok().and_then(|t| t.tag()).ok_or(Unbuildable::Header("To tag"))?;
         let to = b.push(ok.header_value(HeaderKind::To).ok_or(Unbuildable::Header("To"))?)?;
-        let caller_contact = b.push(contact_uri(invite, "INVITE Contact")?)?;
-        let callee_contact = b.push(contact_uri(ok, "2xx Contact")?)?;
+        let caller_contact =
+            b.push(first_contact_uri(invite).ok_or(Unbuildable::Header("INVITE Contact"))?)?;
+        let callee_contact = b.push(first_contact_uri(ok).ok_or(Unbuildable::Header("2xx Contact"))?)?;
         let caller_cseq = invite.cseq().map_err(|_| Unbuildable::Header("CSeq"))?.number;
 
         // Record-Route, top first: [towards the callee, reversed] us [towards the caller].
@@ -188,8 +189,48 @@ impl ByeRecipe {
         }
     }
 
-    /// The Call-ID.
-    pub fn call_id(&self) -> &[u8] {
+    /// A target refresh went through (a re-INVITE answered 2xx, RFC 3261 §12.2): the side that
+    /// sent it (`from_tag`) is now reached at the request's Contact, the other side at the
+    /// response's (`None`: unchanged). Beyond the caps the recipe stays as it was.
+    pub fn refresh_targets(
+        &mut self,
+        from_tag: &[u8],
+        request_contact: Option<&[u8]>,
+        response_contact: Option<&[u8]>,
+    ) -> Result<(), Unbuildable> {
+        let (caller, callee) = if from_tag == self.get(self.from_tag) {
+            (request_contact, response_contact)
+        } else {
+            (response_contact, request_contact)
+        };
+        let caller = caller.unwrap_or(self.get(self.caller_contact));
+        let callee = callee.unwrap_or(self.get(self.callee_contact));
+        let mut b = TextBuilder { text: Vec::with_capacity(self.text.len()) };
+        let call_id = b.push(self.get(self.call_id))?;
+        let from = b.push(self.get(self.from))?;
+        let from_tag = Span { at: from.at + (self.from_tag.at - self.from.at), len: self.from_tag.len };
+        let to = b.push(self.get(self.to))?;
+        let caller_contact = b.push(caller)?;
+        let callee_contact = b.push(callee)?;
+        let mut routes = [Span::default(); MAX_DIALOG_ROUTES];
+        for (new, old) in routes.iter_mut().zip(&self.routes) {
+            *new = b.push(self.get(*old))?;
+        }
+        *self = Self {
+            text: b.text.into_boxed_slice(),
+            call_id,
+            from,
+            from_tag,
+            to,
+            caller_contact,
+            callee_contact,
+            routes,
+            ..*self
+        };
+        Ok(())
+    }
+
+    fn call_id(&self) -> &[u8] {
         self.get(self.call_id)
     }
 
@@ -400,6 +441,36 @@ mod tests {
         let mut out = vec![0u8; 16];
         let r = recipe(INVITE, &ok(FOUR_HOPS)).unwrap();
         assert!(matches!(r.write(Side::Callee, via(), &mut out), Err(WriteError::BufferTooSmall { .. })));
+    }
+
+    #[test]
+    fn a_target_refresh_moves_the_request_uri_of_later_byes_and_nothing_else() {
+        let mut r = recipe(INVITE, &ok(FOUR_HOPS)).unwrap();
+        let (callee_before, caller_before) = (fields(&bye(&r, Side::Callee)), fields(&bye(&r, Side::Caller)));
+        // A re-INVITE from the callee, answered by the caller: both Contacts new.
+        r.refresh_targets(b"callee-b", Some(b"sip:pbx2@198.51.100.11:5080"), Some(b"sip:alice2@192.0.2.8"))
+            .unwrap();
+        let (callee, caller) = (fields(&bye(&r, Side::Callee)), fields(&bye(&r, Side::Caller)));
+        assert_eq!(
+            (callee.0.as_str(), caller.0.as_str()),
+            ("sip:pbx2@198.51.100.11:5080", "sip:alice2@192.0.2.8")
+        );
+        assert_eq!(
+            (callee.1, callee.2, callee.3, callee.7),
+            (callee_before.1, callee_before.2, callee_before.3, 42)
+        );
+        assert_eq!(
+            (caller.1, caller.4, caller.5, caller.6),
+            (caller_before.1, caller_before.4, caller_before.5, caller_before.6)
+        );
+        // From the caller, without Contact in the answer: only the caller's moves.
+        r.refresh_targets(b"caller-a", Some(b"sip:alice3@192.0.2.9"), None).unwrap();
+        assert_eq!(fields(&bye(&r, Side::Caller)).0, "sip:alice3@192.0.2.9");
+        assert_eq!(fields(&bye(&r, Side::Callee)).0, "sip:pbx2@198.51.100.11:5080");
+        // Beyond the cap: refused, the recipe as it was.
+        let long = format!("sip:{}@192.0.2.9", "x".repeat(MAX_DIALOG_TEXT_BYTES));
+        assert_eq!(r.refresh_targets(b"caller-a", Some(long.as_bytes()), None), Err(Unbuildable::TooLong));
+        assert_eq!(fields(&bye(&r, Side::Caller)).0, "sip:alice3@192.0.2.9");
     }
 
     proptest::proptest! {

@@ -4,7 +4,7 @@
 //! or Timer F, its responses matched by our branch and absorbed, never forwarded.
 
 use super::*;
-use crate::proxy::dialog_bye::{ByeRecipe, MAX_BYE_BYTES, Side};
+use crate::proxy::dialog_bye::{ByeRecipe, MAX_BYE_BYTES, Side, first_contact_uri};
 
 /// Prefix of the branch of the BYEs the edge originates:
 /// `z9hG4bK-by-{slot}-{generation}-{salt}` (hex fields).
@@ -85,7 +85,21 @@ impl Engine {
             return;
         };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
-        self.dialogs.note_cseq(&DialogId { call_id, tag_a, tag_b }, tag_a, cseq.number);
+        self.dialogs.update_recipe(&DialogId { call_id, tag_a, tag_b }, |r| r.note_cseq(tag_a, cseq.number));
+    }
+
+    /// A re-INVITE within a dialog was answered 2xx: both sides' Contacts may have changed.
+    pub(super) fn refresh_targets(&self, reinvite: &[u8], ok: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
+        let Ok(req) = sip::parse(reinvite, &mut ctx.stored[..]) else { return };
+        let (Ok(call_id), Ok(from), Ok(to)) = (req.call_id(), req.from(), req.to()) else { return };
+        let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
+        let (request_contact, response_contact) = (first_contact_uri(&req), first_contact_uri(ok));
+        let refreshed = self.dialogs.update_recipe(&DialogId { call_id, tag_a, tag_b }, |r| {
+            r.refresh_targets(tag_a, request_contact, response_contact)
+        });
+        if let Some(Err(e)) = refreshed {
+            tracing::debug!(error = %e, "target refresh not kept: the BYE at maximum duration uses the old one");
+        }
     }
 
     /// Ends the calls past their maximum duration (worker 0's tick): their slots go back and

@@ -85,12 +85,17 @@ impl Engine {
         }
     }
 
-    /// The callee answered: the call becomes a dialog holding its trunk slot.
+    /// The callee answered: the call becomes a dialog holding its trunk slot; or a re-INVITE
+    /// was answered: the dialog's targets are refreshed.
     pub(super) fn on_answered(&self, tx: &mut Tx, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         if tx.answered {
             return;
         }
         tx.answered = true;
+        if tx.route.is_none() {
+            // A re-INVITE within a dialog (only new calls are routed).
+            return self.refresh_targets(&tx.original, msg, ctx);
+        }
         let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
         let Some(hold) = tx.hold.take() else { return };

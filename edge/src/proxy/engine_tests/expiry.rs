@@ -168,3 +168,23 @@ fn a_call_whose_headers_allow_no_bye_still_ends_and_is_counted() {
     assert_eq!((counter(&h, |c| &c.calls_ended), counter(&h, |c| &c.calls_expired_without_bye)), (1, 1));
     assert_eq!(counter(&h, |c| &c.byes_sent), 0);
 }
+
+#[test]
+fn a_re_invite_answered_2xx_refreshes_where_the_byes_go() {
+    let mut h = harness();
+    answered_call(&mut h);
+    // The callee re-INVITEs (CSeq 8) from a new Contact; the caller answers from a new one too.
+    let reinvite = in_dialog("INVITE", "z9hG4bKx1r", 8, false)
+        .replace("Content-Length: 0", "Contact: <sip:pbx@198.51.100.10:5090>\r\nContent-Length: 0");
+    let fwd = h.recv(PBX1, &reinvite);
+    let (dest, fwd) = fwd.last().unwrap();
+    assert_eq!((*dest, method(fwd)), (addr(CARRIER), "INVITE"));
+    let ok = response_to(fwd, 200, "OK", None)
+        .replace("Content-Length: 0", "Contact: <sip:caller@192.0.2.7:5099>\r\nContent-Length: 0");
+    h.recv(CARRIER, &ok);
+    let (to_callee, to_caller) = byes_until(&mut h, MAX_CALL + Duration::from_millis(20));
+    assert!(to_callee[0].starts_with("BYE sip:pbx@198.51.100.10:5090 SIP/2.0\r\n"), "{to_callee:?}");
+    assert!(to_caller[0].starts_with("BYE sip:caller@192.0.2.7:5099 SIP/2.0\r\n"), "{to_caller:?}");
+    assert_eq!(header(&to_caller[0], "CSeq"), Some("9 BYE"), "after the re-INVITE's 8");
+    assert_eq!(header(&to_callee[0], "CSeq"), Some("5 BYE"));
+}
