@@ -173,8 +173,8 @@ pub struct EdgeConfig {
     /// Proxy Timer C (no final answer to an INVITE), in seconds; more than 180. Default: 181.
     #[serde(default = "default_timer_c_secs")]
     pub timer_c_secs: u32,
-    /// Longest call, in seconds, after which the edge forgets the dialog and frees its slot.
-    /// Default: 14400 (4 hours).
+    /// Longest call, in seconds, after which the edge sends each side a BYE (as if from the
+    /// other) and frees the call's slots. Default: 14400 (4 hours).
     #[serde(default = "default_max_call_secs")]
     pub max_call_secs: u32,
     /// Live transactions at most; beyond, new requests get 503. Each call holds about two for

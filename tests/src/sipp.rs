@@ -202,7 +202,7 @@ pub fn uas(scenario: Scenario<'_>, ip: &str, port: u16) -> Sipp {
     Sipp { child }
 }
 
-/// The outcome of a SIPp UAC run.
+/// The outcome of a SIPp run (a UAC's, or a counted UAS's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UacResult {
     /// SIPp's exit status (0: every call succeeded).
@@ -245,6 +245,71 @@ pub fn uac(
     let status = cmd.status().expect("run sipp uac");
     let (successful, failed) = read_stats(&stats);
     UacResult { exit: status.code().unwrap_or(-1), successful, failed }
+}
+
+/// A SIPp process in the background that exits by itself after `-m` calls, with its statistics;
+/// see [`SippRun::finish`]. Killed on drop.
+#[derive(Debug)]
+pub struct SippRun {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+/// How often [`SippRun::finish`] looks whether SIPp has exited.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// Starts SIPp on `scenario` from `ip:port` for `calls` calls, with `args` (for a UAC: the
+/// target, `-s`, ...), bounded by `timeout` (its own `-timeout`, a failure).
+pub fn spawn_counted(
+    scenario: Scenario<'_>,
+    ip: &str,
+    port: u16,
+    calls: u32,
+    timeout: Duration,
+    args: &[&str],
+) -> SippRun {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new("sipp");
+    scenario.args(&mut cmd);
+    cmd.args(args)
+        .args(["-i", ip, "-p", &port.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", &format!("{}s", timeout.as_secs().max(1)), "-timeout_error", "-nostdin"])
+        .arg("-trace_stat")
+        .arg("-stf")
+        .arg(dir.path().join("stats.csv"))
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().expect("spawn sipp");
+    SippRun { child, dir }
+}
+
+impl SippRun {
+    /// Waits for SIPp to exit, at most `within` (then kills it: exit -1), and reads its counts.
+    pub fn finish(mut self, within: Duration) -> UacResult {
+        let deadline = std::time::Instant::now() + within;
+        let exit = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code().unwrap_or(-1),
+                Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(EXIT_POLL),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break -1;
+                }
+            }
+        };
+        let (successful, failed) = read_stats(&self.dir.path().join("stats.csv"));
+        UacResult { exit, successful, failed }
+    }
+}
+
+impl Drop for SippRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Cumulative successful and failed calls from SIPp's `-trace_stat` CSV.

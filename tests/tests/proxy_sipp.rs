@@ -6,7 +6,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use tests::sipp::{
-    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, UacResult, free_udp_port, have_sipp, uac, uas,
+    CONTROL_WITHOUT_PROBES, Edge, LOOPBACK_EDGE, Scenario, UacResult, free_udp_port, have_sipp,
+    spawn_counted, uac, uas,
 };
 
 const DID: &str = "+15551230000";
@@ -187,6 +188,47 @@ fn a_lost_200_retransmitted_by_the_callee_still_completes_the_call() {
     let _uas = uas(Scenario::File("uas-lost-200.xml"), "127.0.0.1", pbx);
     let r = uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), DID, 10, 10, &[]);
     all_ok(r, 10);
+}
+
+/// The shortest maximum call duration the configuration accepts
+/// (`control::config::MAX_CALL_SECS_RANGE`).
+const MAX_CALL_SECS: u64 = 60;
+/// How long past the maximum duration both SIPp runs may take to get their BYE and exit.
+const BYE_GRACE: Duration = Duration::from_secs(20);
+
+#[test]
+fn a_call_at_its_maximum_duration_gets_a_bye_on_each_side_and_its_slot_back() {
+    if !have_sipp("a_call_at_its_maximum_duration_gets_a_bye_on_each_side_and_its_slot_back") {
+        return;
+    }
+    assert_eq!(*control::config::MAX_CALL_SECS_RANGE.start(), MAX_CALL_SECS as u32);
+    let pbx = free_udp_port();
+    let edge = Edge::start(&config(
+        "uring",
+        &[pbx_uri(pbx)],
+        "max_calls = 1",
+        &format!("max_call_secs = {MAX_CALL_SECS}"),
+    ));
+    let bound = Duration::from_secs(MAX_CALL_SECS) + BYE_GRACE;
+    let pbx_run = spawn_counted(Scenario::File("uas-wait-bye.xml"), "127.0.0.1", pbx, 1, bound, &[]);
+    // SIPp binds within milliseconds; an INVITE that still beats it is retransmitted.
+    std::thread::sleep(Duration::from_millis(300));
+    let target = edge.addr.to_string();
+    let carrier = spawn_counted(
+        Scenario::File("uac-wait-bye.xml"),
+        "127.0.0.1",
+        free_udp_port(),
+        1,
+        bound,
+        &[&target, "-s", DID],
+    );
+    // Both sides hold the call until the edge's BYE ends it: neither hangs up by itself.
+    all_ok(carrier.finish(bound), 1);
+    all_ok(pbx_run.finish(BYE_GRACE), 1);
+    assert!(edge.api("GET", "/v1/stats", None).1.contains(r#""active_calls":0"#));
+    // The trunk's only slot is free again: the next call is admitted.
+    let _uas = uas(Scenario::Builtin("uas"), "127.0.0.1", pbx);
+    all_ok(uac(Scenario::Builtin("uac"), edge.addr, "127.0.0.1", free_udp_port(), DID, 1, 1, &[]), 1);
 }
 
 /// Sends `msg` from `from` to `to`; the reply, if any comes within `wait`.

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::dialog_bye::ByeRecipe;
 use super::table::{Handle, Key, Table};
 use crate::guard::CallHold;
 
@@ -44,6 +45,9 @@ pub struct Dialog {
     pub callee: SocketAddr,
     /// The listen socket the call runs on.
     pub listen: usize,
+    /// How to end the call with BYEs at its maximum duration; `None` when its headers did not
+    /// fit (the call still counts and expires, without BYE).
+    pub bye: Option<ByeRecipe>,
 }
 
 /// The two sides of a dialog.
@@ -132,6 +136,15 @@ impl Dialogs {
         t.get_mut(h).map(|d| Parties { caller: d.caller, callee: d.callee })
     }
 
+    /// Updates the BYE recipe of the active dialog with this identity, if it has one (a request
+    /// within the dialog went through: its CSeq, a target refresh).
+    pub fn update_recipe<R>(&self, id: &DialogId<'_>, update: impl FnOnce(&mut ByeRecipe) -> R) -> Option<R> {
+        let (shard, key) = self.key(id);
+        let mut t = self.shard(shard);
+        let h = t.find(&key)?;
+        t.get_mut(h).and_then(|d| d.bye.as_mut()).map(update)
+    }
+
     /// A BYE's final response went through (or the dialog failed): the call ends. Returns the
     /// dialog the first time only.
     pub fn end(&self, id: &DialogId<'_>) -> Option<Dialog> {
@@ -184,7 +197,7 @@ mod tests {
     fn call(guard: &Guard, did: u64, started: Instant) -> Dialog {
         let caller = "127.0.0.1:5070".parse().unwrap();
         let callee = "127.0.0.1:5080".parse().unwrap();
-        Dialog { hold: guard.admit_call(0).unwrap(), did, started, caller, callee, listen: 0 }
+        Dialog { hold: guard.admit_call(0).unwrap(), did, started, caller, callee, listen: 0, bye: None }
     }
 
     fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {

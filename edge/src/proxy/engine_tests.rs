@@ -545,6 +545,8 @@ fn a_number_block_over_its_call_limit_gets_503_whatever_number_in_it_is_called()
     assert_eq!(out[1].0, addr(PBX1), "the block's slot is free again");
 }
 
+/// Calls past their maximum duration.
+mod expiry;
 /// Policy changes while calls run.
 mod live;
 

@@ -4,6 +4,7 @@
 pub mod branch;
 pub mod client_tx;
 pub mod dialog;
+pub mod dialog_bye;
 pub mod engine;
 #[cfg(test)]
 mod engine_tests;

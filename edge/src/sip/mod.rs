@@ -63,8 +63,8 @@ pub use startline::{Method, RequestLine, StartLine, StatusLine};
 pub use uri::{Host, SipUri, TelUri, Unescaped, Uri, unescaped_eq, unescaped_eq_ci};
 pub use via::{BRANCH_MAGIC_COOKIE, Via};
 pub use writer::{
-    ForwardOptions, MAX_FORWARDS_INITIAL, MAX_FORWARDS_INSERTED, RecordRouteSpec, ViaSpec, build_ack,
-    build_cancel, forward_request, response_from_request, strip_top_via,
+    ForwardOptions, InDialogRequest, MAX_FORWARDS_INITIAL, MAX_FORWARDS_INSERTED, RecordRouteSpec, ViaSpec,
+    build_ack, build_cancel, build_in_dialog_request, forward_request, response_from_request, strip_top_via,
 };
 
 use chars::{LWS, TOKEN, WORD, all_in, is_wsp, run_in, trim_lws};

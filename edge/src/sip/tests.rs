@@ -303,6 +303,49 @@ From: <sip:a@h>;tag=1\r\nTo: <sip:+15551234567@198.51.100.10;user=phone>;tag=uas
 }
 
 #[test]
+fn in_dialog_requests_are_written_whole_or_refused() {
+    let routes: [&[u8]; 2] = [b"sip:p1.example;lr", b"sip:p2.example;lr"];
+    let req = InDialogRequest {
+        method: "BYE",
+        request_uri: b"sip:pbx@198.51.100.10:5070",
+        via: VIA,
+        routes: &routes,
+        from: b"<sip:a@192.0.2.7>;tag=a1",
+        to: b"<sip:b@198.51.100.10>;tag=b2",
+        call_id: b"c1@192.0.2.7",
+        cseq: 42,
+    };
+    let bye = write(|o| build_in_dialog_request(&req, o));
+    assert_eq!(
+        String::from_utf8_lossy(&bye),
+        "BYE sip:pbx@198.51.100.10:5070 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKedge1;rport\r\n\
+Route: <sip:p1.example;lr>\r\n\
+Route: <sip:p2.example;lr>\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:a@192.0.2.7>;tag=a1\r\n\
+To: <sip:b@198.51.100.10>;tag=b2\r\n\
+Call-ID: c1@192.0.2.7\r\n\
+CSeq: 42 BYE\r\n\
+Content-Length: 0\r\n\r\n"
+    );
+    with(&bye, |m| m.validate().unwrap());
+    let bad_route: [&[u8]; 1] = [b"sip:p1.example>\r\nX: y"];
+    for bad in [
+        InDialogRequest { from: b"<sip:a@h>\r\nX-Injected: 1", ..req },
+        InDialogRequest { to: b"", ..req },
+        InDialogRequest { request_uri: b"sip:a b", ..req },
+        InDialogRequest { routes: &bad_route, ..req },
+        InDialogRequest { method: "BY E", ..req },
+    ] {
+        let mut out = [0u8; 4096];
+        assert!(matches!(build_in_dialog_request(&bad, &mut out), Err(WriteError::Unsuitable(_))), "{bad:?}");
+    }
+    let mut small = [0u8; 64];
+    assert!(matches!(build_in_dialog_request(&req, &mut small), Err(WriteError::BufferTooSmall { .. })));
+}
+
+#[test]
 fn call_id_is_word_at_word() {
     let table: &[(&[u8], bool)] = &[
         (b"a84b4c76e66710-3f1c9a@203.0.113.17", true),

@@ -268,6 +268,81 @@ fn build_in_transaction(
     Ok(w.len)
 }
 
+/// A request this proxy originates within a dialog (RFC 3261 §12.2.1.1), such as the BYE that
+/// ends a call past its maximum duration; see [`build_in_dialog_request`]. Every field is written
+/// as given: header values must be single lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InDialogRequest<'a> {
+    /// The method token (`BYE`).
+    pub method: &'a str,
+    /// The remote target: the Contact URI of the side the request goes to.
+    pub request_uri: &'a [u8],
+    /// Our Via (the only one).
+    pub via: ViaSpec<'a>,
+    /// The route set, first hop first: each URI becomes one `Route: <uri>` line.
+    pub routes: &'a [&'a [u8]],
+    /// The From value, tag included.
+    pub from: &'a [u8],
+    /// The To value, tag included.
+    pub to: &'a [u8],
+    /// The Call-ID.
+    pub call_id: &'a [u8],
+    /// The CSeq number.
+    pub cseq: u32,
+}
+
+/// Builds a request within a dialog: request line, our Via, the Route lines, `Max-Forwards: 70`,
+/// From, To, Call-ID, CSeq and `Content-Length: 0`. Returns the length written.
+pub fn build_in_dialog_request(req: &InDialogRequest<'_>, out: &mut [u8]) -> Result<usize, WriteError> {
+    check_spec(req.method)?;
+    check_spec(req.via.transport)?;
+    check_spec(req.via.host)?;
+    check_spec(req.via.branch)?;
+    check_spec_bytes(req.request_uri)?;
+    for value in [req.from, req.to, req.call_id] {
+        check_line_value(value)?;
+    }
+    for route in req.routes {
+        check_spec_bytes(route)?;
+        if route.iter().any(|&b| b == b'<' || b == b'>') {
+            return Err(WriteError::Unsuitable("angle bracket in a Route URI"));
+        }
+    }
+    let mut w = Out::new(out);
+    w.put(req.method.as_bytes())?;
+    w.put(b" ")?;
+    w.put(req.request_uri)?;
+    w.put(b" SIP/2.0\r\n")?;
+    write_via(&mut w, &req.via)?;
+    for route in req.routes {
+        w.put(b"Route: <")?;
+        w.put(route)?;
+        w.put(b">\r\n")?;
+    }
+    w.put(b"Max-Forwards: ")?;
+    w.num(MAX_FORWARDS_INITIAL.into())?;
+    w.put(b"\r\nFrom: ")?;
+    w.put(req.from)?;
+    w.put(b"\r\nTo: ")?;
+    w.put(req.to)?;
+    w.put(b"\r\nCall-ID: ")?;
+    w.put(req.call_id)?;
+    w.put(b"\r\nCSeq: ")?;
+    w.num(req.cseq)?;
+    w.put(b" ")?;
+    w.put(req.method.as_bytes())?;
+    w.put(b"\r\nContent-Length: 0\r\n\r\n")?;
+    Ok(w.len)
+}
+
+/// Rejects a header value that is empty or would not stay one line.
+fn check_line_value(v: &[u8]) -> Result<(), WriteError> {
+    if v.is_empty() || v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(WriteError::Unsuitable("header value empty or not one line"));
+    }
+    Ok(())
+}
+
 /// The first header line of `kind`, CRLF included.
 fn line_of<'b>(msg: &SipMessage<'b>, kind: HeaderKind) -> Result<&'b [u8], WriteError> {
     msg.entries_from(kind)

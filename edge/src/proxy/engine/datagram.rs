@@ -147,16 +147,15 @@ impl Engine {
     /// A Via of ours already in the request: it came back to us.
     pub(super) fn is_loop(&self, msg: &SipMessage<'_>, local: &Local) -> bool {
         msg.vias().flatten().any(|v| {
-            v.branch().is_some_and(|b| b.starts_with(OUR_BRANCH_PREFIX) || b.starts_with(b"z9hG4bK-sl-"))
-                && match v.host {
-                    Host::Ipv4(a) => {
-                        self.is_us(SocketAddr::new(IpAddr::V4(a), v.port.unwrap_or(5060)), local)
-                    }
-                    Host::Ipv6(a) => {
-                        self.is_us(SocketAddr::new(IpAddr::V6(a), v.port.unwrap_or(5060)), local)
-                    }
-                    Host::Name(_) => false,
-                }
+            v.branch().is_some_and(|b| {
+                b.starts_with(OUR_BRANCH_PREFIX)
+                    || b.starts_with(b"z9hG4bK-sl-")
+                    || b.starts_with(expiry::BYE_BRANCH_PREFIX)
+            }) && match v.host {
+                Host::Ipv4(a) => self.is_us(SocketAddr::new(IpAddr::V4(a), v.port.unwrap_or(5060)), local),
+                Host::Ipv6(a) => self.is_us(SocketAddr::new(IpAddr::V6(a), v.port.unwrap_or(5060)), local),
+                Host::Name(_) => false,
+            }
         })
     }
 

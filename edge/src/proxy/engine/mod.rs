@@ -12,6 +12,7 @@
 //! whole by a policy change ([`Engine::install`]).
 
 mod datagram;
+mod expiry;
 mod health;
 mod plan;
 mod requests;
@@ -20,6 +21,8 @@ mod text;
 mod timers;
 mod tx;
 
+use expiry::ByeClients;
+pub use expiry::MAX_PENDING_BYES;
 use plan::Plan;
 use text::*;
 use tx::*;
@@ -61,7 +64,7 @@ pub const DEFAULT_MAX_TRANSACTIONS: u32 = 1_048_576;
 pub const IN_CALL_RESERVE_PERCENT: u32 = 10;
 /// Default bound on active dialogs.
 pub const DEFAULT_MAX_DIALOGS: u32 = 262_144;
-/// Default longest call, after which the edge forgets the dialog and frees its slot.
+/// Default longest call, after which the edge ends it with a BYE to each side and frees its slots.
 pub const DEFAULT_MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
 /// Room a forwarded request may need beyond the received one, in bytes (Via, Record-Route,
 /// a rewritten Request-URI).
@@ -191,6 +194,23 @@ pub struct ProxyCounters {
     pub calls_answered: AtomicU64,
     /// Calls ended (BYE or maximum duration).
     pub calls_ended: AtomicU64,
+    /// Calls ended by the maximum duration whose headers allowed no BYE (over the caps of
+    /// `dialog_bye`, or without Contact): neither side was told.
+    pub calls_expired_without_bye: AtomicU64,
+    /// BYEs the edge sent to end calls past their maximum duration (first transmissions).
+    pub byes_sent: AtomicU64,
+    /// BYEs of ours that could not be built or sent (the side was not told).
+    pub byes_not_sent: AtomicU64,
+    /// Retransmissions of our BYEs (Timer E).
+    pub byes_retransmitted: AtomicU64,
+    /// Our BYEs answered 2xx.
+    pub byes_answered_2xx: AtomicU64,
+    /// Our BYEs answered 481 (that side had already hung up).
+    pub byes_answered_481: AtomicU64,
+    /// Our BYEs answered with another final response.
+    pub byes_answered_other: AtomicU64,
+    /// Our BYEs with no final response by Timer F.
+    pub byes_timed_out: AtomicU64,
     /// By label, striped per worker: requests by method, responses by method and class,
     /// user-space verdicts, forward latency.
     pub sip: super::stats::SipStats,
@@ -253,6 +273,8 @@ pub struct Engine {
     /// The current generation of admission and routing state.
     plan: ArcSwap<Plan>,
     dialogs: Dialogs,
+    /// The BYEs the edge sent to end calls past their maximum duration, until answered.
+    byes: Mutex<ByeClients>,
     shards: Box<[Mutex<Shard>]>,
     config: EngineConfig,
     hasher: [std::hash::RandomState; 2],
@@ -291,6 +313,7 @@ impl Engine {
         Self {
             plan: ArcSwap::from_pointee(Plan::new(guard, router)),
             dialogs: Dialogs::new(config.max_dialogs, config.max_call_duration),
+            byes: Mutex::new(ByeClients::new()),
             shards: (0..TX_SHARDS)
                 .map(|idx| {
                     Mutex::new(Shard {

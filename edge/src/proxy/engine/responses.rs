@@ -10,7 +10,9 @@ impl Engine {
             return;
         }
         let top_branch = msg.top_via().ok().and_then(|v| v.branch());
-        if top_branch.is_some_and(|b| self.on_probe_response(b, msg, ctx.now)) {
+        if top_branch
+            .is_some_and(|b| self.on_probe_response(b, msg, ctx.now) || self.on_bye_response(b, msg, ctx.now))
+        {
             return;
         }
         let Some(branch) = top_branch.and_then(Branch::parse) else {
@@ -83,12 +85,17 @@ impl Engine {
         }
     }
 
-    /// The callee answered: the call becomes a dialog holding its trunk slot.
-    pub(super) fn on_answered(&self, tx: &mut Tx, msg: &SipMessage<'_>, ctx: &Ctx<'_, '_>) {
+    /// The callee answered: the call becomes a dialog holding its trunk slot; or a re-INVITE
+    /// was answered: the dialog's targets are refreshed.
+    pub(super) fn on_answered(&self, tx: &mut Tx, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         if tx.answered {
             return;
         }
         tx.answered = true;
+        if tx.route.is_none() {
+            // A re-INVITE within a dialog (only new calls are routed).
+            return self.refresh_targets(&tx.original, msg, ctx);
+        }
         let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
         let Some(hold) = tx.hold.take() else { return };
@@ -99,6 +106,7 @@ impl Engine {
             caller: tx.upstream,
             callee: tx.downstream,
             listen: tx.listen,
+            bye: self.bye_recipe(&tx.original, msg, ctx),
         };
         // Unless new, the dialog was dropped, and its hold with it.
         match self.dialogs.confirm(ctx.now, &DialogId { call_id, tag_a, tag_b }, dialog) {

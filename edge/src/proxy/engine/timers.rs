@@ -52,8 +52,8 @@ impl Engine {
         if w.idx == 0 {
             self.run_health(now, w, sink);
             self.resume_paused(now);
-            // Each expired dialog is dropped, and its slots go back.
-            self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK, |_| inc(&self.counters.calls_ended));
+            self.run_bye_timers(now, sink);
+            self.expire_calls(now, &w.locals, sink);
         }
     }
 
