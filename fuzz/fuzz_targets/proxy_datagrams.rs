@@ -1,12 +1,16 @@
-//! Fuzzes the proxy engine as a worker runs it: any sequence of datagrams from the carrier,
-//! the PBX's two addresses or a stranger, with virtual time passing between them, must be
-//! handled without a panic, and the engine's bounds must hold after every step.
+//! Fuzzes the proxy engine as a worker runs it without XDP: any sequence of datagrams from the
+//! carrier, the PBX's two addresses or a stranger, with virtual time passing between them, must
+//! be handled without a panic, and the engine's bounds must hold after every step. Every
+//! datagram first meets the user-space packet filter (unknown sources rate-limited, then
+//! scanned for scanner signatures), as when XDP is not attached.
 //!
 //! Input: datagrams separated by NUL bytes. A datagram's first byte is its control byte: the
 //! low three bits say who sends it, the high five how many 100 ms pass before it arrives (the
-//! engine's timers run meanwhile, one tick per 100 ms: a busy worker's ticks come late too). Sender 5 is the harness itself answering the last request
-//! the engine sent to a PBX, with the status code the next byte picks (so that responses carry
-//! the engine's own branches, which no fuzzer could guess).
+//! engine's timers run meanwhile, one tick per 100 ms: a busy worker's ticks come late too).
+//! Senders 5 and 6 are the harness itself: the PBX (5) or the carrier (6) answers the last
+//! request the engine sent it (the carrier gets one only as the edge's own BYE at a call's
+//! maximum duration), with the status code the next byte picks, so that responses carry the
+//! engine's own branches, which no fuzzer could guess.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -14,10 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use control::config::Config;
-use edge::guard::Guard;
+use ebpf::policy::Unknown;
+use ebpf::Policy;
+use ebpf::userspace::UserspaceFilter;
+use edge::guard::{Guard, Prefilter};
 use edge::proxy::{Engine, EngineConfig, Sink, WorkerState};
 use edge::route::Router;
-use edge::sip::{self, HeaderIndexEntry, MAX_HEADERS};
+use edge::sip::{self, HeaderIndexEntry, HeaderKind, MAX_HEADERS};
 use libfuzzer_sys::fuzz_target;
 
 /// Two targets, a DID, a number block with a call limit; CPS high enough not to hide paths.
@@ -42,6 +49,9 @@ max_calls = 1
 /// Small bounds, so that inputs reach them.
 const MAX_TRANSACTIONS: u32 = 64;
 const MAX_DIALOGS: u32 = 8;
+/// The shortest maximum call duration the configuration allows: calls reach it within an
+/// input, and end with the edge's own BYEs (answered by sender 5 like any request to a PBX).
+const MAX_CALL_DURATION: Duration = Duration::from_secs(60);
 /// Datagrams per input at most (each may advance time by up to 3.1 s).
 const MAX_DATAGRAMS: usize = 64;
 /// Virtual time between two ticks.
@@ -53,11 +63,10 @@ const LOCAL: &str = "203.0.113.1:5060";
 const SENDERS: [&str; 5] =
     ["192.0.2.7:5060", "192.0.2.8:5099", "198.51.100.10:5060", "198.51.100.11:5060", "198.18.0.1:5060"];
 
-/// Records what the engine sends (the last few datagrams only: memory stays bounded).
+/// Keeps the last request the engine sent to each side: `[PBX, carrier]`.
 #[derive(Default)]
 struct Recorder {
-    sent: Vec<(SocketAddr, Vec<u8>)>,
-    last_to_pbx: Option<(SocketAddr, Vec<u8>)>,
+    last_request: [Option<(SocketAddr, Vec<u8>)>; 2],
 }
 
 impl Sink for Recorder {
@@ -75,13 +84,10 @@ impl Sink for Recorder {
         let Some(n) = write(&mut buf) else { return false };
         assert!(n <= buf.len(), "the writer reported more bytes than the buffer holds");
         buf.truncate(n);
-        if dest.ip().to_string().starts_with("198.51.100.") && !buf.starts_with(b"SIP/2.0") {
-            self.last_to_pbx = Some((dest, buf.clone()));
+        if !buf.starts_with(b"SIP/2.0") {
+            let side = usize::from(!dest.ip().to_string().starts_with("198.51.100."));
+            self.last_request[side] = Some((dest, buf));
         }
-        if self.sent.len() == 16 {
-            self.sent.remove(0);
-        }
-        self.sent.push((dest, buf));
         true
     }
 }
@@ -90,11 +96,22 @@ fuzz_target!(|data: &[u8]| {
     let config = Config::from_toml(CONFIG).expect("the fuzz configuration is valid");
     let guard = Guard::from_config(&config).expect("trunks");
     let router = Arc::new(Router::from_config(&config).expect("routing"));
+    let filter = UserspaceFilter::new(Policy { unknown: Unknown::RateLimit, ..Policy::default() })
+        .expect("the fuzz filter policy is valid");
+    let allow: Vec<(ipnet::IpNet, u32)> =
+        ["192.0.2.0/24", "198.51.100.0/24"].iter().map(|n| (n.parse().expect("CIDR"), 0)).collect();
+    filter.set_allow_list(&allow).expect("allow-list");
     let engine = Engine::new(
         guard,
         router,
-        EngineConfig { max_transactions: MAX_TRANSACTIONS, max_dialogs: MAX_DIALOGS, ..EngineConfig::default() },
-    );
+        EngineConfig {
+            max_transactions: MAX_TRANSACTIONS,
+            max_dialogs: MAX_DIALOGS,
+            max_call_duration: MAX_CALL_DURATION,
+            ..EngineConfig::default()
+        },
+    )
+    .with_prefilter(Arc::new(Prefilter::new(Arc::new(filter))));
     let t0 = Instant::now();
     let mut now = t0;
     let mut worker = WorkerState::new(0, t0);
@@ -106,8 +123,9 @@ fuzz_target!(|data: &[u8]| {
             engine.on_tick(&mut worker, now, &mut sink);
         }
         let sender = usize::from(control & 7);
-        if sender == 5 {
-            answer(&engine, &mut worker, now, &mut sink, payload.first().copied().unwrap_or(0));
+        if let 5 | 6 = sender {
+            let pick = payload.first().copied().unwrap_or(0);
+            answer(&engine, &mut worker, now, &mut sink, sender - 5, pick);
         } else if let Some(from) = SENDERS.get(sender % SENDERS.len()) {
             let from: SocketAddr = from.parse().expect("sender address");
             engine.on_datagram(&mut worker, now, from, 0, payload, &mut sink);
@@ -120,15 +138,26 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// The PBX answers the last request the engine sent it, with `CODES[pick % 8]` (a To tag on
-/// every final answer but a 100).
-fn answer(engine: &Engine, worker: &mut WorkerState, now: Instant, sink: &mut Recorder, pick: u8) {
-    let Some((pbx, request)) = sink.last_to_pbx.clone() else { return };
+/// The PBX (`side` 0) or the carrier (1) answers the last request the engine sent it, with
+/// `CODES[pick % 8]`, as a UA does: a To tag on every answer but a 100, the request's
+/// Record-Route copied, and a Contact on a 2xx (so that a call can later end with the edge's
+/// own BYEs).
+fn answer(engine: &Engine, worker: &mut WorkerState, now: Instant, sink: &mut Recorder, side: usize, pick: u8) {
+    let Some(Some((from, request))) = sink.last_request.get(side).cloned() else { return };
     let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
     let Ok(msg) = sip::parse(&request, &mut index) else { return };
     let code = CODES[usize::from(pick) % CODES.len()];
-    let mut out = vec![0u8; request.len() + 512];
-    let tag = (code > 100).then_some("pbx1");
-    let Ok(n) = sip::response_from_request(&msg, code, "Fuzz", tag, &[], &mut out) else { return };
-    engine.on_datagram(worker, now, pbx, 0, &out[..n], sink);
+    let mut extra: Vec<String> = msg
+        .headers()
+        .filter(|h| h.kind == HeaderKind::RecordRoute)
+        .map(|h| format!("Record-Route: {}", String::from_utf8_lossy(h.value)))
+        .collect();
+    if (200..300).contains(&code) {
+        extra.push(format!("Contact: <sip:ua@{from}>"));
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let mut out = vec![0u8; request.len() + 1024];
+    let tag = (code > 100).then_some("ua1");
+    let Ok(n) = sip::response_from_request(&msg, code, "Fuzz", tag, &extra, &mut out) else { return };
+    engine.on_datagram(worker, now, from, 0, &out[..n], sink);
 }
