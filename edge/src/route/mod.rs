@@ -365,6 +365,13 @@ impl RouteReader {
         decision
     }
 
+    /// Takes the current table and blocks if a swap replaced them since the last call, letting
+    /// go of the old ones (a worker calls it when idle, so that it does not keep them alive).
+    pub fn refresh(&mut self) {
+        self.table.get();
+        self.blocks.get();
+    }
+
     /// As [`Router::lookup`].
     #[inline]
     pub fn lookup(&mut self, number: E164) -> RouteDecision {

@@ -22,7 +22,7 @@ impl Engine {
         let plan = self.plan.load();
         let trunk = plan.guard.source(src.ip()).ok();
         let from_target = plan.target_ips.contains(&src.ip());
-        let WorkerState { idx, index_in, index_stored, index_other, locals, tags, .. } = w;
+        let WorkerState { idx, index_in, index_stored, index_other, locals, tags, routes, .. } = w;
         let msg = match sip::parse(payload, &mut index_in[..]) {
             Ok(m) => m,
             Err(e) => {
@@ -47,6 +47,7 @@ impl Engine {
             stored: &mut index_stored[..],
             other: &mut index_other[..],
             tags,
+            routes,
         };
         if msg.is_response() {
             inc(&self.counters.responses);

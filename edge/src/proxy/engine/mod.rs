@@ -48,7 +48,7 @@ use super::server_tx::{
 use super::table::{Handle, Key, Table};
 use super::timers::TimerConfig;
 use crate::guard::{CallHold, Guard, Refusal, TrunkIdx};
-use crate::route::{RouteDecision, Router, SetId, TrunkId};
+use crate::route::{RouteDecision, RouteReader, Router, SetId, TrunkId};
 use crate::sip::{
     self, ForwardOptions, HeaderIndexEntry, Host, MAX_HEADERS, Method, RecordRouteSpec, SipMessage, Uri,
     ViaSpec,
@@ -233,6 +233,37 @@ pub struct WorkerState {
     /// Health scratch, reused every tick.
     probe_due: Vec<crate::route::UriId>,
     transitions: Vec<crate::route::health::Transition>,
+    /// This worker's reader of the current generation's routes.
+    routes: Option<WorkerRoutes>,
+}
+
+/// A worker's own [`RouteReader`] of one generation's [`Router`]: a routed call writes no
+/// shared counter and takes no reference count. Made again when a new generation is
+/// installed; refreshed on every tick, so that an idle worker does not keep a table or number
+/// blocks that were swapped out.
+#[derive(Debug)]
+struct WorkerRoutes {
+    router: Arc<Router>,
+    reader: RouteReader,
+}
+
+impl WorkerRoutes {
+    /// The reader of `router`, made when the worker has none of that generation.
+    fn reader<'r>(routes: &'r mut Option<Self>, router: &Arc<Router>) -> &'r mut RouteReader {
+        if routes.as_ref().is_some_and(|r| !Arc::ptr_eq(&r.router, router)) {
+            *routes = None;
+        }
+        &mut routes.get_or_insert_with(|| Self { router: Arc::clone(router), reader: router.reader() }).reader
+    }
+
+    /// Drops the reader of a generation that is no longer current, and lets the current one
+    /// let go of what was swapped out since its last use.
+    fn refresh(routes: &mut Option<Self>, router: &Arc<Router>) {
+        match routes {
+            Some(r) if Arc::ptr_eq(&r.router, router) => r.reader.refresh(),
+            _ => *routes = None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +285,7 @@ impl WorkerState {
             next_tick: Some(start + TICK),
             probe_due: Vec::new(),
             transitions: Vec::new(),
+            routes: None,
         }
     }
 
@@ -403,4 +435,6 @@ struct Ctx<'a, 's> {
     /// A second scratch index, for a stored message parsed while `stored` is in use.
     other: &'a mut [HeaderIndexEntry],
     tags: &'a mut u64,
+    /// The worker's route reader (see [`WorkerRoutes`]).
+    routes: &'a mut Option<WorkerRoutes>,
 }

@@ -125,7 +125,8 @@ impl Engine {
         let plan: &Arc<Plan> = ctx.plan;
         // Normalise now and start reading the DID's table bucket: it arrives from memory while
         // the guard admits the call.
-        let prefetched = plan.router.prefetch(TrunkId(trunk), user, phone_context);
+        let prefetched =
+            WorkerRoutes::reader(ctx.routes, &plan.router).prefetch(TrunkId(trunk), user, phone_context);
         let hold = if is_invite {
             match plan.guard.admit_call(trunk) {
                 Ok(hold) => Some(hold),
@@ -135,7 +136,8 @@ impl Engine {
             None
         };
         // From here on, every early return drops `hold`: the call's slots go back.
-        let (set, did, limit_key, did_limit) = match plan.router.route_prefetched(prefetched) {
+        let decision = WorkerRoutes::reader(ctx.routes, &plan.router).route_prefetched(prefetched);
+        let (set, did, limit_key, did_limit) = match decision {
             RouteDecision::Did { number, route, limit_key, .. } => {
                 (route.set(), number.key(), limit_key, route.max_calls())
             }

@@ -16,7 +16,8 @@ impl Engine {
         }
         let workers = self.config.workers.max(1);
         let plan = self.plan.load_full();
-        let WorkerState { idx, index_stored, index_other, locals, tags, .. } = w;
+        let WorkerState { idx, index_stored, index_other, locals, tags, routes, .. } = w;
+        WorkerRoutes::refresh(routes, &plan.router);
         for shard in (*idx..TX_SHARDS).step_by(workers) {
             let mut s = lock(&self.shards[shard]);
             while let Some(h) = s.table.pop_due(now) {
@@ -37,6 +38,7 @@ impl Engine {
                     stored: &mut index_stored[..],
                     other: &mut index_other[..],
                     tags,
+                    routes,
                 };
                 self.run_timers(&mut s, h, &mut ctx);
                 if let Some(tx) = s.table.get_mut(h) {

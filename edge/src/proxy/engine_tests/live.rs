@@ -251,3 +251,22 @@ fn target_health_carries_over_by_uri() {
     let out = h.recv(CARRIER, &invite("z9hG4bKhc4", "call-hc4", "+15551230000", 70));
     assert_eq!(out[1].0, addr(PBX1));
 }
+
+#[test]
+fn an_idle_worker_lets_go_of_a_swapped_out_did_table_at_its_next_tick() {
+    let mut h = Harness::new();
+    // A routed call: the worker's own route reader now holds the table.
+    h.answered_call("z9hG4bKidle", "call-idle");
+    let router = h.engine.router();
+    let current = router.table();
+    let old = Arc::downgrade(&*current);
+    let rebuilt = Arc::new(current.compact());
+    drop(current);
+    drop(router.replace_table(rebuilt));
+    assert!(old.upgrade().is_some(), "kept by the worker's reader until it looks again");
+    h.advance_to(TICK);
+    assert!(old.upgrade().is_none(), "a tick lets it go");
+    // The next call is routed by the new table, through the same reader.
+    let out = h.recv(CARRIER, &invite("z9hG4bKidle2", "call-idle2", "+15551230000", 70));
+    assert_eq!(out[1].0, addr(PBX1));
+}
