@@ -333,6 +333,14 @@ fn line_fast(
     // the colon; without one in the window, it is the first after the window.
     let nl = if lfs_in_window != 0 {
         lfs_in_window.trailing_zeros() as usize
+    } else if let Some(m) = buf
+        .get(pos + scan::WINDOW_BYTES..)
+        .and_then(|r| r.first_chunk::<{ scan::LANE_BYTES }>())
+        .map(scan::lf_mask_lanes)
+        .filter(|&m| m != 0)
+    {
+        // A line of 64 to 80 bytes, from one 16-byte compare.
+        scan::WINDOW_BYTES + m.trailing_zeros() as usize
     } else {
         match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
             // A longer line (an Identity header): its end is far enough away for `memchr`.

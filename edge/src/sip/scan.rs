@@ -78,6 +78,20 @@ pub(crate) fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     }
 }
 
+/// Bit `i` set when `lanes[i]` is an LF, for 16 bytes (one SSE2 compare): the bytes just
+/// past a header line's window, where the lines of 64 to 80 bytes (a Via, a From) end.
+#[inline(always)]
+pub(crate) fn lf_mask_lanes(lanes: &[u8; LANE_BYTES]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        byte_mask_sse2(lanes, b'\n')
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        byte_mask_portable(lanes, b'\n')
+    }
+}
+
 /// Bytes [`line_masks`] classifies from the start of a header line.
 pub(crate) const WINDOW_BYTES: usize = 64;
 /// Bytes from the start of a header line in which [`line_masks`] looks for the name's colon.
@@ -99,7 +113,7 @@ pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
 }
 
 /// Bytes [`find_byte`] compares at once.
-const LANE_BYTES: usize = 16;
+pub(crate) const LANE_BYTES: usize = 16;
 
 /// The index of the first `byte` in `s`: 16 bytes per SSE2 compare, then byte by byte. For
 /// short values (a URI in `<>`), where `memchr`'s call and set-up cost more than the search.
@@ -435,6 +449,11 @@ mod tests {
             b[..32].copy_from_slice(&block);
             b[32..].copy_from_slice(&block2);
             prop_assert_eq!(lf_mask(&b), byte_mask_portable(&b, b'\n'));
+        }
+
+        #[test]
+        fn lane_lf_masks_agree(lanes in proptest::array::uniform16(prop_oneof![Just(b'\n'), Just(b'\n' | 0x80), any::<u8>()])) {
+            prop_assert_eq!(lf_mask_lanes(&lanes), byte_mask_portable(&lanes, b'\n'));
         }
 
         #[test]
