@@ -379,6 +379,18 @@ fn line_fast(
 /// after the colon runs past the window, or when the value starts or ends with LWS.
 #[inline(always)]
 fn value_bounds(name_len: usize, nl: usize, at: impl Fn(usize) -> u8) -> Option<(usize, usize)> {
+    // The usual line, `name: value CRLF` with one SP after the colon and a value without LWS
+    // at its ends, in one test: what the steps below find for it.
+    let (start, end) = (name_len + 2, nl.saturating_sub(1));
+    if at(name_len + 1) == b' '
+        && at(end) == b'\r'
+        && end > start
+        && !LWS[at(start) as usize]
+        && !LWS[at(end - 1) as usize]
+        && !is_wsp(at(nl + 1))
+    {
+        return Some((start, end));
+    }
     if matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
