@@ -240,12 +240,15 @@ pub fn parse_with_limits<'b>(
             }
             if kind == HeaderKind::ContentLength {
                 let value = buf.get(line.value_start..line.value_end).unwrap_or_default();
-                let n = cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
-                    .map_err(|e| e.within(buf))
-                    .map_err(|e| {
-                        ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
-                    })?;
-                content_length = Some(n as u16);
+                let n = match cseq::short_number(value) {
+                    Some(n) => n,
+                    None => cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
+                        .map_err(|e| e.within(buf))
+                        .map_err(|e| {
+                            ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
+                        })? as u16,
+                };
+                content_length = Some(n);
             }
         }
         count += 1;
