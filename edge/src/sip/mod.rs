@@ -200,10 +200,9 @@ pub fn parse_with_limits<'b>(
     let mut content_length = None;
     let mut padded = [0u8; scan::WINDOW_BYTES];
     let (headers_end, body_start) = loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
+        let window = match buf.get(pos..pos + scan::WINDOW_BYTES).and_then(|w| w.first_chunk()) {
             Some(window) => window,
-            None => padded_window(&mut padded, rest),
+            None => padded_window(&mut padded, buf.get(pos..).unwrap_or_default()),
         };
         // A padded window's zero (no byte) is no token character either.
         let line = if TOKEN[window[0] as usize] {
