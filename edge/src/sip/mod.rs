@@ -316,7 +316,7 @@ fn line_fast(
     lfs: &mut scan::LfScanner<'_>,
     max_line: usize,
 ) -> Option<Line> {
-    let (colons, lfs_in_window) = scan::line_masks(window);
+    let (colons, lfs_head) = scan::line_masks(window);
     if colons == 0 {
         return None;
     }
@@ -332,7 +332,9 @@ fn line_fast(
         None => buf.get(pos + off).copied().unwrap_or(0),
     };
     // The name (a token) and the colon hold no LF: the window's first LF is the first after
-    // the colon; without one in the window, it is the first after the window.
+    // the colon; without one in the window, it is the first after the window. A short line
+    // ends in the 32 bytes already classified.
+    let lfs_in_window = if lfs_head != 0 { u64::from(lfs_head) } else { scan::lf_mask_window_tail(window) };
     let nl = if lfs_in_window != 0 {
         lfs_in_window.trailing_zeros() as usize
     } else if let Some(m) = buf

@@ -97,19 +97,31 @@ pub(crate) const WINDOW_BYTES: usize = 64;
 /// Bytes from the start of a header line in which [`line_masks`] looks for the name's colon.
 pub(crate) const NAME_WINDOW_BYTES: usize = 32;
 
-/// The colons among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i` set when
-/// `window[i]` is `:`) and the LFs among all its bytes (bit `i` set when `window[i]` is an
-/// LF): where the name of the header line starting at `window[0]` ends and, for a line of up
-/// to 64 bytes, where the line ends, from one pass over the window.
+/// The colons and the LFs among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i`
+/// set when `window[i]` is `:`, or an LF): where the name of the header line starting at
+/// `window[0]` ends and, for a line of up to 32 bytes, where the line ends, from one pass over
+/// those bytes. [`lf_mask_window_tail`] gives the LFs of the rest of the window.
 #[inline(always)]
-pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
+pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u32) {
     let (head, _) = window.split_first_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[0; NAME_WINDOW_BYTES], &[]));
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n'));
+    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(head, b'\n'));
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(window, b'\n'));
-    // The colon mask has NAME_WINDOW_BYTES (32) bits: the cast keeps them all.
-    (colons as u32, lfs)
+    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(head, b'\n'));
+    // Both masks have NAME_WINDOW_BYTES (32) bits: the casts keep them all.
+    (colons as u32, lfs as u32)
+}
+
+/// The LFs among the bytes of `window` after its first [`NAME_WINDOW_BYTES`] (bit `i` set when
+/// `window[i]` is an LF, bits 0 to 31 clear).
+#[inline(always)]
+pub(crate) fn lf_mask_window_tail(window: &[u8; WINDOW_BYTES]) -> u64 {
+    let (_, tail) = window.split_last_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[], &[0; NAME_WINDOW_BYTES]));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let lfs = byte_mask_sse2(tail, b'\n');
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let lfs = byte_mask_portable(tail, b'\n');
+    lfs << NAME_WINDOW_BYTES
 }
 
 /// Bytes [`find_byte`] compares at once.
@@ -502,7 +514,8 @@ mod tests {
             let mut window = [0u8; WINDOW_BYTES];
             window[..32].copy_from_slice(&head);
             window[32..].copy_from_slice(&tail);
-            let (colons, lfs) = line_masks(&window);
+            let (colons, lfs_head) = line_masks(&window);
+            let lfs = u64::from(lfs_head) | lf_mask_window_tail(&window);
             for (i, &b) in window.iter().enumerate() {
                 prop_assert_eq!(lfs >> i & 1 == 1, b == b'\n');
                 if i < NAME_WINDOW_BYTES {
