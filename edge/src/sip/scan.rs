@@ -260,16 +260,31 @@ fn word_and_at_masks(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
         // what the unaligned 128-bit load reads.
         let (words, ats) = unsafe {
             let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
-            // `word` is the printable ASCII (0x21..=0x7e; as signed bytes, bytes from 0x80 are
-            // negative) but for the nine below.
-            let printable =
-                _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)));
             let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            // The signed range `lo..=hi` (bytes from 0x80 are negative: no range here takes them).
+            let between = |x, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(x, _mm_set1_epi8((lo - 1) as i8)),
+                    _mm_cmplt_epi8(x, _mm_set1_epi8((hi + 1) as i8)),
+                )
+            };
             let at = is(b'@');
-            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
-                .iter()
-                .fold(at, |m, &b| _mm_or_si128(m, is(b)));
-            (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), _mm_movemask_epi8(at))
+            let ats = _mm_movemask_epi8(at);
+            // The usual Call-ID bytes first: letters (folded to lower case), `-./` and the
+            // digits, all `word` characters; when they and `@` are all 16, the rest of `word`
+            // need not be looked at.
+            let letters = between(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let simple = _mm_movemask_epi8(_mm_or_si128(letters, between(v, b'-', b'9')));
+            if (simple | ats) & 0xffff == 0xffff {
+                (!ats, ats)
+            } else {
+                // `word` is the printable ASCII (0x21..=0x7e) but for the nine below.
+                let printable = between(v, 0x21, 0x7e);
+                let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
+                    .iter()
+                    .fold(at, |m, &b| _mm_or_si128(m, is(b)));
+                (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), ats)
+            }
         };
         // movemask sets bits 0..16 only.
         (words as u32 & 0xffff, ats as u32 & 0xffff)
