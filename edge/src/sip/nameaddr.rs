@@ -40,7 +40,11 @@ impl<'b> NameAddr<'b> {
                 // quote and every `\` escapes a byte of it: it is a valid quoted-string.
                 let close = closing_quote(raw).ok_or(bad(raw, "unterminated quoted display name"))?;
                 let inner = raw.get(1..close).unwrap_or_default();
-                let rest = trim_lws(raw.get(close + 1..).unwrap_or_default());
+                // `raw` ends with no LWS: after one SP and a `<`, the trim below finds that `<`.
+                let rest = match raw.get(close + 1..).unwrap_or_default() {
+                    [b' ', after @ ..] if after.first() == Some(&b'<') => after,
+                    rest => trim_lws(rest),
+                };
                 if rest.first() != Some(&b'<') {
                     return Err(bad(rest, "quoted display name without <URI>"));
                 }

@@ -231,7 +231,10 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
     // The common bytes of a user part (a telephone number) 16 at a time, then the rest of
     // the `user` run byte by byte (`user_simple_run` takes `user` bytes only).
     let mut i = scan::user_simple_run(rest);
-    i += run_in(rest.get(i..)?, &USER);
+    // The run usually ends at the `@` (not a `user` byte): the class run would stop there.
+    if rest.get(i) != Some(&b'@') {
+        i += run_in(rest.get(i..)?, &USER);
+    }
     while rest.get(i) == Some(&b'%') && rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) {
         i += 3;
         i += run_in(rest.get(i..)?, &USER);
