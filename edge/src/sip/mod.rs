@@ -362,9 +362,15 @@ fn line_fast(
         return None;
     }
     // A line ending inside the window (nearly all) reads every byte below from the window
-    // (offsets up to `nl + 1`), without the way out to `buf`.
+    // (offsets up to `nl + 1`), without the way out to `buf`; one ending in the 16 bytes after
+    // it, from those 80 bytes.
     let (value_start, value_end) = if nl + 1 < scan::WINDOW_BYTES {
         value_bounds(name_len, nl, |off| window.get(off).copied().unwrap_or(0))?
+    } else if let Some(wide) =
+        buf.get(pos..pos + WIDE_WINDOW_BYTES).and_then(|w| w.first_chunk::<WIDE_WINDOW_BYTES>())
+        && nl + 1 < WIDE_WINDOW_BYTES
+    {
+        value_bounds(name_len, nl, |off| wide.get(off).copied().unwrap_or(0))?
     } else {
         value_bounds(name_len, nl, at)?
     };
@@ -376,6 +382,9 @@ fn line_fast(
         kind,
     })
 }
+
+/// The window and the 16 bytes after it, where the lines of 64 to 80 bytes end.
+const WIDE_WINDOW_BYTES: usize = scan::WINDOW_BYTES + scan::LANE_BYTES;
 
 /// The value's bounds (offsets from the line start) of a header line whose colon is at
 /// `name_len` and whose first LF is at `nl`, with `at` reading the line's bytes (0 past the
