@@ -195,6 +195,55 @@ pub(crate) fn user_simple_run(s: &[u8]) -> usize {
     }
 }
 
+/// Whether `b` is one of the bytes [`token_simple_run`] takes: letters, digits, `-` and `.`,
+/// all in RFC 3261 `token` (the rest of `token` is left to the caller's byte loop).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn token_simple(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+/// The length of the run of common `token` bytes (see `token_simple`: a branch or tag's
+/// letters, digits, `-` and `.`) that starts `s`, within its first [`LANE_BYTES`] bytes, from
+/// one SSE2 load and six compares; 0 for an `s` shorter than that. The caller goes on from
+/// there byte by byte with the whole `token` class.
+#[inline(always)]
+pub(crate) fn token_simple_run(s: &[u8]) -> usize {
+    let Some(lanes) = s.first_chunk::<LANE_BYTES>() else {
+        return 0;
+    };
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128,
+            _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // block; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes, exactly
+        // what the unaligned 128-bit load reads. The compares are signed: bytes from 0x80 are
+        // negative, so no range below takes them.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            let between = |v, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), v),
+                )
+            };
+            // `-` to `9` but `/`: `-`, `.` and the digits; letters folded to lower case.
+            let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'/' as i8));
+            let marks_digits = _mm_andnot_si128(slash, between(v, b'-', b'9'));
+            let letters = between(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            _mm_movemask_epi8(_mm_or_si128(marks_digits, letters))
+        };
+        // movemask sets bits 0..16 only; the first clear bit ends the run (16 when none is).
+        (!(bits as u32) & 0x1_ffff).trailing_zeros() as usize
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        lanes.iter().take_while(|&&b| token_simple(b)).count()
+    }
+}
+
 /// The index of the first `byte` in the first [`LANE_BYTES`] bytes of `s` when no `before`
 /// comes ahead of it, from one load and two compares; `None` when `s` is shorter, when those
 /// bytes hold no `byte`, or when a `before` comes first (the caller then searches its own way).
@@ -455,6 +504,13 @@ mod tests {
     }
 
     #[test]
+    fn token_simple_bytes_are_token_bytes() {
+        for b in 0..=u8::MAX {
+            assert!(!token_simple(b) || super::super::chars::TOKEN[b as usize], "{b}");
+        }
+    }
+
+    #[test]
     fn user_simple_bytes_are_user_bytes() {
         for b in 0..=u8::MAX {
             assert!(!user_simple(b) || super::super::chars::USER[b as usize], "{b}");
@@ -520,6 +576,15 @@ mod tests {
                 s[..LANE_BYTES].iter().take_while(|&&b| user_simple(b)).count()
             };
             prop_assert_eq!(user_simple_run(&s), want);
+        }
+
+        #[test]
+        fn token_simple_run_matches_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'/'), Just(b'-'), Just(b'.'), Just(b'0'), Just(b'A' | 0x80), any::<u8>()], 0..24)) {
+            let want = if s.len() < LANE_BYTES { 0 } else {
+                s[..LANE_BYTES].iter().take_while(|&&b| token_simple(b)).count()
+            };
+            prop_assert_eq!(token_simple_run(&s), want);
         }
 
         #[test]

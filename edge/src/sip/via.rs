@@ -9,6 +9,7 @@
 use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
+use super::scan;
 use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
@@ -266,7 +267,9 @@ fn branch_and_rport(p: &[u8]) -> Option<&[u8]> {
         return None;
     }
     let rest = p.get(BRANCH_BYTES..)?;
-    let n = run_in(rest, &TOKEN);
+    // The usual branch bytes 16 at a time (all `token` bytes), then the `token` run.
+    let simple = scan::token_simple_run(rest);
+    let n = simple + run_in(rest.get(simple..)?, &TOKEN);
     let value = rest.get(..n).filter(|v| !v.is_empty())?;
     match rest.get(n..)? {
         [] => Some(value),
