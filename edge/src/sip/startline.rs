@@ -125,6 +125,7 @@ pub enum StartLine<'b> {
 const SIP_2_0: &[u8] = b"SIP/2.0";
 
 /// Parses a start line (without its CRLF).
+#[inline(always)]
 pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
     if let Some(request) = parse_request_line_fast(line) {
         return Ok(StartLine::Request(request));
@@ -137,7 +138,7 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
 /// returns a line, that one returns the same: the method ends at the first SP, the version
 /// starts after the last, and a URI that parses holds no white space (no URI grammar admits
 /// SP or HTAB), which is what the general parser checks before parsing it.
-#[inline]
+#[inline(always)]
 fn parse_request_line_fast(line: &[u8]) -> Option<RequestLine<'_>> {
     let rest = line.strip_suffix(b" SIP/2.0")?;
     // `INVITE ` by one compare (the token run would stop at that SP), else the token run and
