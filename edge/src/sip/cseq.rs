@@ -6,7 +6,7 @@
 //! Session-Expires = ("Session-Expires" / "x") HCOLON delta-seconds *(SEMI se-params)
 //! ```
 
-use super::chars::{DecimalError, LWS, parse_decimal, trim_lws};
+use super::chars::{DecimalError, LWS, leading_digits_word, parse_decimal, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{ParamGrammar, Params};
 use super::startline::Method;
@@ -107,36 +107,6 @@ pub(crate) fn number(s: &[u8], max: u64, what: &'static str) -> Result<u64, Inva
     })
 }
 
-/// The number the leading digits of `value` spell and how many they are, for a value of at
-/// least eight bytes whose first eight are not all digits, from one word: where the digits
-/// stop from one subtract and one add (a borrow or carry runs only into the bytes after the
-/// first non-digit), their value from three multiplies (each adding neighbouring lanes). `None`
-/// for any other value, which the caller reads digit by digit.
-#[inline(always)]
-fn leading_digits_word(value: &[u8]) -> Option<(u64, usize)> {
-    /// `0` in every byte.
-    const ZEROS: u64 = 0x3030_3030_3030_3030;
-    /// Adds 118 to every byte: a byte of 10 or more (less `0`) reaches its top bit.
-    const TO_TOP: u64 = 0x7676_7676_7676_7676;
-    /// The top bit of every byte.
-    const TOPS: u64 = 0x8080_8080_8080_8080;
-    let t = u64::from_le_bytes(*value.first_chunk::<8>()?).wrapping_sub(ZEROS);
-    let stops = (t | t.wrapping_add(TO_TOP)) & TOPS;
-    if stops == 0 {
-        return None;
-    }
-    let len = stops.trailing_zeros() / 8;
-    if len == 0 {
-        return Some((0, 0));
-    }
-    // The digits to the top bytes (the first, most significant, lowest), zeros below them.
-    let digits = t << (8 * (8 - len));
-    let pairs = (digits.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
-    let quads = (pairs.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
-    let all = quads.wrapping_mul(10_000 << 32 | 1) >> 32;
-    Some((all, len as usize))
-}
-
 /// A number of one to four digits (at most 9,999, below every maximum [`number`] is given
 /// with here: Content-Length's is 65,535), read at once; `None` for anything else, which
 /// [`number`] decides.
@@ -167,17 +137,6 @@ mod tests {
     type Case<'a> = (&'a [u8], Option<(u32, Method<'a>)>);
 
     proptest::proptest! {
-        /// The word reader finds the digits and their number as a digit loop does.
-        #[test]
-        fn leading_digits_word_matches_a_digit_loop(s in proptest::collection::vec(
-            proptest::sample::select(b"0123456789 /:I\x80\xb9".to_vec()), 0..12)) {
-            let len = s.iter().take_while(|b| b.is_ascii_digit()).count();
-            let want = (s.len() >= 8 && len < 8).then(|| {
-                (s[..len].iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0')), len)
-            });
-            proptest::prop_assert_eq!(leading_digits_word(&s), want);
-        }
-
         /// Where the short reader takes a number, the general one reads the same.
         #[test]
         fn short_numbers_match_the_general_reader(s in proptest::collection::vec(
