@@ -849,7 +849,7 @@ pub struct NameAddrs<'b> {
 impl<'b> Iterator for NameAddrs<'b> {
     type Item = Result<NameAddr<'b>, ParseError>;
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.list.next()?.and_then(NameAddr::parse).map_err(|e| e.within(self.buf)))
+        Some(self.list.next()?.and_then(NameAddr::parse_outlined).map_err(|e| e.within(self.buf)))
     }
 }
 
@@ -874,9 +874,9 @@ impl<'b> Iterator for Contacts<'b> {
     fn next(&mut self) -> Option<Self::Item> {
         let raw = self.list.next()?;
         Some(
-            raw.and_then(
-                |r| if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse(r).map(Contact::Address) },
-            )
+            raw.and_then(|r| {
+                if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse_outlined(r).map(Contact::Address) }
+            })
             .map_err(|e| e.within(self.buf)),
         )
     }

@@ -30,7 +30,16 @@ pub struct NameAddr<'b> {
 }
 
 impl<'b> NameAddr<'b> {
-    /// Parses one address value (a list element, white space trimmed).
+    /// [`Self::parse`] as a call, for the list iterators (Contact, Route, Record-Route,
+    /// P-Asserted-Identity), which need not carry its code inlined.
+    #[inline(never)]
+    pub(crate) fn parse_outlined(raw: &'b [u8]) -> Result<NameAddr<'b>, Invalid> {
+        Self::parse(raw)
+    }
+
+    /// Parses one address value (a list element, white space trimmed). Inlined into From and
+    /// To, so that the address is built in place.
+    #[inline(always)]
     pub(crate) fn parse(raw: &'b [u8]) -> Result<NameAddr<'b>, Invalid> {
         let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
         let raw = trim_lws(raw);
