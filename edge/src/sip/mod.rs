@@ -34,8 +34,9 @@
 //! `user@host[:port];params` SIP URIs with IPv4 hosts parsed as they are found and the common
 //! user-part bytes checked 16 at a time; `SIP/2.0/` Vias and From/To values with plain
 //! parameters, whose branch and tag are found in the same pass, a list of 16 to 63 bytes split
-//! at an SSE2 mask of its `;` and `=`; `digits SP method` CSeqs) and a general path for
-//! everything else. A fast path returns a result only where the general path would return
+//! at an SSE2 mask of its `;` and `=`, and the commonest lists (`user=phone`, `tag=...`,
+//! `branch=...;rport`) taken whole by word compares; `digits SP method` CSeqs) and a general
+//! path for everything else. A fast path returns a result only where the general path would return
 //! the same one, and otherwise hands the input to it, so every error (kind, position,
 //! reason) comes from the general path.
 
