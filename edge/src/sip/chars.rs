@@ -237,6 +237,36 @@ pub(crate) fn parse_decimal(s: &[u8], max: u64) -> Result<u64, DecimalError> {
     Ok(n)
 }
 
+/// The number the leading digits of `value` spell and how many they are, for a value of at
+/// least eight bytes whose first eight are not all digits, from one word: where the digits
+/// stop from one subtract and one add (a borrow or carry runs only into the bytes after the
+/// first non-digit), their value from three multiplies (each adding neighbouring lanes). `None`
+/// for any other value, which the caller reads digit by digit.
+#[inline(always)]
+pub(crate) fn leading_digits_word(value: &[u8]) -> Option<(u64, usize)> {
+    /// `0` in every byte.
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    /// Adds 118 to every byte: a byte of 10 or more (less `0`) reaches its top bit.
+    const TO_TOP: u64 = 0x7676_7676_7676_7676;
+    /// The top bit of every byte.
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let t = u64::from_le_bytes(*value.first_chunk::<8>()?).wrapping_sub(ZEROS);
+    let stops = (t | t.wrapping_add(TO_TOP)) & TOPS;
+    if stops == 0 {
+        return None;
+    }
+    let len = stops.trailing_zeros() / 8;
+    if len == 0 {
+        return Some((0, 0));
+    }
+    // The digits to the top bytes (the first, most significant, lowest), zeros below them.
+    let digits = t << (8 * (8 - len));
+    let pairs = (digits.wrapping_mul(10 << 8 | 1) >> 8) & 0x00ff_00ff_00ff_00ff;
+    let quads = (pairs.wrapping_mul(100 << 16 | 1) >> 16) & 0x0000_ffff_0000_ffff;
+    let all = quads.wrapping_mul(10_000 << 32 | 1) >> 32;
+    Some((all, len as usize))
+}
+
 /// Why [`parse_decimal`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DecimalError {
@@ -249,6 +279,20 @@ pub(crate) enum DecimalError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The word reader finds the digits and their number as a digit loop does.
+        #[test]
+        fn leading_digits_word_matches_a_digit_loop(s in proptest::collection::vec(
+            proptest::sample::select(b"0123456789 /:I\x80\xb9".to_vec()), 0..12)) {
+            let len = s.iter().take_while(|b| b.is_ascii_digit()).count();
+            let want = (s.len() >= 8 && len < 8).then(|| {
+                (s[..len].iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0')), len)
+            });
+            proptest::prop_assert_eq!(leading_digits_word(&s), want);
+        }
+
+    }
 
     #[test]
     fn classes_match_the_abnf() {

@@ -6,7 +6,7 @@
 //! Session-Expires = ("Session-Expires" / "x") HCOLON delta-seconds *(SEMI se-params)
 //! ```
 
-use super::chars::{DecimalError, LWS, parse_decimal, trim_lws};
+use super::chars::{DecimalError, LWS, leading_digits_word, parse_decimal, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{ParamGrammar, Params};
 use super::startline::Method;
@@ -35,8 +35,8 @@ impl<'b> CSeq<'b> {
     fn parse_fast(value: &'b [u8]) -> Option<CSeq<'b>> {
         /// Digits of the largest CSeq number, 2^32-1.
         const MAX_DIGITS: usize = 10;
-        let mut n = 0u64;
-        let mut i = 0;
+        // Up to seven digits from one word; the loop below then stops at once.
+        let (mut n, mut i) = leading_digits_word(value).unwrap_or((0, 0));
         while let Some(&b) = value.get(i) {
             let digit = b.wrapping_sub(b'0');
             if digit > 9 {
@@ -56,7 +56,9 @@ impl<'b> CSeq<'b> {
             (Some(&f), Some(&l)) if !LWS[f as usize] && !LWS[l as usize] => {}
             _ => return None,
         }
-        Some(CSeq { number: u32::try_from(n).ok()?, method: Method::from_bytes(method)? })
+        // INVITE, the method of every call set-up, by one compare before the method table.
+        let method = if method == b"INVITE" { Method::Invite } else { Method::from_bytes(method)? };
+        Some(CSeq { number: u32::try_from(n).ok()?, method })
     }
 
     /// Any CSeq value, with every error.
@@ -105,6 +107,22 @@ pub(crate) fn number(s: &[u8], max: u64, what: &'static str) -> Result<u64, Inva
     })
 }
 
+/// A number of one to four digits (at most 9,999, below every maximum [`number`] is given
+/// with here: Content-Length's is 65,535), read at once; `None` for anything else, which
+/// [`number`] decides.
+#[inline(always)]
+pub(crate) fn short_number(s: &[u8]) -> Option<u16> {
+    /// Digits read at once.
+    const MAX_DIGITS: usize = 4;
+    if s.is_empty() || s.len() > MAX_DIGITS {
+        return None;
+    }
+    s.iter().try_fold(0u16, |n, &b| {
+        let d = b.wrapping_sub(b'0');
+        (d <= 9).then(|| n * 10 + u16::from(d))
+    })
+}
+
 /// `delta-seconds = 1*DIGIT`, at most 2^32-1.
 pub(crate) fn delta_seconds(s: &[u8]) -> Result<u32, Invalid> {
     let n = number(s, u32::MAX.into(), "delta-seconds")?;
@@ -117,6 +135,20 @@ mod tests {
 
     /// Value, expected number and method.
     type Case<'a> = (&'a [u8], Option<(u32, Method<'a>)>);
+
+    proptest::proptest! {
+        /// Where the short reader takes a number, the general one reads the same.
+        #[test]
+        fn short_numbers_match_the_general_reader(s in proptest::collection::vec(
+            proptest::sample::select(b"0123456789 x\x80".to_vec()), 0..7)) {
+            if let Some(n) = short_number(&s) {
+                proptest::prop_assert_eq!(number(&s, u16::MAX.into(), "n").ok(), Some(u64::from(n)));
+            }
+            if s.len() <= 4 && number(&s, u16::MAX.into(), "n").is_ok() {
+                proptest::prop_assert!(short_number(&s).is_some());
+            }
+        }
+    }
 
     #[test]
     fn cseq_values() {

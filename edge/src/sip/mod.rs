@@ -34,8 +34,9 @@
 //! `user@host[:port];params` SIP URIs with IPv4 hosts parsed as they are found and the common
 //! user-part bytes checked 16 at a time; `SIP/2.0/` Vias and From/To values with plain
 //! parameters, whose branch and tag are found in the same pass, a list of 16 to 63 bytes split
-//! at an SSE2 mask of its `;` and `=`; `digits SP method` CSeqs) and a general path for
-//! everything else. A fast path returns a result only where the general path would return
+//! at an SSE2 mask of its `;` and `=`, and the commonest lists (`user=phone`, `tag=...`,
+//! `branch=...;rport`) taken whole by word compares; `digits SP method` CSeqs) and a general
+//! path for everything else. A fast path returns a result only where the general path would return
 //! the same one, and otherwise hands the input to it, so every error (kind, position,
 //! reason) comes from the general path.
 
@@ -200,10 +201,9 @@ pub fn parse_with_limits<'b>(
     let mut content_length = None;
     let mut padded = [0u8; scan::WINDOW_BYTES];
     let (headers_end, body_start) = loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        let window = match rest.first_chunk::<{ scan::WINDOW_BYTES }>() {
+        let window = match buf.get(pos..pos + scan::WINDOW_BYTES).and_then(|w| w.first_chunk()) {
             Some(window) => window,
-            None => padded_window(&mut padded, rest),
+            None => padded_window(&mut padded, buf.get(pos..).unwrap_or_default()),
         };
         // A padded window's zero (no byte) is no token character either.
         let line = if TOKEN[window[0] as usize] {
@@ -240,12 +240,15 @@ pub fn parse_with_limits<'b>(
             }
             if kind == HeaderKind::ContentLength {
                 let value = buf.get(line.value_start..line.value_end).unwrap_or_default();
-                let n = cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
-                    .map_err(|e| e.within(buf))
-                    .map_err(|e| {
-                        ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
-                    })?;
-                content_length = Some(n as u16);
+                let n = match cseq::short_number(value) {
+                    Some(n) => n,
+                    None => cseq::number(value, MAX_MESSAGE_BYTES as u64, "Content-Length")
+                        .map_err(|e| e.within(buf))
+                        .map_err(|e| {
+                            ParseError::new(ErrorKind::ContentLength, e.pos(), "malformed Content-Length")
+                        })? as u16,
+                };
+                content_length = Some(n);
             }
         }
         count += 1;
@@ -314,7 +317,7 @@ fn line_fast(
     lfs: &mut scan::LfScanner<'_>,
     max_line: usize,
 ) -> Option<Line> {
-    let (colons, lfs_in_window) = scan::line_masks(window);
+    let (colons, lfs_head) = scan::line_masks(window);
     if colons == 0 {
         return None;
     }
@@ -330,9 +333,19 @@ fn line_fast(
         None => buf.get(pos + off).copied().unwrap_or(0),
     };
     // The name (a token) and the colon hold no LF: the window's first LF is the first after
-    // the colon; without one in the window, it is the first after the window.
+    // the colon; without one in the window, it is the first after the window. A short line
+    // ends in the 32 bytes already classified.
+    let lfs_in_window = if lfs_head != 0 { u64::from(lfs_head) } else { scan::lf_mask_window_tail(window) };
     let nl = if lfs_in_window != 0 {
         lfs_in_window.trailing_zeros() as usize
+    } else if let Some(m) = buf
+        .get(pos + scan::WINDOW_BYTES..)
+        .and_then(|r| r.first_chunk::<{ scan::LANE_BYTES }>())
+        .map(scan::lf_mask_lanes)
+        .filter(|&m| m != 0)
+    {
+        // A line of 64 to 80 bytes, from one 16-byte compare.
+        scan::WINDOW_BYTES + m.trailing_zeros() as usize
     } else {
         match buf.get(pos + scan::WINDOW_BYTES..).and_then(|r| r.first_chunk::<{ scan::WINDOW_BYTES }>()) {
             // A longer line (an Identity header): its end is far enough away for `memchr`.
@@ -350,9 +363,15 @@ fn line_fast(
         return None;
     }
     // A line ending inside the window (nearly all) reads every byte below from the window
-    // (offsets up to `nl + 1`), without the way out to `buf`.
+    // (offsets up to `nl + 1`), without the way out to `buf`; one ending in the 16 bytes after
+    // it, from those 80 bytes.
     let (value_start, value_end) = if nl + 1 < scan::WINDOW_BYTES {
         value_bounds(name_len, nl, |off| window.get(off).copied().unwrap_or(0))?
+    } else if let Some(wide) =
+        buf.get(pos..pos + WIDE_WINDOW_BYTES).and_then(|w| w.first_chunk::<WIDE_WINDOW_BYTES>())
+        && nl + 1 < WIDE_WINDOW_BYTES
+    {
+        value_bounds(name_len, nl, |off| wide.get(off).copied().unwrap_or(0))?
     } else {
         value_bounds(name_len, nl, at)?
     };
@@ -365,12 +384,27 @@ fn line_fast(
     })
 }
 
+/// The window and the 16 bytes after it, where the lines of 64 to 80 bytes end.
+const WIDE_WINDOW_BYTES: usize = scan::WINDOW_BYTES + scan::LANE_BYTES;
+
 /// The value's bounds (offsets from the line start) of a header line whose colon is at
 /// `name_len` and whose first LF is at `nl`, with `at` reading the line's bytes (0 past the
 /// message): `None` when the line is folded (SP or HTAB after the LF), when the white space
 /// after the colon runs past the window, or when the value starts or ends with LWS.
 #[inline(always)]
 fn value_bounds(name_len: usize, nl: usize, at: impl Fn(usize) -> u8) -> Option<(usize, usize)> {
+    // The usual line, `name: value CRLF` with one SP after the colon and a value without LWS
+    // at its ends, in one test: what the steps below find for it.
+    let (start, end) = (name_len + 2, nl.saturating_sub(1));
+    if at(name_len + 1) == b' '
+        && at(end) == b'\r'
+        && end > start
+        && !LWS[at(start) as usize]
+        && !LWS[at(end - 1) as usize]
+        && !is_wsp(at(nl + 1))
+    {
+        return Some((start, end));
+    }
     if matches!(at(nl + 1), b' ' | b'\t') {
         return None;
     }
@@ -816,7 +850,7 @@ pub struct NameAddrs<'b> {
 impl<'b> Iterator for NameAddrs<'b> {
     type Item = Result<NameAddr<'b>, ParseError>;
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.list.next()?.and_then(NameAddr::parse).map_err(|e| e.within(self.buf)))
+        Some(self.list.next()?.and_then(NameAddr::parse_outlined).map_err(|e| e.within(self.buf)))
     }
 }
 
@@ -841,9 +875,9 @@ impl<'b> Iterator for Contacts<'b> {
     fn next(&mut self) -> Option<Self::Item> {
         let raw = self.list.next()?;
         Some(
-            raw.and_then(
-                |r| if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse(r).map(Contact::Address) },
-            )
+            raw.and_then(|r| {
+                if r == b"*" { Ok(Contact::Any) } else { NameAddr::parse_outlined(r).map(Contact::Address) }
+            })
             .map_err(|e| e.within(self.buf)),
         )
     }

@@ -7,7 +7,7 @@
 //! ```
 //! Without `<>`, parameters after the URI belong to the header, not the URI (§20.10).
 
-use super::chars::{LWS, TOKEN, eq_letters_ci, trim_lws};
+use super::chars::{LWS, TOKEN, eq_letters_ci, run_in, trim_lws};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
 use super::scan;
@@ -30,7 +30,16 @@ pub struct NameAddr<'b> {
 }
 
 impl<'b> NameAddr<'b> {
-    /// Parses one address value (a list element, white space trimmed).
+    /// [`Self::parse`] as a call, for the list iterators (Contact, Route, Record-Route,
+    /// P-Asserted-Identity), which need not carry its code inlined.
+    #[inline(never)]
+    pub(crate) fn parse_outlined(raw: &'b [u8]) -> Result<NameAddr<'b>, Invalid> {
+        Self::parse(raw)
+    }
+
+    /// Parses one address value (a list element, white space trimmed). Inlined into From and
+    /// To, so that the address is built in place.
+    #[inline(always)]
     pub(crate) fn parse(raw: &'b [u8]) -> Result<NameAddr<'b>, Invalid> {
         let bad = |at, why| Invalid::new(at, ErrorKind::HeaderValue, why);
         let raw = trim_lws(raw);
@@ -40,7 +49,11 @@ impl<'b> NameAddr<'b> {
                 // quote and every `\` escapes a byte of it: it is a valid quoted-string.
                 let close = closing_quote(raw).ok_or(bad(raw, "unterminated quoted display name"))?;
                 let inner = raw.get(1..close).unwrap_or_default();
-                let rest = trim_lws(raw.get(close + 1..).unwrap_or_default());
+                // `raw` ends with no LWS: after one SP and a `<`, the trim below finds that `<`.
+                let rest = match raw.get(close + 1..).unwrap_or_default() {
+                    [b' ', after @ ..] if after.first() == Some(&b'<') => after,
+                    rest => trim_lws(rest),
+                };
                 if rest.first() != Some(&b'<') {
                     return Err(bad(rest, "quoted display name without <URI>"));
                 }
@@ -73,6 +86,10 @@ impl<'b> NameAddr<'b> {
         let mut tag = None;
         let params = match params_part.split_first() {
             None => Params::default(),
+            Some((b';', p)) if let Some(value) = tag_only(p) => {
+                tag = Some(value);
+                Params::checked(p)
+            }
             Some((b';', p)) => {
                 let mut seen_tag = false;
                 let plain = params::scan(p, ParamGrammar::Header, |name, value, _| {
@@ -98,6 +115,19 @@ impl<'b> NameAddr<'b> {
     pub fn tag(&self) -> Option<&'b [u8]> {
         self.tag
     }
+}
+
+/// The value of a parameter list that is `tag=` (any case) and a token, nothing else (the
+/// usual From and To list): what [`params::scan`] finds in it, one parameter named `tag` with
+/// a token value, from one word compare and a class run. `None` for any other list.
+#[inline(always)]
+fn tag_only(p: &[u8]) -> Option<&[u8]> {
+    /// `tag=` in lower case, and the bits that fold its letters (not the `=`, byte 3).
+    const TAG: u32 = u32::from_le_bytes(*b"tag=");
+    const TAG_FOLD: u32 = 0x0020_2020;
+    let (head, value) = p.split_first_chunk::<4>()?;
+    (u32::from_le_bytes(*head) | TAG_FOLD == TAG && !value.is_empty() && run_in(value, &TOKEN) == value.len())
+        .then_some(value)
 }
 
 /// Index of the quote closing the quoted string that starts at `s[0]`.
@@ -136,6 +166,33 @@ fn addr_spec_end(s: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Where the `tag=token` shortcut takes a list, the list scan takes it too, with the
+        /// same one parameter and the same tag.
+        #[test]
+        fn tag_only_agrees_with_the_list_scan(raw in proptest::collection::vec(
+            proptest::sample::select(b"tagTAG=;x19-.\" %\x80".to_vec()), 0..24)) {
+            let Some(value) = tag_only(&raw) else { return Ok(()) };
+            let mut seen = Vec::new();
+            let ok = params::scan(&raw, ParamGrammar::Header, |n, v, _| { seen.push((n, v)); true });
+            proptest::prop_assert!(ok);
+            proptest::prop_assert_eq!(seen.len(), 1);
+            proptest::prop_assert!(seen[0].0.eq_ignore_ascii_case(b"tag"));
+            proptest::prop_assert_eq!(seen[0].1, Some(value));
+        }
+    }
+
+    #[test]
+    fn tag_only_takes_tag_and_a_token_alone() {
+        assert_eq!(tag_only(b"tag=1928301774"), Some(&b"1928301774"[..]));
+        assert_eq!(tag_only(b"TAG=a.b-c"), Some(&b"a.b-c"[..]));
+        for raw in
+            [&b"tag="[..], b"tag", b"tag=a;x", b"tag=a b", b"tags=a", b"tag=\"a\"", b"t@g=a", b"tag:a", b""]
+        {
+            assert_eq!(tag_only(raw), None, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
 
     /// Value, display name, URI, tag, number of parameters.
     type Case<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8], Option<&'a [u8]>, usize);

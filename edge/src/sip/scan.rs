@@ -78,28 +78,54 @@ pub(crate) fn lf_mask(block: &[u8; BLOCK_BYTES]) -> u64 {
     }
 }
 
+/// Bit `i` set when `lanes[i]` is an LF, for 16 bytes (one SSE2 compare): the bytes just
+/// past a header line's window, where the lines of 64 to 80 bytes (a Via, a From) end.
+#[inline(always)]
+pub(crate) fn lf_mask_lanes(lanes: &[u8; LANE_BYTES]) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        byte_mask_sse2(lanes, b'\n')
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        byte_mask_portable(lanes, b'\n')
+    }
+}
+
 /// Bytes [`line_masks`] classifies from the start of a header line.
 pub(crate) const WINDOW_BYTES: usize = 64;
 /// Bytes from the start of a header line in which [`line_masks`] looks for the name's colon.
 pub(crate) const NAME_WINDOW_BYTES: usize = 32;
 
-/// The colons among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i` set when
-/// `window[i]` is `:`) and the LFs among all its bytes (bit `i` set when `window[i]` is an
-/// LF): where the name of the header line starting at `window[0]` ends and, for a line of up
-/// to 64 bytes, where the line ends, from one pass over the window.
+/// The colons and the LFs among the first [`NAME_WINDOW_BYTES`] bytes of `window` (bit `i`
+/// set when `window[i]` is `:`, or an LF): where the name of the header line starting at
+/// `window[0]` ends and, for a line of up to 32 bytes, where the line ends, from one pass over
+/// those bytes. [`lf_mask_window_tail`] gives the LFs of the rest of the window.
 #[inline(always)]
-pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u64) {
+pub(crate) fn line_masks(window: &[u8; WINDOW_BYTES]) -> (u32, u32) {
     let (head, _) = window.split_first_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[0; NAME_WINDOW_BYTES], &[]));
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(window, b'\n'));
+    let (colons, lfs) = (byte_mask_sse2(head, b':'), byte_mask_sse2(head, b'\n'));
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(window, b'\n'));
-    // The colon mask has NAME_WINDOW_BYTES (32) bits: the cast keeps them all.
-    (colons as u32, lfs)
+    let (colons, lfs) = (byte_mask_portable(head, b':'), byte_mask_portable(head, b'\n'));
+    // Both masks have NAME_WINDOW_BYTES (32) bits: the casts keep them all.
+    (colons as u32, lfs as u32)
+}
+
+/// The LFs among the bytes of `window` after its first [`NAME_WINDOW_BYTES`] (bit `i` set when
+/// `window[i]` is an LF, bits 0 to 31 clear).
+#[inline(always)]
+pub(crate) fn lf_mask_window_tail(window: &[u8; WINDOW_BYTES]) -> u64 {
+    let (_, tail) = window.split_last_chunk::<NAME_WINDOW_BYTES>().unwrap_or((&[], &[0; NAME_WINDOW_BYTES]));
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    let lfs = byte_mask_sse2(tail, b'\n');
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    let lfs = byte_mask_portable(tail, b'\n');
+    lfs << NAME_WINDOW_BYTES
 }
 
 /// Bytes [`find_byte`] compares at once.
-const LANE_BYTES: usize = 16;
+pub(crate) const LANE_BYTES: usize = 16;
 
 /// The index of the first `byte` in `s`: 16 bytes per SSE2 compare, then byte by byte. For
 /// short values (a URI in `<>`), where `memchr`'s call and set-up cost more than the search.
@@ -169,6 +195,55 @@ pub(crate) fn user_simple_run(s: &[u8]) -> usize {
     }
 }
 
+/// Whether `b` is one of the bytes [`token_simple_run`] takes: letters, digits, `-` and `.`,
+/// all in RFC 3261 `token` (the rest of `token` is left to the caller's byte loop).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn token_simple(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+/// The length of the run of common `token` bytes (see `token_simple`: a branch or tag's
+/// letters, digits, `-` and `.`) that starts `s`, within its first [`LANE_BYTES`] bytes, from
+/// one SSE2 load and six compares; 0 for an `s` shorter than that. The caller goes on from
+/// there byte by byte with the whole `token` class.
+#[inline(always)]
+pub(crate) fn token_simple_run(s: &[u8]) -> usize {
+    let Some(lanes) = s.first_chunk::<LANE_BYTES>() else {
+        return 0;
+    };
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use core::arch::x86_64::{
+            __m128i, _mm_and_si128, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_loadu_si128,
+            _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        };
+        // SAFETY: the intrinsics need SSE2 alone, which this build enables (the cfg on this
+        // block; SSE2 is part of the x86_64 baseline); `lanes` is 16 readable bytes, exactly
+        // what the unaligned 128-bit load reads. The compares are signed: bytes from 0x80 are
+        // negative, so no range below takes them.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
+            let between = |v, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                    _mm_cmpgt_epi8(_mm_set1_epi8(hi as i8 + 1), v),
+                )
+            };
+            // `-` to `9` but `/`: `-`, `.` and the digits; letters folded to lower case.
+            let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'/' as i8));
+            let marks_digits = _mm_andnot_si128(slash, between(v, b'-', b'9'));
+            let letters = between(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            _mm_movemask_epi8(_mm_or_si128(marks_digits, letters))
+        };
+        // movemask sets bits 0..16 only; the first clear bit ends the run (16 when none is).
+        (!(bits as u32) & 0x1_ffff).trailing_zeros() as usize
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        lanes.iter().take_while(|&&b| token_simple(b)).count()
+    }
+}
+
 /// The index of the first `byte` in the first [`LANE_BYTES`] bytes of `s` when no `before`
 /// comes ahead of it, from one load and two compares; `None` when `s` is shorter, when those
 /// bytes hold no `byte`, or when a `before` comes first (the caller then searches its own way).
@@ -234,16 +309,31 @@ fn word_and_at_masks(lanes: &[u8; LANE_BYTES]) -> (u32, u32) {
         // what the unaligned 128-bit load reads.
         let (words, ats) = unsafe {
             let v = _mm_loadu_si128(lanes.as_ptr().cast::<__m128i>());
-            // `word` is the printable ASCII (0x21..=0x7e; as signed bytes, bytes from 0x80 are
-            // negative) but for the nine below.
-            let printable =
-                _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(0x20)), _mm_cmplt_epi8(v, _mm_set1_epi8(0x7f)));
             let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            // The signed range `lo..=hi` (bytes from 0x80 are negative: no range here takes them).
+            let between = |x, lo: u8, hi: u8| {
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(x, _mm_set1_epi8((lo - 1) as i8)),
+                    _mm_cmplt_epi8(x, _mm_set1_epi8((hi + 1) as i8)),
+                )
+            };
             let at = is(b'@');
-            let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
-                .iter()
-                .fold(at, |m, &b| _mm_or_si128(m, is(b)));
-            (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), _mm_movemask_epi8(at))
+            let ats = _mm_movemask_epi8(at);
+            // The usual Call-ID bytes first: letters (folded to lower case), `-./` and the
+            // digits, all `word` characters; when they and `@` are all 16, the rest of `word`
+            // need not be looked at.
+            let letters = between(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let simple = _mm_movemask_epi8(_mm_or_si128(letters, between(v, b'-', b'9')));
+            if (simple | ats) & 0xffff == 0xffff {
+                (!ats, ats)
+            } else {
+                // `word` is the printable ASCII (0x21..=0x7e) but for the nine below.
+                let printable = between(v, 0x21, 0x7e);
+                let excluded = [b'#', b'$', b'&', b',', b';', b'=', b'^', b'|']
+                    .iter()
+                    .fold(at, |m, &b| _mm_or_si128(m, is(b)));
+                (_mm_movemask_epi8(_mm_andnot_si128(excluded, printable)), ats)
+            }
         };
         // movemask sets bits 0..16 only.
         (words as u32 & 0xffff, ats as u32 & 0xffff)
@@ -414,6 +504,13 @@ mod tests {
     }
 
     #[test]
+    fn token_simple_bytes_are_token_bytes() {
+        for b in 0..=u8::MAX {
+            assert!(!token_simple(b) || super::super::chars::TOKEN[b as usize], "{b}");
+        }
+    }
+
+    #[test]
     fn user_simple_bytes_are_user_bytes() {
         for b in 0..=u8::MAX {
             assert!(!user_simple(b) || super::super::chars::USER[b as usize], "{b}");
@@ -435,6 +532,11 @@ mod tests {
             b[..32].copy_from_slice(&block);
             b[32..].copy_from_slice(&block2);
             prop_assert_eq!(lf_mask(&b), byte_mask_portable(&b, b'\n'));
+        }
+
+        #[test]
+        fn lane_lf_masks_agree(lanes in proptest::array::uniform16(prop_oneof![Just(b'\n'), Just(b'\n' | 0x80), any::<u8>()])) {
+            prop_assert_eq!(lf_mask_lanes(&lanes), byte_mask_portable(&lanes, b'\n'));
         }
 
         #[test]
@@ -477,13 +579,23 @@ mod tests {
         }
 
         #[test]
+        fn token_simple_run_matches_the_byte_loop(s in proptest::collection::vec(
+            prop_oneof![Just(b';'), Just(b'/'), Just(b'-'), Just(b'.'), Just(b'0'), Just(b'A' | 0x80), any::<u8>()], 0..24)) {
+            let want = if s.len() < LANE_BYTES { 0 } else {
+                s[..LANE_BYTES].iter().take_while(|&&b| token_simple(b)).count()
+            };
+            prop_assert_eq!(token_simple_run(&s), want);
+        }
+
+        #[test]
         fn line_masks_find_colons_and_lfs(
             head in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), Just(b':' | 0x80), any::<u8>()]),
             tail in proptest::array::uniform32(prop_oneof![Just(b':'), Just(b'\n'), any::<u8>()])) {
             let mut window = [0u8; WINDOW_BYTES];
             window[..32].copy_from_slice(&head);
             window[32..].copy_from_slice(&tail);
-            let (colons, lfs) = line_masks(&window);
+            let (colons, lfs_head) = line_masks(&window);
+            let lfs = u64::from(lfs_head) | lf_mask_window_tail(&window);
             for (i, &b) in window.iter().enumerate() {
                 prop_assert_eq!(lfs >> i & 1 == 1, b == b'\n');
                 if i < NAME_WINDOW_BYTES {

@@ -125,6 +125,7 @@ pub enum StartLine<'b> {
 const SIP_2_0: &[u8] = b"SIP/2.0";
 
 /// Parses a start line (without its CRLF).
+#[inline(always)]
 pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
     if let Some(request) = parse_request_line_fast(line) {
         return Ok(StartLine::Request(request));
@@ -137,15 +138,22 @@ pub(crate) fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, Invalid> {
 /// returns a line, that one returns the same: the method ends at the first SP, the version
 /// starts after the last, and a URI that parses holds no white space (no URI grammar admits
 /// SP or HTAB), which is what the general parser checks before parsing it.
-#[inline]
+#[inline(always)]
 fn parse_request_line_fast(line: &[u8]) -> Option<RequestLine<'_>> {
     let rest = line.strip_suffix(b" SIP/2.0")?;
-    let method_len = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
-    if rest.get(method_len) != Some(&b' ') {
-        return None;
-    }
-    let method = Method::from_bytes(rest.get(..method_len)?)?;
-    let uri_raw = rest.get(method_len + 1..).filter(|u| !u.is_empty())?;
+    // `INVITE ` by one compare (the token run would stop at that SP), else the token run and
+    // the method table.
+    let (method, uri_raw) = match rest.split_first_chunk::<7>() {
+        Some((b"INVITE ", uri_raw)) => (Method::Invite, uri_raw),
+        _ => {
+            let method_len = rest.iter().take_while(|&&b| TOKEN[b as usize]).count();
+            if rest.get(method_len) != Some(&b' ') {
+                return None;
+            }
+            (Method::from_bytes(rest.get(..method_len)?)?, rest.get(method_len + 1..)?)
+        }
+    };
+    let uri_raw = Some(uri_raw).filter(|u| !u.is_empty())?;
     let uri = Uri::parse_inner(uri_raw).ok()?;
     Some(RequestLine { method, uri, uri_raw })
 }

@@ -5,7 +5,8 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::chars::{
-    HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, eq_letters_ci, hex_val, run_in,
+    HOSTNAME, PASSWORD, SCHEME, TEL, URIC, USER, all_escaped_in, all_in, eq_letters_ci, hex_val,
+    leading_digits_word, run_in,
 };
 use super::error::{ErrorKind, Invalid, ParseError};
 use super::params::{ParamGrammar, Params};
@@ -231,7 +232,10 @@ fn parse_sip_fast(rest: &[u8], secure: bool) -> Option<SipUri<'_>> {
     // The common bytes of a user part (a telephone number) 16 at a time, then the rest of
     // the `user` run byte by byte (`user_simple_run` takes `user` bytes only).
     let mut i = scan::user_simple_run(rest);
-    i += run_in(rest.get(i..)?, &USER);
+    // The run usually ends at the `@` (not a `user` byte): the class run would stop there.
+    if rest.get(i) != Some(&b'@') {
+        i += run_in(rest.get(i..)?, &USER);
+    }
     while rest.get(i) == Some(&b'%') && rest.get(i + 1..i + 3)?.iter().all(u8::is_ascii_hexdigit) {
         i += 3;
         i += run_in(rest.get(i..)?, &USER);
@@ -346,6 +350,20 @@ pub(crate) fn parse_hostport(s: &[u8]) -> Result<(Host<'_>, Option<u16>), Invali
 /// pass, where [`parse_port`] accepts that run; `None` where it fails.
 #[inline(always)]
 pub(crate) fn port_run(s: &[u8]) -> Option<(u16, usize)> {
+    /// Digits of the largest port.
+    const MAX_PORT_DIGITS: usize = 5;
+    // A port followed by three bytes or more (`;params`): from one word.
+    if let Some((n, d)) = leading_digits_word(s) {
+        if !(1..=MAX_PORT_DIGITS).contains(&d) {
+            return None;
+        }
+        return Some((u16::try_from(n).ok()?, d));
+    }
+    port_run_bytes(s)
+}
+
+/// [`port_run`] digit by digit: values shorter than a word (and the reference in tests).
+fn port_run_bytes(s: &[u8]) -> Option<(u16, usize)> {
     /// Digits of the largest port.
     const MAX_PORT_DIGITS: usize = 5;
     let mut n = 0u32;
@@ -519,6 +537,15 @@ pub fn unescaped_eq_ci(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The word-wise port reader reads every input as the digit loop does.
+        #[test]
+        fn port_run_matches_the_digit_loop(s in proptest::collection::vec(
+            proptest::sample::select(b"0123456789;:a\x80".to_vec()), 0..12)) {
+            proptest::prop_assert_eq!(port_run(&s), port_run_bytes(&s));
+        }
+    }
 
     fn sip(s: &str) -> SipUri<'_> {
         match Uri::parse(s.as_bytes()) {

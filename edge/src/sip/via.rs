@@ -6,9 +6,10 @@
 //! via-params = via-ttl / via-maddr / via-received / via-branch / response-port / via-extension
 //! ```
 
-use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal};
+use super::chars::{LWS, TOKEN, all_in, eq_letters_ci, parse_decimal, run_in};
 use super::error::{ErrorKind, Invalid};
 use super::params::{self, ParamGrammar, Params};
+use super::scan;
 use super::uri::{Host, host_run, parse_host, parse_hostport, parse_port, port_run};
 
 /// The RFC 3261 branch prefix (§8.1.1.7).
@@ -51,24 +52,46 @@ impl<'b> Via<'b> {
     /// that one returns the same (it takes the same steps, each on its fast branch).
     /// A value this accepts holds no `,`, `"` or `<` (no part of its shape admits one), so it
     /// is also the whole of a header value it was given: see [`super::SipMessage::top_via`].
-    #[inline]
+    /// Inlined there, so that the Via is built in place.
+    #[inline(always)]
     pub(crate) fn parse_fast(raw: &'b [u8]) -> Option<Via<'b>> {
         let (protocol, version) = match raw {
             [b'S', b'I', b'P', b'/', b'2', b'.', b'0', b'/', ..] => (raw.get(..3)?, raw.get(4..7)?),
             _ => return None,
         };
-        let mut c = Cursor { s: raw, i: 8 };
+        // `UDP`, `TCP` or `TLS` and one SP, as the token and LWS steps below read them (the
+        // SP ends the token).
+        let (transport, mut c) = match raw.get(8..12) {
+            Some(b"UDP ") => ("UDP", Cursor { s: raw, i: 12 }),
+            Some(b"TCP ") => ("TCP", Cursor { s: raw, i: 12 }),
+            Some(b"TLS ") => ("TLS", Cursor { s: raw, i: 12 }),
+            _ => {
+                let mut c = Cursor { s: raw, i: 8 };
+                c.skip_lws();
+                let transport = c.token()?;
+                if c.skip_lws() == 0 {
+                    return None;
+                }
+                let transport = match transport {
+                    b"UDP" => "UDP",
+                    b"TCP" => "TCP",
+                    b"TLS" => "TLS",
+                    other => core::str::from_utf8(other).ok()?,
+                };
+                (transport, c)
+            }
+        };
         c.skip_lws();
-        let transport = c.token()?;
-        if c.skip_lws() == 0 {
-            return None;
-        }
         let ((host, port), end) = sent_by_fast(c.rest())?;
         c.i += end;
         c.skip_lws();
         let mut branch = None;
         let params = match c.rest().split_first() {
             None => Params::default(),
+            Some((b';', p)) if let Some(value) = branch_and_rport(p) => {
+                branch = Some(value);
+                Params::checked(p)
+            }
             Some((b';', p)) => {
                 let mut seen_branch = false;
                 let plain = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
@@ -86,12 +109,6 @@ impl<'b> Via<'b> {
                 Params::checked(p)
             }
             Some(_) => return None,
-        };
-        let transport = match transport {
-            b"UDP" => "UDP",
-            b"TCP" => "TCP",
-            b"TLS" => "TLS",
-            other => core::str::from_utf8(other).ok()?,
         };
         Some(Via { raw, protocol, version, transport, host, port, params, branch })
     }
@@ -232,6 +249,36 @@ fn sent_by_fast(s: &[u8]) -> Option<((Host<'_>, Option<u16>), usize)> {
     }
 }
 
+/// The branch of a parameter list that is `branch=` and a token, alone or followed by
+/// `;rport` (names in any case): the usual Via list. What the list scan in
+/// [`Via::parse_fast`] finds in it (a token branch, an `rport` without a value, which Via's
+/// rules take), from word compares and a class run; `None` for any other list.
+#[inline(always)]
+fn branch_and_rport(p: &[u8]) -> Option<&[u8]> {
+    /// `branch=` in lower case (seven bytes, a zero eighth), and the bits that fold its
+    /// letters (not the `=`, byte 6).
+    const BRANCH: u64 = u64::from_le_bytes(*b"branch=\0");
+    const BRANCH_FOLD: u64 = 0x0000_2020_2020_2020;
+    /// The seven bytes of `branch=`.
+    const BRANCH_BYTES: usize = 7;
+    /// The eighth byte, which the compare leaves out.
+    const EIGHTH: u64 = 0xff00_0000_0000_0000;
+    let head = u64::from_le_bytes(*p.first_chunk::<8>()?);
+    if (head & !EIGHTH) | BRANCH_FOLD != BRANCH {
+        return None;
+    }
+    let rest = p.get(BRANCH_BYTES..)?;
+    // The usual branch bytes 16 at a time (all `token` bytes), then the `token` run.
+    let simple = scan::token_simple_run(rest);
+    let n = simple + run_in(rest.get(simple..)?, &TOKEN);
+    let value = rest.get(..n).filter(|v| !v.is_empty())?;
+    match rest.get(n..)? {
+        [] => Some(value),
+        [b';', rport @ ..] if eq_letters_ci(rport, b"rport") => Some(value),
+        _ => None,
+    }
+}
+
 /// Via's rules for its own parameters (RFC 3261 §20.42, RFC 3581): Ok, or why not.
 #[inline]
 fn param_ok(name: &[u8], value: Option<&[u8]>) -> Result<(), &'static str> {
@@ -327,6 +374,58 @@ mod tests {
         assert_eq!(v.maddr(), Some(&b"224.2.0.1"[..]));
         assert_eq!(v.received(), Some(&b"2001:db8::10"[..]));
         assert!(!Via::parse(b"SIP/2.0/UDP host;branch=z9hG4bK").unwrap().has_rfc3261_branch());
+    }
+
+    /// What the list scan of [`Via::parse_fast`] makes of a list: `Some(branch)` when it takes it.
+    fn scanned_branch(p: &[u8]) -> Option<Option<&[u8]>> {
+        let mut branch = None;
+        let mut seen_branch = false;
+        let plain = params::scan(p, ParamGrammar::Header, |name, value, value_token| {
+            if eq_letters_ci(name, b"branch") {
+                if !seen_branch {
+                    (seen_branch, branch) = (true, value);
+                }
+                return value_token;
+            }
+            param_ok(name, value).is_ok()
+        });
+        plain.then_some(branch)
+    }
+
+    #[test]
+    fn branch_and_rport_takes_the_usual_lists_alone() {
+        assert_eq!(
+            branch_and_rport(b"branch=z9hG4bK776asdhds-8a1f;rport"),
+            Some(&b"z9hG4bK776asdhds-8a1f"[..])
+        );
+        assert_eq!(branch_and_rport(b"BRANCH=z9hG4bK1;RPort"), Some(&b"z9hG4bK1"[..]));
+        assert_eq!(branch_and_rport(b"branch=x"), Some(&b"x"[..]));
+        for raw in [
+            &b"branch="[..],
+            b"branch=;rport",
+            b"branch=a;rport=1",
+            b"branch=a;rportx",
+            b"branch=a;",
+            b"branch=a b",
+            b"branchx=a",
+            b"branch:a",
+            b"rport;branch=a",
+            b"",
+        ] {
+            assert_eq!(branch_and_rport(raw), None, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    proptest::proptest! {
+        /// Where the shortcut takes a list, the list scan takes it with the same branch.
+        #[test]
+        fn branch_and_rport_agrees_with_the_list_scan(head in proptest::sample::select(vec![&b"branch="[..], b"BRANCH=", b"branc=", b"branch"]),
+            raw in proptest::collection::vec(proptest::sample::select(b"z9K-.;=rportRPORT\" \x80".to_vec()), 0..24)) {
+            let list = [head, &raw[..]].concat();
+            if let Some(branch) = branch_and_rport(&list) {
+                proptest::prop_assert_eq!(scanned_branch(&list), Some(Some(branch)));
+            }
+        }
     }
 
     #[test]
