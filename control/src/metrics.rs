@@ -213,6 +213,50 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// Something the proxy engine did or had to refuse, beyond the requests and responses
+    /// themselves: what an operator watches to see a table fill, sends fail or calls end
+    /// without their BYEs.
+    ProxyEvent {
+        /// A request forwarded downstream (first tries, failovers, in-dialog requests, ACKs).
+        ForwardedRequest => "forwarded-request",
+        /// A response forwarded upstream.
+        ForwardedResponse => "forwarded-response",
+        /// A retransmitted request absorbed (answered from its transaction).
+        RetransmissionAbsorbed => "retransmission-absorbed",
+        /// A serial failover to the next target.
+        Failover => "failover",
+        /// A response that matched no transaction.
+        StrayResponse => "stray-response",
+        /// A new transaction refused because the table was full (for a new call: only the
+        /// reserve for requests within calls was left).
+        TransactionTableFull => "transaction-table-full",
+        /// A send the I/O layer refused.
+        SendRefused => "send-refused",
+        /// A call answered (dialog confirmed).
+        CallAnswered => "call-answered",
+        /// A call ended (BYE, or its maximum duration).
+        CallEnded => "call-ended",
+        /// A call ended by its maximum duration whose headers allowed no BYE: neither side was
+        /// told.
+        CallExpiredWithoutBye => "call-expired-without-bye",
+        /// A BYE the edge sent at a call's maximum duration (first transmission).
+        ByeSent => "bye-sent",
+        /// A BYE of the edge's that could not be built or sent.
+        ByeNotSent => "bye-not-sent",
+        /// A retransmission of a BYE of the edge's (Timer E).
+        ByeRetransmitted => "bye-retransmitted",
+        /// A BYE of the edge's answered 2xx.
+        ByeAnswered2xx => "bye-answered-2xx",
+        /// A BYE of the edge's answered 481 (that side had already hung up).
+        ByeAnswered481 => "bye-answered-481",
+        /// A BYE of the edge's answered with another final response.
+        ByeAnsweredOther => "bye-answered-other",
+        /// A BYE of the edge's with no final response by Timer F.
+        ByeTimedOut => "bye-timed-out",
+    }
+}
+
 /// `{layer, verdict}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PacketLabels {
@@ -261,6 +305,13 @@ pub struct LookupLabels {
     pub result: Lookup,
 }
 
+/// `{event}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProxyEventLabels {
+    /// What happened.
+    pub event: ProxyEvent,
+}
+
 /// `{target}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct TargetLabels {
@@ -302,6 +353,9 @@ pub struct Metrics {
     pub did_lookups: Family<LookupLabels, Counter>,
     /// `sipedge_target_up{target}`: 1 healthy, 0 down.
     pub target_up: Family<TargetLabels, Gauge>,
+    /// `sipedge_proxy_events_total{event}`: what the proxy engine did (forwards, failovers,
+    /// refusals, call ends, its own BYEs).
+    pub proxy_events: Family<ProxyEventLabels, Counter>,
     /// `sipedge_transactions`: entries in the transaction table.
     pub transactions: Gauge,
     /// `sipedge_dialogs`: entries in the dialog table.
@@ -336,6 +390,7 @@ impl Metrics {
             calls_active: Family::default(),
             did_lookups: Family::default(),
             target_up: Family::default(),
+            proxy_events: Family::default(),
             transactions: Gauge::default(),
             dialogs: Gauge::default(),
             forward_latency: LatencyHistogram::default(),
@@ -364,6 +419,11 @@ impl Metrics {
         r.register("sipedge_calls_active", "Calls in progress, by trunk", m.calls_active.clone());
         r.register("sipedge_did_lookups", "DID lookups, by result", m.did_lookups.clone());
         r.register("sipedge_target_up", "Target health: 1 up, 0 down", m.target_up.clone());
+        r.register(
+            "sipedge_proxy_events",
+            "Proxy engine events: forwards, failovers, refusals, call ends, BYEs of the edge",
+            m.proxy_events.clone(),
+        );
         r.register("sipedge_transactions", "Entries in the transaction table", m.transactions.clone());
         r.register("sipedge_dialogs", "Entries in the dialog table", m.dialogs.clone());
         r.register(
@@ -407,6 +467,11 @@ impl Metrics {
     /// A packet-verdict counter.
     pub fn packet(&self, layer: Layer, verdict: Verdict) -> Counter {
         self.packets.get_or_create(&PacketLabels { layer, verdict }).clone()
+    }
+
+    /// A proxy-event counter.
+    pub fn proxy_event(&self, event: ProxyEvent) -> Counter {
+        self.proxy_events.get_or_create(&ProxyEventLabels { event }).clone()
     }
 
     /// Drops the series of a deleted trunk.
@@ -459,6 +524,7 @@ mod tests {
         m.responses.get_or_create(&ResponseLabels { method: Method::Invite, code: CodeClass::Success }).inc();
         m.did_lookups.get_or_create(&LookupLabels { result: Lookup::Hit }).inc();
         m.target_up.get_or_create(&TargetLabels { target: "pbx".into() }).set(1);
+        m.proxy_event(ProxyEvent::TransactionTableFull).inc();
         m
     }
 
@@ -473,6 +539,7 @@ mod tests {
         m.packet(Layer::Xdp, Verdict::Blocklist).inc_by(5);
         m.requests.get_or_create(&MethodLabels { method: Method::from_token(b"INVITE") }).inc();
         m.forward_latency.record_ns(200_000);
+        m.proxy_event(ProxyEvent::ByeAnswered481).inc_by(2);
         let text = m.encode();
         for want in [
             "sipedge_calls_offered_total{trunk=\"carrier-a\"} 1",
@@ -481,6 +548,7 @@ mod tests {
             "sipedge_packets_total{layer=\"xdp\",verdict=\"blocklist\"} 5",
             "sipedge_sip_requests_total{method=\"INVITE\"} 1",
             "sipedge_forward_latency_seconds_count 1",
+            "sipedge_proxy_events_total{event=\"bye-answered-481\"} 2",
             "sipedge_build_info{version=\"",
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");

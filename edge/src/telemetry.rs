@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicU64;
+
 use control::metrics::{
-    CodeClass, Layer, Lookup, LookupLabels, Method, MethodLabels, Metrics, RefuseReason, ResponseLabels,
-    TargetLabels, Verdict,
+    CodeClass, Layer, Lookup, LookupLabels, Method, MethodLabels, Metrics, ProxyEvent, RefuseReason,
+    ResponseLabels, TargetLabels, Verdict,
 };
 
-use crate::proxy::Engine;
 use crate::proxy::stats::SipStatsSnapshot;
+use crate::proxy::{Engine, ProxyCounters};
 use crate::route::SetId;
 
 /// How often the registry is brought up to date.
@@ -27,6 +29,30 @@ pub struct Sampler {
     trunks: HashMap<String, [u64; 7]>,
     sip: SipStatsSnapshot,
     lookups: [u64; Lookup::COUNT],
+    events: [u64; ProxyEvent::COUNT],
+}
+
+/// The engine's counter of a proxy event.
+fn event_counter(c: &ProxyCounters, event: ProxyEvent) -> &AtomicU64 {
+    match event {
+        ProxyEvent::ForwardedRequest => &c.forwarded,
+        ProxyEvent::ForwardedResponse => &c.responses_forwarded,
+        ProxyEvent::RetransmissionAbsorbed => &c.retransmissions_absorbed,
+        ProxyEvent::Failover => &c.failovers,
+        ProxyEvent::StrayResponse => &c.stray_responses,
+        ProxyEvent::TransactionTableFull => &c.tx_table_full,
+        ProxyEvent::SendRefused => &c.send_refused,
+        ProxyEvent::CallAnswered => &c.calls_answered,
+        ProxyEvent::CallEnded => &c.calls_ended,
+        ProxyEvent::CallExpiredWithoutBye => &c.calls_expired_without_bye,
+        ProxyEvent::ByeSent => &c.byes_sent,
+        ProxyEvent::ByeNotSent => &c.byes_not_sent,
+        ProxyEvent::ByeRetransmitted => &c.byes_retransmitted,
+        ProxyEvent::ByeAnswered2xx => &c.byes_answered_2xx,
+        ProxyEvent::ByeAnswered481 => &c.byes_answered_481,
+        ProxyEvent::ByeAnsweredOther => &c.byes_answered_other,
+        ProxyEvent::ByeTimedOut => &c.byes_timed_out,
+    }
 }
 
 /// The increase of a monotonic counter since `last`; a counter that went back (its owner was
@@ -60,6 +86,12 @@ impl Sampler {
             metrics.refused(&t.name, RefuseReason::NoTarget).inc_by(no_target);
         }
         self.sample_sip(engine, metrics);
+        for (&event, last) in ProxyEvent::ALL.iter().zip(&mut self.events) {
+            let delta = advance(last, event_counter(engine.counters(), event).load(Ordering::Relaxed));
+            if delta > 0 {
+                metrics.proxy_event(event).inc_by(delta);
+            }
+        }
         metrics.transactions.set(i64::try_from(engine.transactions()).unwrap_or(i64::MAX));
         metrics.dialogs.set(i64::try_from(engine.active_calls()).unwrap_or(i64::MAX));
         let router = engine.router();
@@ -272,9 +304,13 @@ target = "pbx"
             "sipedge_target_up{target=\"pbx\"} 0",
             "sipedge_calls_refused_total{trunk=\"carrier\",reason=\"unknown-did\"} 1",
             "sipedge_calls_refused_total{trunk=\"carrier\",reason=\"no-target\"} 1",
+            "sipedge_proxy_events_total{event=\"forwarded-request\"} 2",
+            "sipedge_proxy_events_total{event=\"forwarded-response\"} 2",
+            "sipedge_proxy_events_total{event=\"call-answered\"} 1",
         ] {
             assert!(text.contains(want), "{want:?} missing from\n{text}");
         }
         assert!(!text.contains("result=\"range\""), "series appear once they move:\n{text}");
+        assert!(!text.contains("event=\"bye-sent\""), "series appear once they move:\n{text}");
     }
 }
