@@ -4,6 +4,11 @@
 //! its own short-held mutex; one call's bookkeeping never waits on I/O. Counts per trunk are
 //! exact: a dialog is counted once when it is confirmed and uncounted once when it ends, however
 //! many 2xx retransmissions or BYEs arrive.
+//!
+//! The CSeq of a request within an early dialog (a PRACK or UPDATE before the 2xx) is kept
+//! apart, by Call-ID and the sender's and receiver's tags, until the 2xx confirms the dialog
+//! and takes it into its BYE recipe: a BYE at maximum duration must carry a CSeq above every
+//! one the other side has seen (RFC 3261 §12.2.1.1).
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -16,6 +21,15 @@ use crate::guard::CallHold;
 
 /// Shards of the dialog table (a power of two).
 const SHARDS: usize = 16;
+/// How long the CSeq of a request within an early dialog waits for the dialog's 2xx: longer
+/// than a proxy's Timer C (more than 3 minutes, RFC 3261 §16.6 step 11).
+pub const EARLY_CSEQ_KEEP: Duration = Duration::from_secs(300);
+/// Early CSeqs forgotten per [`Dialogs::expire`] at most.
+const EARLY_CSEQ_EXPIRY_PER_CALL: usize = 1024;
+/// [`Key`] kind of a dialog identity, in either tag order.
+const KEY_DIALOG: u8 = 0;
+/// [`Key`] kind of an early request's direction: Call-ID, sender's tag, receiver's tag.
+const KEY_EARLY: u8 = 1;
 
 /// Identity of a dialog: Call-ID and the two tags, in either order (a BYE from the callee
 /// carries them swapped).
@@ -63,6 +77,8 @@ pub struct Parties {
 #[derive(Debug)]
 pub struct Dialogs {
     shards: Vec<Mutex<Table<Dialog>>>,
+    /// Highest CSeq of the requests within early dialogs, by direction, until the 2xx.
+    early: Vec<Mutex<Table<u32>>>,
     hasher: [std::hash::RandomState; 2],
     max_duration: Duration,
 }
@@ -84,6 +100,7 @@ impl Dialogs {
         let per_shard = capacity / SHARDS as u32 + capacity / (SHARDS as u32 * 4) + 16;
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Table::with_capacity(per_shard))).collect(),
+            early: (0..SHARDS).map(|_| Mutex::new(Table::with_capacity(per_shard))).collect(),
             hasher: [std::hash::RandomState::new(), std::hash::RandomState::new()],
             max_duration,
         }
@@ -92,10 +109,19 @@ impl Dialogs {
     /// A 128-bit keyed digest of the dialog identity, independent of tag order.
     fn key(&self, id: &DialogId<'_>) -> (usize, Key) {
         let (lo, hi) = if id.tag_a <= id.tag_b { (id.tag_a, id.tag_b) } else { (id.tag_b, id.tag_a) };
+        self.digest(KEY_DIALOG, id.call_id, lo, hi)
+    }
+
+    /// A 128-bit keyed digest of one direction of a dialog: `id.tag_a` the sender's tag.
+    fn early_key(&self, id: &DialogId<'_>) -> (usize, Key) {
+        self.digest(KEY_EARLY, id.call_id, id.tag_a, id.tag_b)
+    }
+
+    fn digest(&self, kind: u8, call_id: &[u8], lo: &[u8], hi: &[u8]) -> (usize, Key) {
         let mut digest = [0u8; 16];
         for (i, state) in self.hasher.iter().enumerate() {
             let mut h = state.build_hasher();
-            h.write(id.call_id);
+            h.write(call_id);
             h.write_u8(0);
             h.write(lo);
             h.write_u8(0);
@@ -103,7 +129,7 @@ impl Dialogs {
             digest[i * 8..i * 8 + 8].copy_from_slice(&h.finish().to_le_bytes());
         }
         let shard = usize::from(digest[0]) % SHARDS;
-        (shard, Key::new(0, &digest).unwrap_or_else(|| unreachable!("16 bytes fit a key")))
+        (shard, Key::new(kind, &digest).unwrap_or_else(|| unreachable!("16 bytes fit a key")))
     }
 
     fn shard(&self, i: usize) -> std::sync::MutexGuard<'_, Table<Dialog>> {
@@ -111,9 +137,56 @@ impl Dialogs {
         self.shards[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn early_shard(&self, i: usize) -> std::sync::MutexGuard<'_, Table<u32>> {
+        self.early[i].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request within a dialog went through: `id.tag_a` is its sender's tag (From),
+    /// `id.tag_b` the receiver's (To). Its CSeq goes into the active dialog's BYE recipe, or,
+    /// while the dialog is early, is kept for the 2xx (for [`EARLY_CSEQ_KEEP`]; when the early
+    /// table is full it is not kept, and a BYE at maximum duration may carry a CSeq that side
+    /// has seen).
+    pub fn note_cseq(&self, now: Instant, id: &DialogId<'_>, number: u32) {
+        let (shard, key) = self.key(id);
+        {
+            let mut t = self.shard(shard);
+            if let Some(h) = t.find(&key) {
+                if let Some(recipe) = t.get_mut(h).and_then(|d| d.bye.as_mut()) {
+                    recipe.note_cseq(id.tag_a, number);
+                }
+                return;
+            }
+        }
+        let (shard, key) = self.early_key(id);
+        let mut t = self.early_shard(shard);
+        if let Some(h) = t.find(&key) {
+            if let Some(highest) = t.get_mut(h) {
+                *highest = (*highest).max(number);
+            }
+        } else if let Ok(h) = t.insert(key, number) {
+            t.set_deadline(h, Some(now + EARLY_CSEQ_KEEP));
+        }
+    }
+
+    /// The highest CSeq kept of the early requests from `id.tag_a` to `id.tag_b`, removed.
+    fn take_early_cseq(&self, id: &DialogId<'_>) -> Option<u32> {
+        let (shard, key) = self.early_key(id);
+        let mut t = self.early_shard(shard);
+        let h = t.find(&key)?;
+        t.remove(h).map(|(_, n)| n)
+    }
+
     /// A 2xx to an INVITE went upstream. Unless the dialog is [`Confirm::New`], it is dropped
     /// (and with it its hold).
-    pub fn confirm(&self, now: Instant, id: &DialogId<'_>, dialog: Dialog) -> Confirm {
+    pub fn confirm(&self, now: Instant, id: &DialogId<'_>, mut dialog: Dialog) -> Confirm {
+        if let Some(recipe) = dialog.bye.as_mut() {
+            for (from, to) in [(id.tag_a, id.tag_b), (id.tag_b, id.tag_a)] {
+                let direction = DialogId { call_id: id.call_id, tag_a: from, tag_b: to };
+                if let Some(number) = self.take_early_cseq(&direction) {
+                    recipe.note_cseq(from, number);
+                }
+            }
+        }
         let (shard, key) = self.key(id);
         let mut t = self.shard(shard);
         if t.find(&key).is_some() {
@@ -154,8 +227,18 @@ impl Dialogs {
         t.remove(h).map(|(_, d)| d)
     }
 
-    /// Ends dialogs past their maximum duration, calling `ended` for each (at most `limit`).
+    /// Ends dialogs past their maximum duration, calling `ended` for each (at most `limit`),
+    /// and forgets early CSeqs past [`EARLY_CSEQ_KEEP`] (at most [`EARLY_CSEQ_EXPIRY_PER_CALL`]).
     pub fn expire(&self, now: Instant, limit: usize, mut ended: impl FnMut(Dialog)) -> usize {
+        let mut forgotten = 0;
+        for shard in 0..SHARDS {
+            let mut t = self.early_shard(shard);
+            while forgotten < EARLY_CSEQ_EXPIRY_PER_CALL {
+                let Some(h) = t.pop_due(now) else { break };
+                t.remove(h);
+                forgotten += 1;
+            }
+        }
         let mut n = 0;
         for shard in 0..SHARDS {
             let mut t = self.shard(shard);
@@ -250,6 +333,24 @@ mod tests {
         assert_eq!(d.expire(t0 + Duration::from_secs(61), 10, |x| ended.push(x)), 1);
         assert_eq!(d.len(), 1);
         assert!(d.end(&id("c1", "a", "b")).is_none(), "an expired call cannot end twice");
+    }
+
+    #[test]
+    fn early_cseqs_are_kept_by_direction_until_taken_or_expired() {
+        let t0 = Instant::now();
+        let d = Dialogs::new(100, Duration::from_secs(3600));
+        d.note_cseq(t0, &id("c1", "caller", "callee"), 2);
+        d.note_cseq(t0, &id("c1", "caller", "callee"), 4);
+        d.note_cseq(t0, &id("c1", "caller", "callee"), 3);
+        d.note_cseq(t0, &id("c1", "callee", "caller"), 9);
+        assert_eq!(d.take_early_cseq(&id("c1", "caller", "callee")), Some(4), "the highest");
+        assert_eq!(d.take_early_cseq(&id("c1", "caller", "callee")), None, "taken once");
+        assert_eq!(d.take_early_cseq(&id("c2", "callee", "caller")), None, "another call");
+        assert_eq!(d.expire(t0 + EARLY_CSEQ_KEEP - Duration::from_secs(1), 10, drop), 0);
+        assert_eq!(d.take_early_cseq(&id("c1", "callee", "caller")), Some(9));
+        d.note_cseq(t0, &id("c3", "a", "b"), 5);
+        d.expire(t0 + EARLY_CSEQ_KEEP, 10, drop);
+        assert_eq!(d.take_early_cseq(&id("c3", "a", "b")), None, "forgotten after EARLY_CSEQ_KEEP");
     }
 
     #[test]

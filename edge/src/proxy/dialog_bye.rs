@@ -4,9 +4,9 @@
 //! §15.1.1). Pure: no I/O, no clock; the engine sends what [`ByeRecipe::write`] builds.
 //!
 //! Kept up to date by what passes through: each side's highest CSeq (the BYE uses one more,
-//! §12.2.1.1) and the remote targets of a re-INVITE answered 2xx (§12.2). Not seen: requests of
-//! the early dialog (a PRACK or UPDATE before the 2xx): after one, the BYE to the callee may
-//! carry a CSeq the callee has already seen.
+//! §12.2.1.1), including those of the early dialog (a PRACK or UPDATE before the 2xx, which the
+//! dialog table keeps until the 2xx), and the remote targets of a re-INVITE answered 2xx
+//! (§12.2). Not seen: Contacts of an UPDATE (RFC 3311 target refreshes).
 //!
 //! Route sets (RFC 3261 §12.1): the caller's is the 2xx's Record-Route reversed, the callee's the
 //! Record-Route in order. Each contains the edge itself; a BYE the edge originates must skip it

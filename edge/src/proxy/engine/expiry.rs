@@ -78,14 +78,15 @@ impl Engine {
             .ok()
     }
 
-    /// A request within a dialog is forwarded: its CSeq is the sender's highest so far.
-    pub(super) fn note_in_dialog_cseq(&self, msg: &SipMessage<'_>) {
+    /// A request within a dialog (or an early dialog) is forwarded: its CSeq is the sender's
+    /// highest so far.
+    pub(super) fn note_in_dialog_cseq(&self, msg: &SipMessage<'_>, now: Instant) {
         let (Ok(call_id), Ok(from), Ok(to), Ok(cseq)) = (msg.call_id(), msg.from(), msg.to(), msg.cseq())
         else {
             return;
         };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
-        self.dialogs.update_recipe(&DialogId { call_id, tag_a, tag_b }, |r| r.note_cseq(tag_a, cseq.number));
+        self.dialogs.note_cseq(now, &DialogId { call_id, tag_a, tag_b }, cseq.number);
     }
 
     /// A re-INVITE within a dialog was answered 2xx: both sides' Contacts may have changed.

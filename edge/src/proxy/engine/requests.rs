@@ -360,7 +360,7 @@ impl Engine {
         let Some(hop) = self.in_dialog_next_hop(msg, trunk, ctx) else {
             return self.reply(msg, 481, "Call/Transaction Does Not Exist", &[], ctx);
         };
-        self.note_in_dialog_cseq(msg);
+        self.note_in_dialog_cseq(msg, ctx.now);
         let Some((mut s, h)) = self.open_tx(shard, key, msg, hop.dest, None, None, ctx) else { return };
         let ruri = hop.request_uri.as_ref().map(|(buf, len)| &buf[..*len]);
         self.start_branch(&mut s, shard, h, msg, ruri, hop.dest, hop.pop_route, ctx);

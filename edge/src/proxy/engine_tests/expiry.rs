@@ -188,3 +188,40 @@ fn a_re_invite_answered_2xx_refreshes_where_the_byes_go() {
     assert_eq!(header(&to_caller[0], "CSeq"), Some("9 BYE"), "after the re-INVITE's 8");
     assert_eq!(header(&to_callee[0], "CSeq"), Some("5 BYE"));
 }
+
+#[test]
+fn requests_of_the_early_dialog_raise_the_cseq_of_the_byes() {
+    let mut h = harness();
+    let out = h.recv(CARRIER, &invite("z9hG4bKx1", "call-exp", "+15551230000", 70));
+    let invite_fwd = out[1].1.clone();
+    let dialog_headers = format!(
+        "Record-Route: <sip:203.0.113.1:5060;lr>\r\nContact: <{CALLEE_CONTACT}>\r\nContent-Length: 0"
+    );
+    // A reliable 183 creates the early dialog (RFC 3262).
+    let progress = response_to(&invite_fwd, 183, "Session Progress", Some("answer"))
+        .replace("Content-Length: 0", &format!("Require: 100rel\r\nRSeq: 1\r\n{dialog_headers}"));
+    let up = h.recv(PBX1, &progress);
+    assert_eq!((up[0].0, status(&up[0].1)), (addr(CARRIER), 183));
+    // Within it: the caller's PRACK and UPDATE, the callee's UPDATE, each forwarded and answered.
+    for (from, request) in [
+        (CARRIER, in_dialog("PRACK", "z9hG4bKx1p", 2, true)),
+        (CARRIER, in_dialog("UPDATE", "z9hG4bKx1u", 3, true)),
+        (PBX1, in_dialog("UPDATE", "z9hG4bKx1v", 9, false)),
+    ] {
+        let fwd = h.recv(from, &request);
+        let (dest, fwd) = fwd.last().unwrap();
+        assert_eq!(method(fwd), method(&request));
+        h.recv(&dest.to_string(), &response_to(fwd, 200, "OK", None));
+    }
+    let ok =
+        response_to(&invite_fwd, 200, "OK", Some("answer")).replace("Content-Length: 0", &dialog_headers);
+    assert_eq!(status(&h.recv(PBX1, &ok)[0].1), 200);
+    h.recv(CARRIER, &in_dialog("ACK", "z9hG4bKx1ack", 1, true));
+    assert_eq!(h.engine.active_calls(), 1);
+    let (to_callee, to_caller) = byes_until(&mut h, MAX_CALL + Duration::from_millis(20));
+    let ([callee_bye], [caller_bye]) = (&to_callee[..], &to_caller[..]) else {
+        panic!("one BYE to each side: {to_callee:#?} {to_caller:#?}")
+    };
+    assert_eq!(header(callee_bye, "CSeq"), Some("4 BYE"), "above the caller's early UPDATE (3)");
+    assert_eq!(header(caller_bye, "CSeq"), Some("10 BYE"), "above the callee's early UPDATE (9)");
+}
