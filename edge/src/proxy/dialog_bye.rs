@@ -6,7 +6,8 @@
 //! Kept up to date by what passes through: each side's highest CSeq (the BYE uses one more,
 //! §12.2.1.1), including those of the early dialog (a PRACK or UPDATE before the 2xx, which the
 //! dialog table keeps until the 2xx), and the remote targets of a re-INVITE answered 2xx
-//! (§12.2). Not seen: Contacts of an UPDATE (RFC 3311 target refreshes).
+//! and of an UPDATE (RFC 3311) answered 2xx (§12.2). Not seen: a target refresh within the
+//! early dialog (the 2xx then names the callee's target; the caller's stays the INVITE's).
 //!
 //! Route sets (RFC 3261 §12.1): the caller's is the 2xx's Record-Route reversed, the callee's the
 //! Record-Route in order. Each contains the edge itself; a BYE the edge originates must skip it
@@ -194,7 +195,7 @@ impl ByeRecipe {
         }
     }
 
-    /// A target refresh went through (a re-INVITE answered 2xx, RFC 3261 §12.2): the side that
+    /// A target refresh went through (a re-INVITE or an UPDATE answered 2xx, RFC 3261 §12.2, RFC 3311): the side that
     /// sent it (`from_tag`) is now reached at the request's Contact, the other side at the
     /// response's (`None`: unchanged). Beyond the caps the recipe stays as it was.
     pub fn refresh_targets(

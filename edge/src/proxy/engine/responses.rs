@@ -55,6 +55,12 @@ impl Engine {
                 if is_invite && (200..300).contains(&code) {
                     self.on_answered(tx, msg, ctx);
                 } else if !is_invite {
+                    if (200..300).contains(&code)
+                        && matches!(msg.cseq().map(|c| c.method), Ok(Method::Update))
+                    {
+                        // An UPDATE is a target refresh too (RFC 3311 §5.2).
+                        self.refresh_targets(&tx.original, msg, ctx);
+                    }
                     self.on_non_invite_final(msg, code);
                 }
                 self.release_branch_buffers(&mut s, h);

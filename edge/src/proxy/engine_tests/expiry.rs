@@ -190,6 +190,25 @@ fn a_re_invite_answered_2xx_refreshes_where_the_byes_go() {
 }
 
 #[test]
+fn an_update_answered_2xx_refreshes_where_the_byes_go() {
+    let mut h = harness();
+    answered_call(&mut h);
+    // The caller UPDATEs (CSeq 6) from a new Contact; the callee answers from a new one too.
+    let update = in_dialog("UPDATE", "z9hG4bKx1u", 6, true)
+        .replace("Content-Length: 0", "Contact: <sip:caller@192.0.2.7:5099>\r\nContent-Length: 0");
+    let fwd = h.recv(CARRIER, &update);
+    let (dest, fwd) = fwd.last().unwrap();
+    assert_eq!((*dest, method(fwd)), (addr(PBX1), "UPDATE"));
+    let ok = response_to(fwd, 200, "OK", None)
+        .replace("Content-Length: 0", "Contact: <sip:pbx@198.51.100.10:5090>\r\nContent-Length: 0");
+    h.recv(PBX1, &ok);
+    let (to_callee, to_caller) = byes_until(&mut h, MAX_CALL + Duration::from_millis(20));
+    assert!(to_callee[0].starts_with("BYE sip:pbx@198.51.100.10:5090 SIP/2.0\r\n"), "{to_callee:?}");
+    assert!(to_caller[0].starts_with("BYE sip:caller@192.0.2.7:5099 SIP/2.0\r\n"), "{to_caller:?}");
+    assert_eq!(header(&to_callee[0], "CSeq"), Some("7 BYE"), "after the UPDATE's 6");
+}
+
+#[test]
 fn requests_of_the_early_dialog_raise_the_cseq_of_the_byes() {
     let mut h = harness();
     let out = h.recv(CARRIER, &invite("z9hG4bKx1", "call-exp", "+15551230000", 70));
