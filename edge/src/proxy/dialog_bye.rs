@@ -195,9 +195,10 @@ impl ByeRecipe {
         }
     }
 
-    /// A target refresh went through (a re-INVITE or an UPDATE answered 2xx, RFC 3261 §12.2, RFC 3311): the side that
-    /// sent it (`from_tag`) is now reached at the request's Contact, the other side at the
-    /// response's (`None`: unchanged). Beyond the caps the recipe stays as it was.
+    /// A target refresh went through (a re-INVITE or an UPDATE answered 2xx, RFC 3261 §12.2,
+    /// RFC 3311): the side that sent it (`from_tag`) is now reached at the request's Contact,
+    /// the other side at the response's (`None`: unchanged). Beyond the caps the recipe stays as
+    /// it was.
     pub fn refresh_targets(
         &mut self,
         from_tag: &[u8],

@@ -89,7 +89,8 @@ impl Engine {
         self.dialogs.note_cseq(now, &DialogId { call_id, tag_a, tag_b }, cseq.number);
     }
 
-    /// A re-INVITE or an UPDATE within a dialog was answered 2xx: both sides' Contacts may have changed.
+    /// A re-INVITE or an UPDATE within a dialog was answered 2xx: both sides' Contacts may have
+    /// changed.
     pub(super) fn refresh_targets(&self, reinvite: &[u8], ok: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         let Ok(req) = sip::parse(reinvite, &mut ctx.stored[..]) else { return };
         let (Ok(call_id), Ok(from), Ok(to)) = (req.call_id(), req.from(), req.to()) else { return };
