@@ -228,9 +228,12 @@ label_enum! {
         Failover => "failover",
         /// A response that matched no transaction.
         StrayResponse => "stray-response",
-        /// A new transaction refused because the table was full (for a new call: only the
-        /// reserve for requests within calls was left).
+        /// A new call refused because the transaction table was full (only the reserve for
+        /// requests within calls was left).
         TransactionTableFull => "transaction-table-full",
+        /// A request within a call forwarded statelessly because the transaction table was
+        /// full even for those.
+        ForwardedStatelessTableFull => "forwarded-stateless-table-full",
         /// A send the I/O layer refused.
         SendRefused => "send-refused",
         /// A call answered (dialog confirmed).

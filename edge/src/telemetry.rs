@@ -41,6 +41,7 @@ fn event_counter(c: &ProxyCounters, event: ProxyEvent) -> &AtomicU64 {
         ProxyEvent::Failover => &c.failovers,
         ProxyEvent::StrayResponse => &c.stray_responses,
         ProxyEvent::TransactionTableFull => &c.tx_table_full,
+        ProxyEvent::ForwardedStatelessTableFull => &c.forwarded_stateless_table_full,
         ProxyEvent::SendRefused => &c.send_refused,
         ProxyEvent::CallAnswered => &c.calls_answered,
         ProxyEvent::CallEnded => &c.calls_ended,

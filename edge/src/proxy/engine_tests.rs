@@ -588,3 +588,61 @@ fn new_calls_cannot_take_the_slots_kept_for_requests_within_calls() {
     let out = h.recv(PBX1, &response_to(&out[0].1, 200, "OK", None));
     assert_eq!((out[0].0, status(&out[0].1)), (addr(CARRIER), 200));
 }
+
+/// The top Via's value of a message.
+fn top_via(msg: &str) -> &str {
+    msg.lines().find_map(|l| l.strip_prefix("Via: ")).unwrap_or_default()
+}
+
+#[test]
+fn requests_within_calls_go_statelessly_when_even_their_reserve_is_full_and_a_bye_still_ends_its_call() {
+    let config = CONFIG.replace("cps = 1000\nmax_calls = 10", "cps = 100000\nmax_calls = 100000");
+    let per_shard = 20;
+    let max_transactions = TX_SHARDS as u32 * per_shard;
+    let mut h = Harness::with(&config, EngineConfig { max_transactions, ..EngineConfig::default() });
+    let out = h.recv(CARRIER, &invite("z9hG4bKkeep", "call-keep", "+15551230000", 70));
+    let out = h.recv(PBX1, &response_to(&out[1].1, 200, "OK", Some("callee1")));
+    assert_eq!((out[0].0, status(&out[0].1)), (addr(CARRIER), 200));
+    assert_eq!(h.engine.active_calls(), 1);
+    let within = |method: &str, branch: &str, cseq: u32| {
+        format!(
+            "{method} sip:+15551230000@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.7:5060;branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+442079460000@192.0.2.7>;tag=caller1\r\n\
+             To: <sip:+15551230000@203.0.113.1>;tag=callee1\r\nCall-ID: call-keep\r\nCSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+
+    // INFOs within the call that the callee never answers: about 62 a shard, more than any
+    // shard holds. Every one is forwarded; once its shard is full, without a transaction.
+    let mut stateless = 0;
+    for i in 0..4000 {
+        let out = h.recv(CARRIER, &within("INFO", &format!("z9hG4bKinfo{i}"), i + 2));
+        assert_eq!(out.len(), 1, "forwarded, never refused: {out:?}");
+        assert_eq!((out[0].0, method(&out[0].1)), (addr(PBX1), "INFO"));
+        stateless += u64::from(top_via(&out[0].1).contains(";branch=z9hG4bK-sl-"));
+    }
+    assert_eq!(h.engine.transactions(), max_transactions as usize, "every slot taken, none beyond");
+    let counters = h.engine.counters();
+    assert!(stateless > 0);
+    assert_eq!(counters.forwarded_stateless_table_full.load(Ordering::Relaxed), stateless);
+    assert_eq!(counters.tx_table_full.load(Ordering::Relaxed), 0, "nothing within a call is refused");
+
+    // The BYE goes the same way, and the callee's 200 comes back through the edge to the
+    // caller (our Via taken off), which ends the call and gives its slots back.
+    let out = h.recv(CARRIER, &within("BYE", "z9hG4bKbyek", 9000));
+    let [(to, bye)] = &out[..] else { panic!("{out:?}") };
+    assert_eq!((*to, method(bye)), (addr(PBX1), "BYE"));
+    assert!(top_via(bye).contains(";branch=z9hG4bK-sl-"), "{bye}");
+    let ok = response_to(bye, 200, "OK", None);
+    // A response whose second Via is not the one we forwarded under is not relayed.
+    let forged = ok.replace("branch=z9hG4bKbyek", "branch=z9hG4bKforged");
+    assert!(h.recv(PBX1, &forged).is_empty());
+    assert_eq!(h.engine.active_calls(), 1);
+    let out = h.recv(PBX1, &ok);
+    let [(to, up)] = &out[..] else { panic!("{out:?}") };
+    assert_eq!((*to, status(up)), (addr(CARRIER), 200));
+    assert_eq!(top_via(up), "SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bKbyek");
+    assert_eq!(h.engine.active_calls(), 0);
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 0);
+}

@@ -150,7 +150,7 @@ impl Engine {
         msg.vias().flatten().any(|v| {
             v.branch().is_some_and(|b| {
                 b.starts_with(OUR_BRANCH_PREFIX)
-                    || b.starts_with(b"z9hG4bK-sl-")
+                    || b.starts_with(stateless::STATELESS_BRANCH_PREFIX)
                     || b.starts_with(expiry::BYE_BRANCH_PREFIX)
             }) && match v.host {
                 Host::Ipv4(a) => self.is_us(SocketAddr::new(IpAddr::V4(a), v.port.unwrap_or(5060)), local),

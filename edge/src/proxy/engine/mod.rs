@@ -17,6 +17,7 @@ mod health;
 mod plan;
 mod requests;
 mod responses;
+mod stateless;
 mod text;
 mod timers;
 mod tx;
@@ -185,9 +186,12 @@ pub struct ProxyCounters {
     pub failovers: AtomicU64,
     /// Responses matching no transaction.
     pub stray_responses: AtomicU64,
-    /// New transactions refused because the table was full (a new call: because only the
-    /// reserve for requests within calls was left, [`IN_CALL_RESERVE_PERCENT`]).
+    /// New calls refused because the transaction table was full (only the reserve for
+    /// requests within calls was left, [`IN_CALL_RESERVE_PERCENT`]).
     pub tx_table_full: AtomicU64,
+    /// Requests within calls forwarded statelessly because the transaction table was full
+    /// even for them.
+    pub forwarded_stateless_table_full: AtomicU64,
     /// Sends the I/O layer refused.
     pub send_refused: AtomicU64,
     /// Calls answered (dialogs confirmed).
@@ -412,6 +416,10 @@ impl Engine {
         (shard, Key::new(kind, &digest).unwrap_or_else(|| unreachable!("16 bytes fit a key")))
     }
 }
+
+/// The transaction table has no room for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TableFull;
 
 /// Where an in-dialog request goes.
 struct Hop {

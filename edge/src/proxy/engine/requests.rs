@@ -171,8 +171,8 @@ impl Engine {
             return self.reply(msg, 503, "Service Unavailable", &[header], ctx);
         };
         let route = CallRoute { plan: Arc::clone(plan), set, seed, did };
-        let Some((mut s, h)) = self.open_tx(shard, key, msg, first.1, Some(route), hold, ctx) else {
-            return;
+        let Ok((mut s, h)) = self.open_tx(shard, key, msg, first.1, Some(route), hold, ctx) else {
+            return self.refuse_table_full(msg, ctx);
         };
         if let Some(tx) = s.table.get_mut(h) {
             tx.tried[0] = Some(first.0);
@@ -200,8 +200,8 @@ impl Engine {
     }
 
     /// Opens the server transaction for a request about to be forwarded to `downstream`, and
-    /// answers 100 Trying to an INVITE. `None` when the table is full: a 503 went back and was
-    /// counted.
+    /// answers 100 Trying to an INVITE. [`TableFull`] when the table has no room for it (for a
+    /// new call: when only the reserve for requests within calls is left); nothing was sent.
     #[allow(clippy::too_many_arguments, reason = "the parts of one new transaction")]
     pub(super) fn open_tx(
         &self,
@@ -212,7 +212,7 @@ impl Engine {
         route: Option<CallRoute>,
         hold: Option<CallHold>,
         ctx: &mut Ctx<'_, '_>,
-    ) -> Option<(MutexGuard<'_, Shard>, Handle)> {
+    ) -> Result<(MutexGuard<'_, Shard>, Handle), TableFull> {
         let invite = msg.method() == Some(Method::Invite);
         let server = if invite {
             Server::Invite(InviteServer::start(self.config.timers))
@@ -223,8 +223,7 @@ impl Engine {
         // A new call (routed by DID) may not take the last slots: requests within calls
         // still get through when new calls fill the table.
         if route.is_some() && s.table.len() >= s.calls_below {
-            drop(s);
-            return self.refuse_table_full(msg, ctx);
+            return Err(TableFull);
         }
         let mut original = s.buffer();
         original.extend_from_slice(msg.as_bytes());
@@ -247,21 +246,17 @@ impl Engine {
             answered: false,
             tried: [None; MAX_ATTEMPTS],
         };
-        let Ok(h) = s.table.insert(key, tx) else {
-            drop(s);
-            return self.refuse_table_full(msg, ctx);
-        };
+        let Ok(h) = s.table.insert(key, tx) else { return Err(TableFull) };
         if invite {
             self.send_provisional_100(&mut s, h, msg, ctx);
         }
-        Some((s, h))
+        Ok((s, h))
     }
 
-    /// Answers a request the transaction table has no room for: 503 with Retry-After.
-    fn refuse_table_full<T>(&self, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) -> Option<T> {
+    /// Answers a new call the transaction table has no room for: 503 with Retry-After.
+    fn refuse_table_full(&self, msg: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         inc(&self.counters.tx_table_full);
         self.reply(msg, 503, "Service Unavailable", &["Retry-After: 5"], ctx);
-        None
     }
 
     pub(super) fn send_provisional_100(
@@ -361,48 +356,11 @@ impl Engine {
             return self.reply(msg, 481, "Call/Transaction Does Not Exist", &[], ctx);
         };
         self.note_in_dialog_cseq(msg, ctx.now);
-        let Some((mut s, h)) = self.open_tx(shard, key, msg, hop.dest, None, None, ctx) else { return };
+        let Ok((mut s, h)) = self.open_tx(shard, key, msg, hop.dest, None, None, ctx) else {
+            return self.forward_table_full(msg, &hop, ctx);
+        };
         let ruri = hop.request_uri.as_ref().map(|(buf, len)| &buf[..*len]);
         self.start_branch(&mut s, shard, h, msg, ruri, hop.dest, hop.pop_route, ctx);
-    }
-
-    /// An ACK for a 2xx: forwarded without a transaction.
-    pub(super) fn forward_in_dialog_stateless(
-        &self,
-        msg: &SipMessage<'_>,
-        trunk: Option<TrunkIdx>,
-        ctx: &mut Ctx<'_, '_>,
-    ) {
-        if matches!(msg.max_forwards(), Ok(Some(0)) | Err(_)) || self.is_loop(msg, ctx.local) {
-            return;
-        }
-        let Some(hop) = self.in_dialog_next_hop(msg, trunk, ctx) else { return };
-        let Ok(via) = msg.top_via() else { return };
-        // A stateless branch: derived from the received one so that retransmissions match.
-        let mut bbuf = [0u8; 96];
-        let received = via.branch().unwrap_or_default();
-        let digest = self.hasher[0].hash_one(received);
-        let branch = fixed_fmt(&mut bbuf, format_args!("z9hG4bK-sl-{digest:x}"));
-        let opts = ForwardOptions {
-            via: ViaSpec {
-                transport: "UDP",
-                host: &ctx.local.host,
-                port: ctx.local.addr.port(),
-                branch,
-                rport: true,
-            },
-            request_uri: hop.request_uri.as_ref().map(|(buf, len)| &buf[..*len]),
-            pop_route: hop.pop_route,
-            record_route: None,
-        };
-        let ok =
-            ctx.sink.send_with(hop.dest, ctx.listen, &mut |buf| sip::forward_request(msg, &opts, buf).ok());
-        if ok {
-            ctx.sink.forwarded();
-            inc(&self.counters.forwarded);
-        } else {
-            inc(&self.counters.send_refused);
-        }
     }
 
     /// Where an in-dialog request goes: the next Route after ours; else the other side of the

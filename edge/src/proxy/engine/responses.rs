@@ -10,9 +10,11 @@ impl Engine {
             return;
         }
         let top_branch = msg.top_via().ok().and_then(|v| v.branch());
-        if top_branch
-            .is_some_and(|b| self.on_probe_response(b, msg, ctx.now) || self.on_bye_response(b, msg, ctx.now))
-        {
+        if top_branch.is_some_and(|b| {
+            self.on_probe_response(b, msg, ctx.now)
+                || self.on_bye_response(b, msg, ctx.now)
+                || self.on_stateless_response(b, msg, ctx)
+        }) {
             return;
         }
         let Some(branch) = top_branch.and_then(Branch::parse) else {
