@@ -238,12 +238,15 @@ label_enum! {
         SendRefused => "send-refused",
         /// A call answered (dialog confirmed).
         CallAnswered => "call-answered",
-        /// A call ended (BYE, or its maximum duration).
+        /// A call ended (BYE, its maximum duration or its session timer).
         CallEnded => "call-ended",
-        /// A call ended by its maximum duration whose headers allowed no BYE: neither side was
-        /// told.
+        /// A call ended because its session interval (RFC 4028) passed without a refresh.
+        CallSessionExpired => "call-session-expired",
+        /// A call ended by its maximum duration or its session timer whose headers allowed no
+        /// BYE: neither side was told.
         CallExpiredWithoutBye => "call-expired-without-bye",
-        /// A BYE the edge sent at a call's maximum duration (first transmission).
+        /// A BYE the edge sent at a call's maximum duration or session expiry (first
+        /// transmission).
         ByeSent => "bye-sent",
         /// A BYE of the edge's that could not be built or sent.
         ByeNotSent => "bye-not-sent",

@@ -45,6 +45,7 @@ fn event_counter(c: &ProxyCounters, event: ProxyEvent) -> &AtomicU64 {
         ProxyEvent::SendRefused => &c.send_refused,
         ProxyEvent::CallAnswered => &c.calls_answered,
         ProxyEvent::CallEnded => &c.calls_ended,
+        ProxyEvent::CallSessionExpired => &c.calls_session_expired,
         ProxyEvent::CallExpiredWithoutBye => &c.calls_expired_without_bye,
         ProxyEvent::ByeSent => &c.byes_sent,
         ProxyEvent::ByeNotSent => &c.byes_not_sent,

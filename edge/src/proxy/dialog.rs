@@ -1,4 +1,7 @@
-//! Active calls: an INVITE answered 2xx is a dialog until BYE, or until its maximum duration.
+//! Active calls: an INVITE answered 2xx is a dialog until BYE, until its maximum duration, or,
+//! when the 2xx negotiated a session timer (RFC 4028), until its session interval passes
+//! without a refresh (a re-INVITE or UPDATE answered 2xx): then its slots go back even though
+//! no BYE came (a UA that crashed, a link that broke), not hours later.
 //!
 //! Dialogs are shared by every worker (a BYE may arrive on any of them), in shards each behind
 //! its own short-held mutex; one call's bookkeeping never waits on I/O. Counts per trunk are
@@ -21,6 +24,9 @@ use crate::guard::CallHold;
 
 /// Shards of the dialog table (a power of two).
 const SHARDS: usize = 16;
+/// Shortest session interval honoured (RFC 4028 §4's minimum Min-SE): a shorter one counts as
+/// this.
+pub const MIN_SESSION_INTERVAL: Duration = Duration::from_secs(90);
 /// How long the CSeq of a request within an early dialog waits for the dialog's 2xx: longer
 /// than a proxy's Timer C (more than 3 minutes, RFC 3261 §16.6 step 11).
 pub const EARLY_CSEQ_KEEP: Duration = Duration::from_secs(300);
@@ -59,6 +65,9 @@ pub struct Dialog {
     pub callee: SocketAddr,
     /// The listen socket the call runs on.
     pub listen: usize,
+    /// The session interval the 2xx negotiated (RFC 4028 Session-Expires), if any: the call
+    /// ends when it passes without a refresh.
+    pub session: Option<Duration>,
     /// How to end the call with BYEs at its maximum duration; `None` when its headers did not
     /// fit (the call still counts and expires, without BYE).
     pub bye: Option<ByeRecipe>,
@@ -176,6 +185,34 @@ impl Dialogs {
         t.remove(h).map(|(_, n)| n)
     }
 
+    /// When a dialog ends unless refreshed first: its maximum duration from its start, or
+    /// sooner its session interval from `now`.
+    fn deadline(&self, now: Instant, dialog: &Dialog) -> Instant {
+        let at_most = dialog.started + self.max_duration;
+        match dialog.session {
+            Some(interval) => at_most.min(now + interval.max(MIN_SESSION_INTERVAL)),
+            None => at_most,
+        }
+    }
+
+    /// A session refresh was answered 2xx (`session`: the interval it carries; `None`: the
+    /// session timer is off from now on, RFC 4028 §9): the call's deadline moves.
+    pub fn refresh_session(&self, now: Instant, id: &DialogId<'_>, session: Option<Duration>) {
+        let (shard, key) = self.key(id);
+        let mut t = self.shard(shard);
+        let Some(h) = t.find(&key) else { return };
+        let Some(dialog) = t.get_mut(h) else { return };
+        dialog.session = session;
+        let deadline = self.deadline(now, dialog);
+        t.set_deadline(h, Some(deadline));
+    }
+
+    /// True when `dialog`, expired at `now`, ended by its maximum duration rather than by its
+    /// session interval.
+    pub fn past_maximum(&self, now: Instant, dialog: &Dialog) -> bool {
+        now >= dialog.started + self.max_duration
+    }
+
     /// A 2xx to an INVITE went upstream. Unless the dialog is [`Confirm::New`], it is dropped
     /// (and with it its hold).
     pub fn confirm(&self, now: Instant, id: &DialogId<'_>, mut dialog: Dialog) -> Confirm {
@@ -192,9 +229,10 @@ impl Dialogs {
         if t.find(&key).is_some() {
             return Confirm::Known;
         }
+        let deadline = self.deadline(now, &dialog);
         match t.insert(key, dialog) {
             Ok(h) => {
-                t.set_deadline(h, Some(now + self.max_duration));
+                t.set_deadline(h, Some(deadline));
                 Confirm::New
             }
             Err(_) => Confirm::Full,
@@ -280,7 +318,16 @@ mod tests {
     fn call(guard: &Guard, did: u64, started: Instant) -> Dialog {
         let caller = "127.0.0.1:5070".parse().unwrap();
         let callee = "127.0.0.1:5080".parse().unwrap();
-        Dialog { hold: guard.admit_call(0).unwrap(), did, started, caller, callee, listen: 0, bye: None }
+        Dialog {
+            hold: guard.admit_call(0).unwrap(),
+            did,
+            started,
+            caller,
+            callee,
+            listen: 0,
+            session: None,
+            bye: None,
+        }
     }
 
     fn id<'a>(c: &'a str, a: &'a str, b: &'a str) -> DialogId<'a> {
@@ -327,7 +374,8 @@ mod tests {
         let d = Dialogs::new(100, Duration::from_secs(60));
         let g = guard();
         d.confirm(t0, &id("c1", "a", "b"), call(&g, 7, t0));
-        d.confirm(t0 + Duration::from_secs(30), &id("c2", "a", "b"), call(&g, 7, t0));
+        let t30 = t0 + Duration::from_secs(30);
+        d.confirm(t30, &id("c2", "a", "b"), call(&g, 7, t30));
         let mut ended = Vec::new();
         assert_eq!(d.expire(t0 + Duration::from_secs(59), 10, |x| ended.push(x)), 0);
         assert_eq!(d.expire(t0 + Duration::from_secs(61), 10, |x| ended.push(x)), 1);

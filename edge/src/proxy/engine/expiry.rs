@@ -89,9 +89,20 @@ impl Engine {
         self.dialogs.note_cseq(now, &DialogId { call_id, tag_a, tag_b }, cseq.number);
     }
 
+    /// A re-INVITE or an UPDATE within a dialog (`request`, as received) was answered 2xx
+    /// (`ok`): it refreshes the dialog's targets and its session timer.
+    pub(super) fn on_refresh_answered(&self, request: &[u8], ok: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
+        if let (Ok(call_id), Ok(from), Ok(to)) = (ok.call_id(), ok.from(), ok.to())
+            && let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag())
+        {
+            self.dialogs.refresh_session(ctx.now, &DialogId { call_id, tag_a, tag_b }, session_interval(ok));
+        }
+        self.refresh_targets(request, ok, ctx);
+    }
+
     /// A re-INVITE or an UPDATE within a dialog was answered 2xx: both sides' Contacts may have
     /// changed.
-    pub(super) fn refresh_targets(&self, reinvite: &[u8], ok: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
+    fn refresh_targets(&self, reinvite: &[u8], ok: &SipMessage<'_>, ctx: &mut Ctx<'_, '_>) {
         let Ok(req) = sip::parse(reinvite, &mut ctx.stored[..]) else { return };
         let (Ok(call_id), Ok(from), Ok(to)) = (req.call_id(), req.from(), req.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
@@ -112,6 +123,9 @@ impl Engine {
         let room = (MAX_PENDING_BYES as usize).saturating_sub(byes.table.len()) / 2;
         self.dialogs.expire(now, DIALOG_EXPIRY_PER_TICK.min(room), |dialog| {
             inc(&self.counters.calls_ended);
+            if !self.dialogs.past_maximum(now, &dialog) {
+                inc(&self.counters.calls_session_expired);
+            }
             let Some(recipe) = &dialog.bye else {
                 inc(&self.counters.calls_expired_without_bye);
                 return;

@@ -196,12 +196,16 @@ pub struct ProxyCounters {
     pub send_refused: AtomicU64,
     /// Calls answered (dialogs confirmed).
     pub calls_answered: AtomicU64,
-    /// Calls ended (BYE or maximum duration).
+    /// Calls ended (BYE, maximum duration or session timer).
     pub calls_ended: AtomicU64,
-    /// Calls ended by the maximum duration whose headers allowed no BYE (over the caps of
-    /// `dialog_bye`, or without Contact): neither side was told.
+    /// Calls ended because their session interval (RFC 4028) passed without a refresh (also
+    /// in `calls_ended`; the others that expire reached their maximum duration).
+    pub calls_session_expired: AtomicU64,
+    /// Calls ended by the maximum duration or the session timer whose headers allowed no BYE
+    /// (over the caps of `dialog_bye`, or without Contact): neither side was told.
     pub calls_expired_without_bye: AtomicU64,
-    /// BYEs the edge sent to end calls past their maximum duration (first transmissions).
+    /// BYEs the edge sent to end calls past their maximum duration or session interval (first
+    /// transmissions).
     pub byes_sent: AtomicU64,
     /// BYEs of ours that could not be built or sent (the side was not told).
     pub byes_not_sent: AtomicU64,
@@ -218,6 +222,11 @@ pub struct ProxyCounters {
     /// By label, striped per worker: requests by method, responses by method and class,
     /// user-space verdicts, forward latency.
     pub sip: super::stats::SipStats,
+}
+
+/// The session interval a 2xx carries (RFC 4028 Session-Expires), if any.
+fn session_interval(ok: &SipMessage<'_>) -> Option<Duration> {
+    ok.session_expires().ok().flatten().map(|se| Duration::from_secs(se.seconds.into()))
 }
 
 fn inc(c: &AtomicU64) {

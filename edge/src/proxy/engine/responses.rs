@@ -60,8 +60,9 @@ impl Engine {
                     if (200..300).contains(&code)
                         && matches!(msg.cseq().map(|c| c.method), Ok(Method::Update))
                     {
-                        // An UPDATE is a target refresh too (RFC 3311 §5.2).
-                        self.refresh_targets(&tx.original, msg, ctx);
+                        // An UPDATE is a target and session refresh too (RFC 3311 §5.2,
+                        // RFC 4028 §9).
+                        self.on_refresh_answered(&tx.original, msg, ctx);
                     }
                     self.on_non_invite_final(msg, code);
                 }
@@ -102,7 +103,7 @@ impl Engine {
         tx.answered = true;
         if tx.route.is_none() {
             // A re-INVITE within a dialog (only new calls are routed).
-            return self.refresh_targets(&tx.original, msg, ctx);
+            return self.on_refresh_answered(&tx.original, msg, ctx);
         }
         let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else { return };
         let (Some(tag_a), Some(tag_b)) = (from.tag(), to.tag()) else { return };
@@ -114,6 +115,7 @@ impl Engine {
             caller: tx.upstream,
             callee: tx.downstream,
             listen: tx.listen,
+            session: session_interval(msg),
             bye: self.bye_recipe(&tx.original, msg, ctx),
         };
         // Unless new, the dialog was dropped, and its hold with it.

@@ -8,12 +8,15 @@ const CALLER_CONTACT: &str = "sip:caller@192.0.2.7:5060";
 const CALLEE_CONTACT: &str = "sip:pbx@198.51.100.10:5060";
 
 fn harness() -> Harness {
+    harness_with(MAX_CALL)
+}
+
+fn harness_with(max_call_duration: Duration) -> Harness {
     let config = Config::from_toml(CONFIG).unwrap();
     let guard = Guard::from_config(&config).unwrap();
     let router = Arc::new(Router::from_config(&config).unwrap());
     let mut h = Harness::new();
-    h.engine =
-        Engine::new(guard, router, EngineConfig { max_call_duration: MAX_CALL, ..EngineConfig::default() });
+    h.engine = Engine::new(guard, router, EngineConfig { max_call_duration, ..EngineConfig::default() });
     h
 }
 
@@ -243,4 +246,76 @@ fn requests_of_the_early_dialog_raise_the_cseq_of_the_byes() {
     };
     assert_eq!(header(callee_bye, "CSeq"), Some("4 BYE"), "above the caller's early UPDATE (3)");
     assert_eq!(header(caller_bye, "CSeq"), Some("10 BYE"), "above the callee's early UPDATE (9)");
+}
+
+/// The maximum duration of the session-timer tests: longer than their session intervals.
+const SESSION_MAX_CALL: Duration = Duration::from_secs(600);
+
+/// A call answered by PBX1 with `session` among the 200's headers, then ACKed.
+fn answered_with_session(h: &mut Harness, session: &str) {
+    let out = h.recv(CARRIER, &invite("z9hG4bKx1", "call-exp", "+15551230000", 70));
+    let ok = response_to(&out[1].1, 200, "OK", Some("answer")).replace(
+        "Content-Length: 0",
+        &format!(
+            "Record-Route: <sip:203.0.113.1:5060;lr>\r\nContact: <{CALLEE_CONTACT}>\r\n{session}Content-Length: 0"
+        ),
+    );
+    assert_eq!(status(&h.recv(PBX1, &ok)[0].1), 200);
+    h.recv(CARRIER, &in_dialog("ACK", "z9hG4bKx1ack", 1, true));
+    assert_eq!(h.engine.active_calls(), 1);
+}
+
+/// A session refresh from the caller (`method`: INVITE or UPDATE), answered 200 by the callee
+/// with `session` among its headers.
+fn refreshed(h: &mut Harness, method: &str, cseq: u32, session: &str) {
+    let out = h.recv(CARRIER, &in_dialog(method, &format!("z9hG4bKx1s{cseq}"), cseq, true));
+    let (dest, fwd) = out.last().unwrap();
+    assert_eq!((*dest, super::method(fwd)), (addr(PBX1), method));
+    let ok = response_to(fwd, 200, "OK", None)
+        .replace("Content-Length: 0", &format!("{session}Content-Length: 0"));
+    let up = h.recv(PBX1, &ok);
+    assert_eq!((up[0].0, status(&up[0].1)), (addr(CARRIER), 200));
+}
+
+#[test]
+fn a_call_whose_session_interval_passes_without_a_refresh_ends_then_not_at_its_maximum() {
+    let mut h = harness_with(SESSION_MAX_CALL);
+    answered_with_session(&mut h, "Session-Expires: 120;refresher=uac\r\n");
+    let (to_callee, to_caller) = byes_until(&mut h, Duration::from_secs(119));
+    assert!(to_callee.is_empty() && to_caller.is_empty(), "nothing before the session interval");
+    let (to_callee, to_caller) = byes_until(&mut h, Duration::from_millis(120_020));
+    assert_eq!((to_callee.len(), to_caller.len()), (1, 1), "{to_callee:?} {to_caller:?}");
+    assert_eq!(h.engine.active_calls(), 0);
+    assert_eq!(h.engine.guard().trunks()[0].limits.active(), 0, "the trunk's slot is back");
+    assert_eq!(counter(&h, |c| &c.calls_session_expired), 1);
+}
+
+#[test]
+fn a_session_interval_under_the_minimum_counts_as_the_minimum() {
+    let mut h = harness_with(SESSION_MAX_CALL);
+    answered_with_session(&mut h, "Session-Expires: 30\r\n");
+    let (to_callee, _) = byes_until(&mut h, Duration::from_secs(89));
+    assert!(to_callee.is_empty());
+    let (to_callee, _) = byes_until(&mut h, Duration::from_millis(90_020));
+    assert_eq!(to_callee.len(), 1);
+}
+
+#[test]
+fn a_refresh_moves_the_session_deadline_and_one_without_session_expires_turns_the_timer_off() {
+    let mut h = harness_with(SESSION_MAX_CALL);
+    answered_with_session(&mut h, "Session-Expires: 120;refresher=uac\r\n");
+    let (to_callee, _) = byes_until(&mut h, Duration::from_secs(100));
+    assert!(to_callee.is_empty());
+    // A re-INVITE at 100 s: the session now ends at 220 s.
+    refreshed(&mut h, "INVITE", 2, "Session-Expires: 120;refresher=uac\r\n");
+    let (to_callee, _) = byes_until(&mut h, Duration::from_secs(200));
+    assert!(to_callee.is_empty(), "refreshed: not at 120 s");
+    // An UPDATE at 200 s answered without Session-Expires: no session timer any more.
+    refreshed(&mut h, "UPDATE", 3, "");
+    let (to_callee, _) = byes_until(&mut h, SESSION_MAX_CALL - Duration::from_secs(1));
+    assert!(to_callee.is_empty(), "no session timer: only the maximum duration ends the call");
+    let (to_callee, to_caller) = byes_until(&mut h, SESSION_MAX_CALL + Duration::from_millis(20));
+    assert_eq!((to_callee.len(), to_caller.len()), (1, 1));
+    assert_eq!(header(&to_callee[0], "CSeq"), Some("4 BYE"), "after the UPDATE's 3");
+    assert_eq!(counter(&h, |c| &c.calls_session_expired), 0);
 }
