@@ -35,8 +35,12 @@ in_dialog() { # method, branch, call-id, cseq
 { printf '\x08'; invite +15559990000 c3 call-3; printf '\x00\xf8'; invite +15551230000 c4 call-4
   printf '\x00\xf8\x00\xf8'; } > "$dest/unknown-and-timeout"
 { printf '\x08'; invite +15551230000 c5 call-5; printf '\x00\x0d\x02\x00\x08'; in_dialog ACK c5a call-5 1
-  for _ in $(seq 20); do printf '\x00\xf8'; done   # 62 s: past the maximum call duration
+  for _ in $(seq 40); do printf '\x00\xf8'; done   # 124 s: past the maximum call duration
   printf '\x00\x0d\x02\x00\x0e\x02'; } > "$dest/max-duration"
-echo "seeded 4 files into fuzz/$dest"
+{ printf '\x08'; invite +15551230000 c6 call-6 | sed 's/^Content-Length: 0/Session-Expires: 90\r\nContent-Length: 0/'
+  printf '\x00\x0d\x02\x00\x08'; in_dialog ACK c6a call-6 1
+  for _ in $(seq 30); do printf '\x00\xf8'; done   # 93 s: past the session interval
+  printf '\x00\x0d\x02\x00\x0e\x02'; } > "$dest/session-timer"
+echo "seeded 5 files into fuzz/$dest"
 echo "run: cd fuzz && cargo +nightly fuzz run sip_parse -- -max_total_time=600"
 echo " or: cd fuzz && cargo +nightly fuzz run proxy_datagrams -- -max_total_time=600"

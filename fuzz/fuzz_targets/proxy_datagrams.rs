@@ -49,9 +49,10 @@ max_calls = 1
 /// Small bounds, so that inputs reach them.
 const MAX_TRANSACTIONS: u32 = 64;
 const MAX_DIALOGS: u32 = 8;
-/// The shortest maximum call duration the configuration allows: calls reach it within an
-/// input, and end with the edge's own BYEs (answered by sender 5 like any request to a PBX).
-const MAX_CALL_DURATION: Duration = Duration::from_secs(60);
+/// A maximum call duration that calls reach within an input (they end with the edge's own
+/// BYEs, answered by sender 5 like any request to a PBX), longer than the shortest session
+/// interval (90 s), so that a call with a session timer may end by either.
+const MAX_CALL_DURATION: Duration = Duration::from_secs(120);
 /// Datagrams per input at most (each may advance time by up to 3.1 s).
 const MAX_DATAGRAMS: usize = 64;
 /// Virtual time between two ticks.
@@ -140,8 +141,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// The PBX (`side` 0) or the carrier (1) answers the last request the engine sent it, with
 /// `CODES[pick % 8]`, as a UA does: a To tag on every answer but a 100, the request's
-/// Record-Route copied, and a Contact on a 2xx (so that a call can later end with the edge's
-/// own BYEs).
+/// Record-Route copied, and on a 2xx a Contact (so that a call can later end with the edge's
+/// own BYEs) and the request's Session-Expires, if any (a UA agreeing to the session timer).
 fn answer(engine: &Engine, worker: &mut WorkerState, now: Instant, sink: &mut Recorder, side: usize, pick: u8) {
     let Some(Some((from, request))) = sink.last_request.get(side).cloned() else { return };
     let mut index = [HeaderIndexEntry::EMPTY; MAX_HEADERS];
@@ -154,6 +155,9 @@ fn answer(engine: &Engine, worker: &mut WorkerState, now: Instant, sink: &mut Re
         .collect();
     if (200..300).contains(&code) {
         extra.push(format!("Contact: <sip:ua@{from}>"));
+        if let Some(se) = msg.header_value(HeaderKind::SessionExpires) {
+            extra.push(format!("Session-Expires: {}", String::from_utf8_lossy(se)));
+        }
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut out = vec![0u8; request.len() + 1024];
